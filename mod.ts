@@ -1,0 +1,18 @@
+/**
+ * nixcas: a content-addressed store for Nix store paths, wire-compatible with tvix-store.
+ *
+ * Run as a CLI with `deno run -A mod.ts <subcommand>`; import as a library for the services.
+ *
+ * @module
+ */
+export * from "./src/castore/digest.ts";
+export * from "./src/castore/errors.ts";
+export * from "./src/castore/directory.ts";
+export * from "./src/castore/blob/service.ts";
+export * from "./src/castore/blob/util.ts";
+export * from "./src/castore/blob/memory.ts";
+export * from "./src/castore/directory/service.ts";
+export * from "./src/castore/directory/memory.ts";
+export * from "./src/castore/directory/closure.ts";
+export * from "./src/castore/directory/traverse.ts";
+export * from "./src/store/path_info/service.ts";

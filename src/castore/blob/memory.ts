@@ -1,0 +1,82 @@
+/**
+ * BlobService kept in process memory.
+ *
+ * @module
+ */
+import { type B3Digest, createBlake3Hasher } from "../digest.ts";
+import { InvalidRequestError } from "../errors.ts";
+import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
+import { concat } from "./util.ts";
+
+/**
+ * Blobs in a Map, lost when the process ends (`memory://`).
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlobService, putBlob, readBlob } from "../../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const digest = await putBlob(blobs, new TextEncoder().encode("hi"));
+ * console.log(new TextDecoder().decode(await readBlob(blobs, digest))); // "hi"
+ * ```
+ */
+export class MemoryBlobService implements BlobService {
+  #blobs = new Map<string, Uint8Array>();
+
+  /** @inheritdoc */
+  has(digest: B3Digest): Promise<boolean> {
+    return Promise.resolve(this.#blobs.has(digest.key));
+  }
+
+  /** @inheritdoc */
+  openRead(digest: B3Digest): Promise<BlobReader | null> {
+    const data = this.#blobs.get(digest.key);
+    return Promise.resolve(data ? bufferReader(data) : null);
+  }
+
+  /** @inheritdoc */
+  openWrite(): Promise<BlobWriter> {
+    const parts: Uint8Array[] = [];
+    let result: B3Digest | null = null;
+    let aborted = false;
+    const hasher = createBlake3Hasher();
+    return Promise.resolve({
+      write: async (data) => {
+        if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
+        (await hasher).update(data);
+        parts.push(data.slice());
+      },
+      close: async () => {
+        if (aborted) throw new InvalidRequestError("blob writer was aborted");
+        if (!result) {
+          result = (await hasher).digest();
+          if (!this.#blobs.has(result.key)) this.#blobs.set(result.key, concat(parts));
+          parts.length = 0;
+        }
+        return result;
+      },
+      abort: () => {
+        aborted = true;
+        parts.length = 0;
+        return Promise.resolve();
+      },
+    });
+  }
+
+  /** @inheritdoc */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A {@linkcode BlobReader} over bytes held in memory. */
+export function bufferReader(data: Uint8Array): BlobReader {
+  return {
+    readAt: (offset, length) => Promise.resolve(data.subarray(offset, offset + length)),
+    async *chunks(offset = 0) {
+      for (let o = offset; o < data.length; o += CHUNK_SIZE) {
+        yield data.subarray(o, Math.min(o + CHUNK_SIZE, data.length));
+      }
+    },
+    close: () => Promise.resolve(),
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * BLAKE3 digests: the addresses of blobs and directories.
+ *
+ * @module
+ */
+import { createBLAKE3, type IHasher } from "hash-wasm";
+import { InvalidRequestError } from "./errors.ts";
+
+/** Length in bytes of a BLAKE3 digest. */
+export const B3_LEN = 32;
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lower-case hex of some bytes. */
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += HEX[b];
+  return s;
+}
+
+/** Standard base64 (with padding) of some bytes, as tvix prints digests. */
+export function toBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
+
+/** Decodes standard base64. */
+export function fromBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
+ * A 32-byte BLAKE3 digest, displayed as `b3:<base64>` like tvix.
+ *
+ * @example
+ * ```ts
+ * import { B3Digest, blake3 } from "./digest.ts";
+ * const d = blake3(new TextEncoder().encode("Hello World!"));
+ * const same = B3Digest.parse(d.toString());
+ * console.log(same.equals(d)); // true
+ * ```
+ */
+export class B3Digest {
+  /** The 32 raw digest bytes. Treat as read-only. */
+  readonly bytes: Uint8Array;
+
+  private constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+  }
+
+  /**
+   * Wraps 32 bytes (copied). Throws {@linkcode InvalidRequestError} naming the length when it is
+   * not 32.
+   */
+  static fromBytes(bytes: Uint8Array): B3Digest {
+    if (bytes.length !== B3_LEN) {
+      throw new InvalidRequestError(`invalid digest length: ${bytes.length} (want ${B3_LEN})`);
+    }
+    return new B3Digest(bytes.slice());
+  }
+
+  /** Parses `b3:<base64>`, bare base64, or 64 hex digits. */
+  static parse(text: string): B3Digest {
+    const t = text.startsWith("b3:") ? text.slice(3) : text;
+    if (/^[0-9a-fA-F]{64}$/.test(t)) {
+      const out = new Uint8Array(B3_LEN);
+      for (let i = 0; i < B3_LEN; i++) out[i] = parseInt(t.slice(2 * i, 2 * i + 2), 16);
+      return new B3Digest(out);
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = fromBase64(t);
+    } catch {
+      throw new InvalidRequestError(`not a BLAKE3 digest: ${JSON.stringify(text)}`);
+    }
+    return B3Digest.fromBytes(bytes);
+  }
+
+  /** `b3:<base64>`, the form tvix prints. */
+  toString(): string {
+    return `b3:${toBase64(this.bytes)}`;
+  }
+
+  /** Lower-case hex, the form b3sum prints. */
+  toHex(): string {
+    return toHex(this.bytes);
+  }
+
+  /** A string usable as a Map key. */
+  get key(): string {
+    return toHex(this.bytes);
+  }
+
+  /** Byte-wise equality. */
+  equals(other: B3Digest): boolean {
+    for (let i = 0; i < B3_LEN; i++) if (this.bytes[i] !== other.bytes[i]) return false;
+    return true;
+  }
+}
+
+// One hasher for synchronous one-shot digests (directories, small buffers). Safe because each
+// use runs init/update/digest without yielding to the event loop.
+const oneShot: IHasher = await createBLAKE3();
+
+/** BLAKE3 of a buffer, computed synchronously. */
+export function blake3(data: Uint8Array): B3Digest {
+  oneShot.init();
+  oneShot.update(data);
+  return B3Digest.fromBytes(oneShot.digest("binary"));
+}
+
+/** An incremental BLAKE3 hasher (for streams). */
+export interface Blake3Hasher {
+  /** Feeds bytes. */
+  update(data: Uint8Array): void;
+  /** Finishes and returns the digest; the hasher must not be used afterwards. */
+  digest(): B3Digest;
+}
+
+/** Creates an incremental BLAKE3 hasher. */
+export async function createBlake3Hasher(): Promise<Blake3Hasher> {
+  const h = await createBLAKE3();
+  h.init();
+  return {
+    update: (data) => void h.update(data),
+    digest: () => B3Digest.fromBytes(h.digest("binary")),
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * Validation of a leaves-to-root closure of directories, shared by every putter and by the gRPC
+ * server's Put handler.
+ *
+ * @module
+ */
+import { B3Digest } from "../digest.ts";
+import {
+  type Directory,
+  directoryDigest,
+  directorySize,
+  displayName,
+  validateDirectory,
+} from "../directory.ts";
+import { InvalidRequestError } from "../errors.ts";
+
+/**
+ * Checks directories as they arrive leaves first: each is valid, and each child it refers to
+ * was added before, with the size that child really has. The last one added is the root.
+ */
+export class ClosureValidator {
+  #sizes = new Map<string, number>();
+  #last: B3Digest | null = null;
+  #count = 0;
+
+  /** Validates `directory` against the rules and what came before; returns its digest. */
+  add(directory: Directory): B3Digest {
+    validateDirectory(directory);
+    for (const child of directory.directories) {
+      const key = B3Digest.fromBytes(child.digest).key;
+      const size = this.#sizes.get(key);
+      if (size === undefined) {
+        throw new InvalidRequestError(
+          `directory ${displayName(child.name)} refers to child ${
+            b3(child.digest)
+          } that was not sent before it`,
+        );
+      }
+      if (size !== child.size) {
+        throw new InvalidRequestError(
+          `directory ${displayName(child.name)} has size ${child.size}, but ${
+            b3(child.digest)
+          } has size ${size}`,
+        );
+      }
+    }
+    const digest = directoryDigest(directory);
+    this.#sizes.set(digest.key, directorySize(directory));
+    this.#last = digest;
+    this.#count++;
+    return digest;
+  }
+
+  /** How many directories were added. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The root digest; throws when nothing was added. */
+  root(): B3Digest {
+    if (!this.#last) throw new InvalidRequestError("no directories sent, so there is no root");
+    return this.#last;
+  }
+}
+
+function b3(bytes: Uint8Array): string {
+  return B3Digest.fromBytes(bytes).toString();
+}

@@ -1,0 +1,90 @@
+/**
+ * DirectoryService kept in process memory.
+ *
+ * @module
+ */
+import type { B3Digest } from "../digest.ts";
+import {
+  decodeDirectory,
+  type Directory,
+  directoryDigest,
+  encodeDirectory,
+  validateDirectory,
+} from "../directory.ts";
+import { InvalidRequestError } from "../errors.ts";
+import { ClosureValidator } from "./closure.ts";
+import type { DirectoryPutter, DirectoryService } from "./service.ts";
+import { traverseDirectories } from "./traverse.ts";
+
+/** Directories in a Map, lost when the process ends (`memory://`). */
+export class MemoryDirectoryService implements DirectoryService {
+  // Stored encoded, so callers cannot mutate what the store holds.
+  #dirs = new Map<string, Uint8Array>();
+
+  /** @inheritdoc */
+  get(digest: B3Digest): Promise<Directory | null> {
+    const bytes = this.#dirs.get(digest.key);
+    return Promise.resolve(bytes ? decodeDirectory(bytes) : null);
+  }
+
+  /** @inheritdoc */
+  put(directory: Directory): Promise<B3Digest> {
+    validateDirectory(directory);
+    const digest = directoryDigest(directory);
+    this.#dirs.set(digest.key, encodeDirectory(directory));
+    return Promise.resolve(digest);
+  }
+
+  /** @inheritdoc */
+  getRecursive(root: B3Digest): AsyncIterable<Directory> {
+    return traverseDirectories((d) => this.get(d), root);
+  }
+
+  /** @inheritdoc */
+  putMultipleStart(): DirectoryPutter {
+    return new BufferedPutter((dirs) => {
+      for (const [digest, bytes] of dirs) this.#dirs.set(digest.key, bytes);
+      return Promise.resolve();
+    });
+  }
+
+  /** @inheritdoc */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * A putter that validates the closure as directories arrive and hands all of them to `commit`
+ * at close, so a rejected closure stores nothing. Directories are small; a closure fits memory.
+ */
+export class BufferedPutter implements DirectoryPutter {
+  #validator = new ClosureValidator();
+  #pending: [B3Digest, Uint8Array][] = [];
+  #root: Promise<B3Digest> | null = null;
+  #commit: (dirs: [B3Digest, Uint8Array][]) => Promise<void>;
+
+  /** `commit` stores the validated, encoded directories in one go. */
+  constructor(commit: (dirs: [B3Digest, Uint8Array][]) => Promise<void>) {
+    this.#commit = commit;
+  }
+
+  /** @inheritdoc */
+  // deno-lint-ignore require-await
+  async put(directory: Directory): Promise<void> {
+    if (this.#root) throw new InvalidRequestError("directory putter is closed");
+    const digest = this.#validator.add(directory);
+    this.#pending.push([digest, encodeDirectory(directory)]);
+  }
+
+  /** @inheritdoc */
+  close(): Promise<B3Digest> {
+    this.#root ??= (async () => {
+      const root = this.#validator.root();
+      await this.#commit(this.#pending);
+      this.#pending = [];
+      return root;
+    })();
+    return this.#root;
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Walks over a DirectoryService: the recursive get every backend shares, and descending to a
+ * path below a root node.
+ *
+ * @module
+ */
+import { B3Digest } from "../digest.ts";
+import {
+  type AnyNode,
+  type Directory,
+  directoryDigest,
+  directoryNodes,
+  displayName,
+  validateDirectory,
+} from "../directory.ts";
+import { StorageError } from "../errors.ts";
+import type { DirectoryService } from "./service.ts";
+
+/**
+ * Breadth-first from `root`, each directory once (a digest reached twice is sent once), each
+ * validated and checked against its digest. Throws {@linkcode StorageError} naming the digest
+ * when one is missing or invalid: the store is inconsistent.
+ */
+export async function* traverseDirectories(
+  get: (digest: B3Digest) => Promise<Directory | null>,
+  root: B3Digest,
+): AsyncGenerator<Directory> {
+  const queue: B3Digest[] = [root];
+  const queued = new Set<string>([root.key]);
+  for (let i = 0; i < queue.length; i++) {
+    const digest = queue[i];
+    queue[i] = undefined as unknown as B3Digest; // let the queue's head be collected
+    const dir = await get(digest);
+    if (!dir) throw new StorageError(`directory ${digest} does not exist`);
+    try {
+      validateDirectory(dir);
+    } catch (e) {
+      throw new StorageError(`directory ${digest} is invalid: ${(e as Error).message}`);
+    }
+    for (const child of dir.directories) {
+      const d = B3Digest.fromBytes(child.digest);
+      if (!queued.has(d.key)) {
+        queued.add(d.key);
+        queue.push(d);
+      }
+    }
+    yield dir;
+  }
+}
+
+/**
+ * Follows `path` (components separated by `/`, raw bytes) from `root` and returns the node
+ * there, or null when a component does not exist. An empty path returns `root`. Throws
+ * {@linkcode StorageError} when a directory on the way is missing from the service.
+ */
+export async function descendTo(
+  directories: DirectoryService,
+  root: AnyNode,
+  path: Uint8Array | string,
+): Promise<AnyNode | null> {
+  const bytes = typeof path === "string" ? new TextEncoder().encode(path) : path;
+  const parts = splitPath(bytes);
+  let node = root;
+  for (const part of parts) {
+    if (node.case !== "directory") return null;
+    const digest = B3Digest.fromBytes(node.value.digest);
+    const dir = await directories.get(digest);
+    if (!dir) {
+      throw new StorageError(
+        `directory ${digest} (${displayName(node.value.name)}) does not exist`,
+      );
+    }
+    const next = findNode(dir, part);
+    if (!next) return null;
+    node = next;
+  }
+  return node;
+}
+
+/** Finds the node called `name` in a directory. */
+export function findNode(dir: Directory, name: Uint8Array): AnyNode | null {
+  for (const n of directoryNodes(dir)) {
+    if (bytesEqual(n.value.name, name)) return n;
+  }
+  return null;
+}
+
+function splitPath(path: Uint8Array): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i <= path.length; i++) {
+    if (i === path.length || path[i] === 0x2f) {
+      if (i > start) parts.push(path.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  return parts;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Checks that a directory fetched for `digest` really has that digest. */
+export function checkDirectoryDigest(digest: B3Digest, dir: Directory): void {
+  if (!directoryDigest(dir).equals(digest)) {
+    throw new StorageError(`directory ${digest} does not match its contents`);
+  }
+}
