@@ -28,11 +28,12 @@ export class MemoryDirectoryService implements DirectoryService {
   }
 
   /** @inheritdoc */
-  put(directory: Directory): Promise<B3Digest> {
+  // deno-lint-ignore require-await
+  async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const digest = directoryDigest(directory);
     this.#dirs.set(digest.key, encodeDirectory(directory));
-    return Promise.resolve(digest);
+    return digest;
   }
 
   /** @inheritdoc */
