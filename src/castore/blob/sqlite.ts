@@ -5,7 +5,7 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import { B3Digest, createBlake3Hasher } from "../digest.ts";
+import { type B3Digest, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
 import { openDatabase, type SqliteHandle, storageError, transaction } from "../../sqlite/db.ts";
 import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
