@@ -15,6 +15,9 @@ import { MemoryDirectoryService } from "./castore/directory/memory.ts";
 import type { DirectoryService } from "./castore/directory/service.ts";
 import { SqliteDirectoryService } from "./castore/directory/sqlite.ts";
 import { InvalidRequestError } from "./castore/errors.ts";
+import { MemoryPathInfoService } from "./store/path_info/memory.ts";
+import type { PathInfoService } from "./store/path_info/service.ts";
+import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
 
 /** A parsed service address. */
 export type ServiceAddr =
@@ -148,6 +151,27 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
     case "sqlite":
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqliteDirectoryService(a.path);
+    case "grpc":
+      return remoteNotAvailable(addr);
+  }
+}
+
+/**
+ * Opens a PathInfoService by address. Local backends calculate NARs from `blobs` and
+ * `directories`; a remote daemon calculates them from its own.
+ */
+export async function openPathInfoService(
+  addr: string,
+  blobs: BlobService,
+  directories: DirectoryService,
+): Promise<PathInfoService> {
+  const a = parseAddr(addr);
+  switch (a.kind) {
+    case "memory":
+      return new MemoryPathInfoService(blobs, directories);
+    case "sqlite":
+      if (a.path !== ":memory:") await ensureParent(a.path);
+      return new SqlitePathInfoService(a.path, blobs, directories);
     case "grpc":
       return remoteNotAvailable(addr);
   }

@@ -5,7 +5,12 @@
  * @module
  */
 import { type Command, Option } from "commander";
-import { defaultStoreAddr, openBlobService, openDirectoryService, openPathInfoService } from "../addr.ts";
+import {
+  defaultStoreAddr,
+  openBlobService,
+  openDirectoryService,
+  openPathInfoService,
+} from "../addr.ts";
 import type { BlobService } from "../castore/blob/service.ts";
 import type { DirectoryService } from "../castore/directory/service.ts";
 import type { PathInfoService } from "../store/path_info/service.ts";
@@ -43,24 +48,33 @@ export function addServiceAddrOptions(cmd: Command): Command {
         .env("BLOB_SERVICE_ADDR"),
     )
     .addOption(
-      new Option("--directory-service-addr <url>", `directory service address (default: ${DEFAULT_HELP})`)
+      new Option(
+        "--directory-service-addr <url>",
+        `directory service address (default: ${DEFAULT_HELP})`,
+      )
         .env("DIRECTORY_SERVICE_ADDR"),
     )
     .addOption(
-      new Option("--path-info-service-addr <url>", `path info service address (default: ${DEFAULT_HELP})`)
+      new Option(
+        "--path-info-service-addr <url>",
+        `path info service address (default: ${DEFAULT_HELP})`,
+      )
         .env("PATH_INFO_SERVICE_ADDR"),
     );
 }
 
 /** Opens the three services named by the flags, defaulting to the embedded store. */
 export async function openServices(opts: ServiceAddrOptions): Promise<Services> {
-  const needDefault = !opts.blobServiceAddr || !opts.directoryServiceAddr || !opts.pathInfoServiceAddr;
+  const needDefault = !opts.blobServiceAddr || !opts.directoryServiceAddr ||
+    !opts.pathInfoServiceAddr;
   const def = needDefault ? defaultStoreAddr() : "";
   const blobs = await openBlobService(opts.blobServiceAddr ?? def);
-  const directories = await openDirectoryService(opts.directoryServiceAddr ?? def).catch(async (e) => {
-    await blobs.close();
-    throw e;
-  });
+  const directories = await openDirectoryService(opts.directoryServiceAddr ?? def).catch(
+    async (e) => {
+      await blobs.close();
+      throw e;
+    },
+  );
   const pathInfos = await openPathInfoService(opts.pathInfoServiceAddr ?? def, blobs, directories)
     .catch(async (e) => {
       await blobs.close();
@@ -97,7 +111,9 @@ export function loggerFor(cmd: Command): Logger {
 export function addGlobalOptions(program: Command): Command {
   return program
     .addOption(
-      new Option("--log-level <level>", "how much to log on stderr").choices([...LEVELS]).default("info")
+      new Option("--log-level <level>", "how much to log on stderr").choices([...LEVELS]).default(
+        "info",
+      )
         .env("NIXCAS_LOG"),
     )
     .option("--json", "log JSON objects on stderr instead of text lines");
