@@ -11,7 +11,11 @@ import { descendTo } from "../castore/directory/traverse.ts";
 import { renderNar } from "../nar/render.ts";
 import { encode as nixbase32 } from "../store/nixbase32.ts";
 import type { PathInfo } from "../store/path_info/service.ts";
-import { parseStorePathWithSubpath, STORE_DIR_WITH_SLASH, type StorePath } from "../store/store_path.ts";
+import {
+  parseStorePathWithSubpath,
+  STORE_DIR_WITH_SLASH,
+  type StorePath,
+} from "../store/store_path.ts";
 import {
   action,
   addServiceAddrOptions,
