@@ -16,6 +16,12 @@ import { validatePathInfo } from "../path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
 import type { NarCalculation, PathInfoService } from "./service.ts";
 
+// fromBinary returns bytes fields as views into its input: decode a copy, so callers that
+// modify a returned message cannot modify the stored one.
+function decode(bytes: Uint8Array): PathInfo {
+  return fromBinary(PathInfoSchema, bytes.slice());
+}
+
 /** Most NAR calculations the cache keeps (oldest dropped first). */
 const NAR_CACHE_MAX = 10_000;
 
@@ -46,7 +52,7 @@ export class MemoryPathInfoService implements PathInfoService {
       );
     }
     const bytes = this.#infos.get(toHex(digest));
-    return Promise.resolve(bytes ? fromBinary(PathInfoSchema, bytes) : null);
+    return Promise.resolve(bytes ? decode(bytes) : null);
   }
 
   /** @inheritdoc */
@@ -56,7 +62,7 @@ export class MemoryPathInfoService implements PathInfoService {
       const bytes = toBinary(PathInfoSchema, info);
       // Like tvix, a put replaces an existing entry for the same digest.
       this.#infos.set(toHex(storePath.digest), bytes);
-      return Promise.resolve(fromBinary(PathInfoSchema, bytes));
+      return Promise.resolve(decode(bytes));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -83,7 +89,7 @@ export class MemoryPathInfoService implements PathInfoService {
   /** @inheritdoc */
   async *list(): AsyncIterable<PathInfo> {
     // A snapshot: puts during the listing do not disturb it.
-    for (const bytes of [...this.#infos.values()]) yield fromBinary(PathInfoSchema, bytes);
+    for (const bytes of [...this.#infos.values()]) yield decode(bytes);
   }
 
   /** @inheritdoc */
