@@ -8,6 +8,9 @@ import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
 import { SqliteDirectoryService } from "../../src/castore/directory/sqlite.ts";
 import { blobServiceSuite } from "./blob.ts";
 import { directoryServiceSuite } from "./directory.ts";
+import { pathInfoServiceSuite } from "./path_info.ts";
+import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
+import { SqlitePathInfoService } from "../../src/store/path_info/sqlite.ts";
 
 const noCleanup = () => Promise.resolve();
 
@@ -45,3 +48,32 @@ directoryServiceSuite("sqlite(:memory:)", () => {
   return Promise.resolve({ svc, cleanup: () => svc.close() });
 });
 directoryServiceSuite("sqlite(file)", sqliteFile((p) => new SqliteDirectoryService(p)));
+
+pathInfoServiceSuite("memory", () => {
+  const blobs = new MemoryBlobService();
+  const directories = new MemoryDirectoryService();
+  return Promise.resolve({
+    blobs,
+    directories,
+    svc: new MemoryPathInfoService(blobs, directories),
+    cleanup: noCleanup,
+  });
+});
+pathInfoServiceSuite("sqlite(file)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "nixcas-conf-" });
+  const path = `${dir}/store.db`;
+  const blobs = new SqliteBlobService(path);
+  const directories = new SqliteDirectoryService(path);
+  const svc = new SqlitePathInfoService(path, blobs, directories);
+  return {
+    blobs,
+    directories,
+    svc,
+    cleanup: async () => {
+      await svc.close();
+      await directories.close();
+      await blobs.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});

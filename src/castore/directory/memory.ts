@@ -24,7 +24,8 @@ export class MemoryDirectoryService implements DirectoryService {
   /** @inheritdoc */
   get(digest: B3Digest): Promise<Directory | null> {
     const bytes = this.#dirs.get(digest.key);
-    return Promise.resolve(bytes ? decodeDirectory(bytes) : null);
+    // Decode from a copy: protobuf-es returns bytes fields as views into its input.
+    return Promise.resolve(bytes ? decodeDirectory(bytes.slice()) : null);
   }
 
   /** @inheritdoc */
