@@ -6,6 +6,8 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { StorageError } from "../castore/errors.ts";
 
 /** Schema version stored in `PRAGMA user_version`. */
@@ -153,4 +155,27 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
 export function storageError(what: string, e: unknown): StorageError {
   if (e instanceof StorageError) return e;
   return new StorageError(`${what}: ${(e as Error)?.message ?? e}`, { cause: e });
+}
+
+// Buffers returned by node:sqlite live outside the V8 heap without being reported to it, so V8
+// does not collect them in time: reading a 1 GiB blob grew RSS to ~600 MiB (measured). Running
+// a full GC (~12 ms) after every 64 MiB read keeps memory flat at negligible cost.
+const GC_EVERY = 64 << 20;
+let unaccounted = 0;
+let collect: (() => void) | null | undefined;
+
+/** Records `n` bytes handed out by SQLite; collects garbage after every {@linkcode GC_EVERY}. */
+export function noteSqliteBytes(n: number): void {
+  unaccounted += n;
+  if (unaccounted < GC_EVERY) return;
+  unaccounted = 0;
+  if (collect === undefined) {
+    try {
+      v8.setFlagsFromString("--expose-gc");
+      collect = vm.runInNewContext("gc") as () => void;
+    } catch {
+      collect = null;
+    }
+  }
+  collect?.();
 }

@@ -7,7 +7,13 @@
 import type { StatementSync } from "node:sqlite";
 import { type B3Digest, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
-import { openDatabase, type SqliteHandle, storageError, transaction } from "../../sqlite/db.ts";
+import {
+  noteSqliteBytes,
+  openDatabase,
+  type SqliteHandle,
+  storageError,
+  transaction,
+} from "../../sqlite/db.ts";
 import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
 
 /**
@@ -65,11 +71,13 @@ export class SqliteBlobService implements BlobService {
     const chunk = (idx: number): Uint8Array => {
       const r = this.#chunk.get(id, idx) as { data: Uint8Array } | undefined;
       if (!r) throw storageError(`blob ${digest}`, new Error(`chunk ${idx} is missing`));
+      noteSqliteBytes(r.data.length);
       return r.data;
     };
     const part = (idx: number, start: number, len: number): Uint8Array => {
       const r = this.#chunkPart.get(start + 1, len, id, idx) as { data: Uint8Array } | undefined;
       if (!r) throw storageError(`blob ${digest}`, new Error(`chunk ${idx} is missing`));
+      noteSqliteBytes(r.data.length);
       return r.data;
     };
     return Promise.resolve({
