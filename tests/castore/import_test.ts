@@ -527,3 +527,29 @@ Deno.test("a 32 MiB file streams in chunks of at most 1 MiB and reads back equal
     assert.ok(back.every((v, i) => v === data[i]));
   });
 });
+
+Deno.test("deep trees work, and a walk stopped early releases its descriptors", async () => {
+  await withTempDir(async (dir, fd) => {
+    let p: Uint8Array = b("n");
+    libc.mkdirAt(fd, p);
+    for (let i = 0; i < 150; i++) {
+      p = libc.joinPath(p, b("n"));
+      libc.mkdirAt(fd, p);
+    }
+    libc.createFileAt(fd, libc.joinPath(p, b("leaf")), b("deep"));
+    const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const before = fds();
+    const dirs = new SpyDirectories();
+    const node = await importPath(libc.joinPath(dir, b("n")), new MemoryBlobService(), dirs);
+    let expected = makeDirectory({ files: [fileNode("leaf", await b3sum(b("deep")), 4)] });
+    for (let i = 0; i < 150; i++) {
+      expected = makeDirectory({ directories: [dirNode("n", expected)] });
+    }
+    assert.deepEqual(node, { case: "directory", value: dirNode("n", expected) });
+    assert.equal(dirs.puts.length, 151);
+    assert.equal(fds(), before);
+    let n = 0;
+    for (const _ of walk(libc.joinPath(dir, b("n")))) if (++n === 100) break;
+    assert.equal(fds(), before);
+  });
+});
