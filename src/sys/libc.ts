@@ -17,7 +17,7 @@
  */
 
 /** `dirfd` meaning "relative to the current directory" (paths may also be absolute). */
-export const AT_FDCWD = -100;
+export const AT_FDCWD: number = -100;
 /** `fstatat` flag: do not follow a final symlink. */
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 /** `fstatat` flag: an empty path means the descriptor itself. */
