@@ -17,7 +17,7 @@
  */
 
 /** `dirfd` meaning "relative to the current directory" (paths may also be absolute). */
-export const AT_FDCWD = -100;
+export const AT_FDCWD: number = -100;
 /** `fstatat` flag: do not follow a final symlink. */
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 /** `fstatat` flag: an empty path means the descriptor itself. */
@@ -197,16 +197,25 @@ function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
   return lib.symbols;
 }
 
-/** Current errno of this (the main) thread. */
+// errno lives at a fixed address per thread; this module instance only ever runs on one thread
+// (each worker loads its own copy), so the cell is looked up once.
+let errnoCell: Int32Array | null = null;
+
+function errnoView(): Int32Array {
+  errnoCell ??= new Int32Array(
+    Deno.UnsafePointerView.getArrayBuffer(libc().__errno_location()!, 4),
+  );
+  return errnoCell;
+}
+
+/** Current errno of this thread (valid only right after a synchronous call). */
 function errno(): number {
-  const p = libc().__errno_location();
-  return new Deno.UnsafePointerView(p!).getInt32();
+  return errnoView()[0];
 }
 
 /** Sets errno, needed to tell `readdir`'s end of stream (NULL, errno unchanged) from failure. */
 function setErrno(value: number): void {
-  const p = libc().__errno_location();
-  new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p!, 4))[0] = value;
+  errnoView()[0] = value;
 }
 
 const ERRNO_NAMES: Record<number, string> = {
