@@ -27,7 +27,7 @@ export * from "./src/nar/render.ts";
 export * from "./src/nar/hash.ts";
 export * from "./src/addr.ts";
 
-if (import.meta.main) {
-  const { main } = await import("./src/cli/main.ts");
-  await main();
-}
+export { buildProgram, main } from "./src/cli/main.ts";
+
+import { main as runCli } from "./src/cli/main.ts";
+if (import.meta.main) await runCli();

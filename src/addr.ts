@@ -176,3 +176,55 @@ export async function openPathInfoService(
       return remoteNotAvailable(addr);
   }
 }
+
+/** The three services of one store, as {@linkcode openStore} returns them. */
+export interface Store {
+  /** Blob service. */
+  blobs: BlobService;
+  /** Directory service. */
+  directories: DirectoryService;
+  /** Path info service. */
+  pathInfos: PathInfoService;
+  /** Closes all three. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens all three services. `addr` is used for every service unless `blob`, `directory` or
+ * `pathInfo` name another; the default is the embedded store ({@linkcode defaultStoreAddr}).
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./mod.ts";
+ * const store = await openStore("memory://");
+ * await store.close();
+ * ```
+ */
+export async function openStore(
+  addr?: string,
+  overrides: { blob?: string; directory?: string; pathInfo?: string } = {},
+): Promise<Store> {
+  const def = addr ??
+    (overrides.blob && overrides.directory && overrides.pathInfo ? "" : defaultStoreAddr());
+  const blobs = await openBlobService(overrides.blob ?? def);
+  let directories: DirectoryService | undefined;
+  try {
+    directories = await openDirectoryService(overrides.directory ?? def);
+    const pathInfos = await openPathInfoService(overrides.pathInfo ?? def, blobs, directories);
+    const dirs = directories;
+    return {
+      blobs,
+      directories: dirs,
+      pathInfos,
+      async close() {
+        await pathInfos.close();
+        await dirs.close();
+        await blobs.close();
+      },
+    };
+  } catch (e) {
+    await directories?.close();
+    await blobs.close();
+    throw e;
+  }
+}

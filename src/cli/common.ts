@@ -5,15 +5,7 @@
  * @module
  */
 import { type Command, Option } from "commander";
-import {
-  defaultStoreAddr,
-  openBlobService,
-  openDirectoryService,
-  openPathInfoService,
-} from "../addr.ts";
-import type { BlobService } from "../castore/blob/service.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
-import type { PathInfoService } from "../store/path_info/service.ts";
+import { openStore, type Store } from "../addr.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "./log.ts";
 
 /** The three address flags as commander parses them. */
@@ -27,16 +19,7 @@ export interface ServiceAddrOptions {
 }
 
 /** The three services a command works on. */
-export interface Services {
-  /** Blob service. */
-  blobs: BlobService;
-  /** Directory service. */
-  directories: DirectoryService;
-  /** Path info service. */
-  pathInfos: PathInfoService;
-  /** Closes all three. */
-  close(): Promise<void>;
-}
+export type Services = Store;
 
 const DEFAULT_HELP = "the embedded store, sqlite://$NIXCAS_DIR/store.db";
 
@@ -64,33 +47,12 @@ export function addServiceAddrOptions(cmd: Command): Command {
 }
 
 /** Opens the three services named by the flags, defaulting to the embedded store. */
-export async function openServices(opts: ServiceAddrOptions): Promise<Services> {
-  const needDefault = !opts.blobServiceAddr || !opts.directoryServiceAddr ||
-    !opts.pathInfoServiceAddr;
-  const def = needDefault ? defaultStoreAddr() : "";
-  const blobs = await openBlobService(opts.blobServiceAddr ?? def);
-  const directories = await openDirectoryService(opts.directoryServiceAddr ?? def).catch(
-    async (e) => {
-      await blobs.close();
-      throw e;
-    },
-  );
-  const pathInfos = await openPathInfoService(opts.pathInfoServiceAddr ?? def, blobs, directories)
-    .catch(async (e) => {
-      await blobs.close();
-      await directories.close();
-      throw e;
-    });
-  return {
-    blobs,
-    directories,
-    pathInfos,
-    async close() {
-      await pathInfos.close();
-      await directories.close();
-      await blobs.close();
-    },
-  };
+export function openServices(opts: ServiceAddrOptions): Promise<Services> {
+  return openStore(undefined, {
+    blob: opts.blobServiceAddr,
+    directory: opts.directoryServiceAddr,
+    pathInfo: opts.pathInfoServiceAddr,
+  });
 }
 
 /** Global options (on the program). */
