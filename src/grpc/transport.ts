@@ -6,7 +6,7 @@
  */
 import * as net from "node:net";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   InvalidRequestError,
   NotFoundError,
@@ -32,6 +32,8 @@ export interface RemoteTransport {
   transport: Transport;
   /** The address as given, for messages. */
   address: string;
+  /** Closes the connection; calls in progress fail with UNAVAILABLE. */
+  close(): void;
 }
 
 /**
@@ -48,30 +50,37 @@ export function createTransport(
     : t.kind === "unix"
     ? `grpc+unix://${t.path}`
     : `grpc+${t.baseUrl}`;
+  const ping = {
+    // Pings make a lost or frozen peer an error instead of a hang.
+    pingIntervalMs: options.pingIntervalMs ?? 15_000,
+    pingTimeoutMs: options.pingTimeoutMs ?? 10_000,
+  };
   const common = {
     // Blob data does not compress; gzip would cost far more CPU than it saves on loopback.
     acceptCompression: [],
-    sendCompression: undefined,
-    // Pings make a lost peer an error instead of a hang.
-    pingIntervalMs: options.pingIntervalMs ?? 15_000,
-    pingTimeoutMs: options.pingTimeoutMs ?? 10_000,
     // Blob chunks are ≤ 1 MiB, directories small; 64 MiB leaves room for big PathInfos.
     readMaxBytes: 64 << 20,
     writeMaxBytes: 64 << 20,
   };
+  // Our own session manager, so close() can end the connection.
+  let sessionManager: Http2SessionManager;
+  let baseUrl: string;
   if (t.kind === "unix") {
     const path = t.path;
-    return {
-      address,
-      transport: createGrpcTransport({
-        ...common,
-        // Only used for :authority and the request path; the socket comes from createConnection.
-        baseUrl: "http://localhost",
-        nodeOptions: { createConnection: () => net.connect(path) },
-      }),
-    };
+    // Only used for :authority and the request path; the socket comes from createConnection.
+    baseUrl = "http://localhost";
+    sessionManager = new Http2SessionManager(baseUrl, ping, {
+      createConnection: () => net.connect(path),
+    });
+  } else {
+    baseUrl = t.baseUrl;
+    sessionManager = new Http2SessionManager(baseUrl, ping);
   }
-  return { address, transport: createGrpcTransport({ ...common, baseUrl: t.baseUrl }) };
+  return {
+    address,
+    transport: createGrpcTransport({ ...common, baseUrl, sessionManager }),
+    close: () => sessionManager.abort(),
+  };
 }
 
 /**
