@@ -16,3 +16,18 @@ export * from "./src/castore/directory/memory.ts";
 export * from "./src/castore/directory/closure.ts";
 export * from "./src/castore/directory/traverse.ts";
 export * from "./src/store/path_info/service.ts";
+export * from "./src/store/nixbase32.ts";
+export * from "./src/store/store_path.ts";
+export * from "./src/store/import.ts";
+export * from "./src/store/path_info/sqlite.ts";
+export * from "./src/castore/blob/sqlite.ts";
+export * from "./src/castore/directory/sqlite.ts";
+export * from "./src/nar/writer.ts";
+export * from "./src/nar/render.ts";
+export * from "./src/nar/hash.ts";
+export * from "./src/addr.ts";
+
+if (import.meta.main) {
+  const { main } = await import("./src/cli/main.ts");
+  await main();
+}

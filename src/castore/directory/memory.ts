@@ -24,15 +24,17 @@ export class MemoryDirectoryService implements DirectoryService {
   /** @inheritdoc */
   get(digest: B3Digest): Promise<Directory | null> {
     const bytes = this.#dirs.get(digest.key);
-    return Promise.resolve(bytes ? decodeDirectory(bytes) : null);
+    // Decode from a copy: protobuf-es returns bytes fields as views into its input.
+    return Promise.resolve(bytes ? decodeDirectory(bytes.slice()) : null);
   }
 
   /** @inheritdoc */
-  put(directory: Directory): Promise<B3Digest> {
+  // deno-lint-ignore require-await
+  async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const digest = directoryDigest(directory);
     this.#dirs.set(digest.key, encodeDirectory(directory));
-    return Promise.resolve(digest);
+    return digest;
   }
 
   /** @inheritdoc */
