@@ -6,8 +6,11 @@
  */
 import * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
+import {
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { BlobService } from "../castore/blob/service.ts";
 import type { DirectoryService } from "../castore/directory/service.ts";
 import type { PathInfoService } from "../store/path_info/service.ts";
@@ -62,6 +65,44 @@ export interface Daemon {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * The node:http2 request handler: connect's gRPC protocol over our routes. Like connect-node's
+ * `connectNodeAdapter`, but a call the client abandoned (cancel, disconnect) is not logged as a
+ * failure, and other failures go to `log`.
+ */
+function requestHandler(
+  opts: DaemonOptions,
+  log: (m: string) => void,
+): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
+  const router = createConnectRouter({
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    // connect gzips responses whenever a client offers it (grpcio does): 10x slower reads.
+    acceptCompression: [],
+    readMaxBytes: 64 << 20,
+    writeMaxBytes: 64 << 20,
+  });
+  daemonRoutes(opts)(router);
+  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  return (req, res) => {
+    const h = paths.get((req.url ?? "").split("?", 1)[0]);
+    if (!h) {
+      // grpc clients read HTTP 404 as UNIMPLEMENTED.
+      res.writeHead(404).end();
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    h(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason) => {
+        const code = ConnectError.from(reason).code;
+        if (code === Code.Aborted || code === Code.Canceled || res.stream.destroyed) return;
+        log(`gRPC ${h.service.typeName}/${h.method.name} failed: ${reason}`);
+      });
+  };
+}
+
 /** Connect routes for the three services (and reflection) over the given backends. */
 export function daemonRoutes(opts: DaemonOptions): (router: ConnectRouter) => void {
   return (router) => {
@@ -91,16 +132,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
   const listen = typeof opts.listen === "object"
     ? opts.listen
     : parseListenAddress(opts.listen ?? DEFAULT_LISTEN_ADDRESS);
-  const handler = connectNodeAdapter({
-    grpc: true,
-    grpcWeb: false,
-    connect: false,
-    // connect gzips responses whenever a client offers it (grpcio does): 10x slower reads.
-    acceptCompression: [],
-    readMaxBytes: 64 << 20,
-    writeMaxBytes: 64 << 20,
-    routes: daemonRoutes(opts),
-  });
+  const handler = requestHandler(opts, log);
 
   let inFlight = 0;
   let idle: (() => void) | null = null;

@@ -8,7 +8,7 @@
 import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
 import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
 import { closeOnSignal, serveDaemon } from "../../src/server/daemon.ts";
-import { testPathInfoService } from "./helpers.ts";
+import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
 
 const blobs = new MemoryBlobService();
 const directories = new MemoryDirectoryService();
@@ -16,7 +16,7 @@ const daemon = await serveDaemon({
   listen: Deno.args[0],
   blobs,
   directories,
-  pathInfos: await testPathInfoService(blobs, directories),
+  pathInfos: new MemoryPathInfoService(blobs, directories),
   guard: !Deno.args.includes("--no-guard"),
 });
 console.log(`listening ${daemon.addressText}`);

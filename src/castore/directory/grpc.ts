@@ -65,12 +65,45 @@ export class GrpcDirectoryService implements DirectoryService {
     }
   }
 
-  /** @inheritdoc */
+  /**
+   * Stores one directory. The wire protocol wants every child in the same Put stream, before
+   * its parent (tvix servers reject anything else), so the closures of its children are
+   * fetched from the server and sent first, leaves first. A child the server lacks makes the
+   * put fail with {@linkcode InvalidRequestError}; use {@linkcode putMultipleStart} to send new
+   * closures.
+   */
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
+    const closure: Directory[] = [];
+    if (directory.directories.length > 0) {
+      const byKey = new Map<string, Directory>();
+      for (const child of directory.directories) {
+        const d = B3Digest.fromBytes(child.digest);
+        if (byKey.has(d.key)) continue;
+        try {
+          for await (const dir of this.getRecursive(d)) byKey.set(directoryDigest(dir).key, dir);
+        } catch (e) {
+          if (!(e instanceof StorageError) || !/does not exist/.test(e.message)) throw e;
+          throw new InvalidRequestError(
+            `${this.#remote.address}: child ${d} of the directory is not on the server`,
+          );
+        }
+      }
+      // Post-order: each directory after all of its children, each once.
+      const done = new Set<string>();
+      const visit = (key: string) => {
+        if (done.has(key)) return;
+        done.add(key);
+        const dir = byKey.get(key)!;
+        for (const c of dir.directories) visit(B3Digest.fromBytes(c.digest).key);
+        closure.push(dir);
+      };
+      for (const child of directory.directories) visit(B3Digest.fromBytes(child.digest).key);
+    }
+    closure.push(directory);
     try {
       const r = await this.#client.put((async function* () {
-        yield directory;
+        yield* closure;
       })());
       return B3Digest.fromBytes(r.rootDigest);
     } catch (e) {
