@@ -18,6 +18,9 @@ import { InvalidRequestError } from "./castore/errors.ts";
 import { MemoryPathInfoService } from "./store/path_info/memory.ts";
 import type { PathInfoService } from "./store/path_info/service.ts";
 import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
+import { GrpcBlobService } from "./castore/blob/grpc.ts";
+import { GrpcDirectoryService } from "./castore/directory/grpc.ts";
+import { GrpcPathInfoService } from "./store/path_info/grpc.ts";
 
 /** A parsed service address. */
 export type ServiceAddr =
@@ -124,10 +127,6 @@ async function ensureParent(path: string): Promise<void> {
   if (dir) await Deno.mkdir(dir, { recursive: true });
 }
 
-function remoteNotAvailable(addr: string): never {
-  throw new AddressError(addr, "gRPC remotes are not available in this build");
-}
-
 /** Opens a BlobService by address. */
 export async function openBlobService(addr: string): Promise<BlobService> {
   const a = parseAddr(addr);
@@ -138,7 +137,7 @@ export async function openBlobService(addr: string): Promise<BlobService> {
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqliteBlobService(a.path);
     case "grpc":
-      return remoteNotAvailable(addr);
+      return new GrpcBlobService(addr);
   }
 }
 
@@ -152,7 +151,7 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqliteDirectoryService(a.path);
     case "grpc":
-      return remoteNotAvailable(addr);
+      return new GrpcDirectoryService(addr);
   }
 }
 
@@ -173,7 +172,7 @@ export async function openPathInfoService(
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqlitePathInfoService(a.path, blobs, directories);
     case "grpc":
-      return remoteNotAvailable(addr);
+      return new GrpcPathInfoService(addr);
   }
 }
 
