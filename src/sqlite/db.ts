@@ -17,7 +17,8 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
   digest BLOB PRIMARY KEY,        -- 32-byte BLAKE3 of the contents
   size INTEGER NOT NULL,
-  data_id INTEGER NOT NULL        -- chunks.data_id holding the bytes
+  data BLOB,                      -- the contents of a blob of at most one chunk (1 MiB), else NULL
+  data_id INTEGER                 -- else: chunks.data_id holding the bytes
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunks (
   data_id INTEGER NOT NULL,

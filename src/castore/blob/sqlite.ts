@@ -14,6 +14,7 @@ import {
   storageError,
   transaction,
 } from "../../sqlite/db.ts";
+import { bufferReader } from "./memory.ts";
 import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
 
 /**
@@ -29,6 +30,8 @@ export class SqliteBlobService implements BlobService {
   #newUpload: StatementSync;
   #insertChunk: StatementSync;
   #insertBlob: StatementSync;
+  #inline: StatementSync;
+  #insertInline: StatementSync;
   #dropUpload: StatementSync;
   #dropChunks: StatementSync;
 
@@ -38,6 +41,10 @@ export class SqliteBlobService implements BlobService {
     const db = this.#h.db;
     this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
     this.#meta = db.prepare("SELECT size, data_id FROM blobs WHERE digest = ?");
+    this.#inline = db.prepare("SELECT data FROM blobs WHERE digest = ?");
+    this.#insertInline = db.prepare(
+      "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
+    );
     this.#chunk = db.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
     this.#chunkPart = db.prepare(
       "SELECT substr(data, ?, ?) AS data FROM chunks WHERE data_id = ? AND idx = ?",
@@ -60,7 +67,7 @@ export class SqliteBlobService implements BlobService {
 
   /** @inheritdoc */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
-    let row: { size: number; data_id: number } | undefined;
+    let row: { size: number; data_id: number | null } | undefined;
     try {
       row = this.#meta.get(digest.bytes) as typeof row;
     } catch (e) {
@@ -68,6 +75,13 @@ export class SqliteBlobService implements BlobService {
     }
     if (!row) return Promise.resolve(null);
     const { size, data_id: id } = row;
+    if (id === null) {
+      // Small blobs (one chunk at most) live inline in their blobs row.
+      const r = this.#inline.get(digest.bytes) as { data: Uint8Array } | undefined;
+      if (!r) return Promise.resolve(null);
+      noteSqliteBytes(r.data.length);
+      return Promise.resolve(bufferReader(r.data));
+    }
     const chunk = (idx: number): Uint8Array => {
       const r = this.#chunk.get(id, idx) as { data: Uint8Array } | undefined;
       if (!r) throw storageError(`blob ${digest}`, new Error(`chunk ${idx} is missing`));
@@ -159,6 +173,15 @@ export class SqliteBlobService implements BlobService {
         if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
         hasher.update(data);
         size += data.length;
+        if (pendingLen === 0 && data.length === CHUNK_SIZE) {
+          // A whole chunk: stored synchronously, so the caller's buffer needs no copy.
+          try {
+            this.#insertChunk.run(upload(), idx++, data);
+          } catch (e) {
+            throw storageError("writing blob chunk", e);
+          }
+          return;
+        }
         // Copy: callers may reuse their buffer once write() resolves.
         pending.push(data.slice());
         pendingLen += data.length;
@@ -176,20 +199,25 @@ export class SqliteBlobService implements BlobService {
         if (result) return result;
         const digest = hasher.digest();
         try {
-          transaction(this.#h.db, () => {
-            const exists = this.#has.get(digest.bytes) !== undefined;
-            if (exists) {
-              if (id !== null) {
-                this.#dropChunks.run(id);
-                this.#dropUpload.run(id);
+          if (id === null) {
+            // Everything is still in memory (at most one chunk): one row, one statement.
+            this.#insertInline.run(digest.bytes, size, take(pendingLen));
+          } else {
+            transaction(this.#h.db, () => {
+              const exists = this.#has.get(digest.bytes) !== undefined;
+              if (exists) {
+                if (id !== null) {
+                  this.#dropChunks.run(id);
+                  this.#dropUpload.run(id);
+                }
+                return;
               }
-              return;
-            }
-            const dataId = upload();
-            if (pendingLen > 0) this.#insertChunk.run(dataId, idx++, take(pendingLen));
-            this.#insertBlob.run(digest.bytes, size, dataId);
-            this.#dropUpload.run(dataId);
-          });
+              const dataId = upload();
+              if (pendingLen > 0) this.#insertChunk.run(dataId, idx++, take(pendingLen));
+              this.#insertBlob.run(digest.bytes, size, dataId);
+              this.#dropUpload.run(dataId);
+            });
+          }
         } catch (e) {
           throw storageError(`storing blob ${digest}`, e);
         }
