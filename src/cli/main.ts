@@ -5,6 +5,7 @@
  */
 import { Command } from "commander";
 import { addGlobalOptions } from "./common.ts";
+import { register as registerDaemon } from "./daemon.ts";
 import { register as registerImport } from "./import.ts";
 import { register as registerInspect } from "./inspect.ts";
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   addGlobalOptions(program);
   registerImport(program);
   registerInspect(program);
+  registerDaemon(program);
   return program;
 }
 

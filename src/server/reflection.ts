@@ -35,8 +35,8 @@ export function registerReflection(router: ConnectRouter, services: DescService[
   const all = [...services, v1.ServerReflection];
   const byName = new Map<string, DescFile>();
   const collect = (f: DescFile) => {
-    if (byName.has(f.name)) return;
-    byName.set(f.name, f);
+    if (byName.has(f.proto.name)) return;
+    byName.set(f.proto.name, f);
     f.dependencies.forEach(collect);
   };
   all.forEach((s) => collect(s.file));
@@ -44,10 +44,10 @@ export function registerReflection(router: ConnectRouter, services: DescService[
   const names = all.map((s) => s.typeName);
   const encoded = new Map<string, Uint8Array>();
   const encode = (f: DescFile) => {
-    let b = encoded.get(f.name);
+    let b = encoded.get(f.proto.name);
     if (!b) {
       b = toBinary(FileDescriptorProtoSchema, f.proto);
-      encoded.set(f.name, b);
+      encoded.set(f.proto.name, b);
     }
     return b;
   };
