@@ -27,7 +27,12 @@ export * from "./src/nar/render.ts";
 export * from "./src/nar/hash.ts";
 export * from "./src/addr.ts";
 
-export { buildProgram, main } from "./src/cli/main.ts";
+export { main } from "./src/cli/main.ts";
 
 import { main as runCli } from "./src/cli/main.ts";
 if (import.meta.main) await runCli();
+export * from "./src/castore/import.ts";
+export * from "./src/store/path_info.ts";
+export * from "./src/store/path_info/memory.ts";
+export * from "./src/gen/tvix/castore/protos/castore_pb.ts";
+export * from "./src/gen/tvix/store/protos/pathinfo_pb.ts";

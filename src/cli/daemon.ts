@@ -20,8 +20,8 @@ export function register(program: Command): void {
   addServiceAddrOptions(
     program.command("daemon")
       .description(
-        "Serve BlobService, DirectoryService and PathInfoService (tvix wire protocol, gRPC over\n" +
-          "HTTP/2 cleartext, with server reflection) until SIGINT or SIGTERM, which stop it\n" +
+        "Serve BlobService, DirectoryService and PathInfoService (tvix wire protocol, gRPC over " +
+          "HTTP/2 cleartext, with server reflection) until SIGINT or SIGTERM, which stop it " +
           "gracefully: calls in progress finish and the unix socket file is removed.",
       )
       .option(

@@ -21,7 +21,7 @@ export function register(program: Command): void {
   addServiceAddrOptions(
     program.command("import")
       .description(
-        "Import files or directories into the store and print one store path per line, in argument\n" +
+        "Import files or directories into the store and print one store path per line, in argument " +
           "order: the path `nix-store --add` would print. Symlinks are stored, never followed.",
       )
       .argument("<path...>", "files, directories or symlinks to import")

@@ -16,8 +16,8 @@ export const VERSION = "0.1.0";
 export function buildProgram(): Command {
   const program = new Command("nixcas")
     .description(
-      "A content-addressed store for Nix store paths, wire-compatible with tvix-store.\n" +
-        "By default every command uses the embedded store sqlite://$NIXCAS_DIR/store.db\n" +
+      "A content-addressed store for Nix store paths, wire-compatible with tvix-store. " +
+        "By default every command uses the embedded store sqlite://$NIXCAS_DIR/store.db " +
         "(NIXCAS_DIR defaults to $XDG_DATA_HOME/nixcas or ~/.local/share/nixcas).",
     )
     .version(VERSION)

@@ -32,7 +32,7 @@ export class GrpcBlobService implements BlobService {
     this.#client = createClient(BlobServiceDesc, this.#remote.transport);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   async has(digest: B3Digest): Promise<boolean> {
     try {
       await this.#client.stat({ digest: digest.bytes });
@@ -43,7 +43,7 @@ export class GrpcBlobService implements BlobService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   async openRead(digest: B3Digest): Promise<BlobReader | null> {
     // Start the read and look at its first answer: NOT_FOUND means absent. The stream is then
     // handed to the first chunks() call, so a whole read costs one call.
@@ -137,7 +137,7 @@ export class GrpcBlobService implements BlobService {
     };
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   openWrite(): Promise<BlobWriter> {
     const abort = new AbortController();
     const queue = new Channel<Uint8Array>();
@@ -182,7 +182,7 @@ export class GrpcBlobService implements BlobService {
     });
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   close(): Promise<void> {
     this.#remote.close();
     return Promise.resolve();

@@ -56,7 +56,7 @@ export class SqliteBlobService implements BlobService {
     this.#dropChunks = db.prepare("DELETE FROM chunks WHERE data_id = ?");
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   has(digest: B3Digest): Promise<boolean> {
     try {
       return Promise.resolve(this.#has.get(digest.bytes) !== undefined);
@@ -65,7 +65,7 @@ export class SqliteBlobService implements BlobService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
     let row: { size: number; data_id: number | null } | undefined;
     try {
@@ -122,7 +122,7 @@ export class SqliteBlobService implements BlobService {
     });
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   async openWrite(): Promise<BlobWriter> {
     const hasher = await createBlake3Hasher();
     let pending: Uint8Array[] = [];
@@ -240,7 +240,7 @@ export class SqliteBlobService implements BlobService {
     };
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   close(): Promise<void> {
     this.#h.release();
     return Promise.resolve();

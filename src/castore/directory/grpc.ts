@@ -28,7 +28,7 @@ export class GrpcDirectoryService implements DirectoryService {
     this.#client = createClient(DirectoryServiceDesc, this.#remote.transport);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   async get(digest: B3Digest): Promise<Directory | null> {
     let dir: Directory | undefined;
     try {
@@ -111,7 +111,7 @@ export class GrpcDirectoryService implements DirectoryService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   async *getRecursive(root: B3Digest): AsyncIterable<Directory> {
     const address = this.#remote.address;
     const expected = new Set<string>([root.key]);
@@ -153,7 +153,7 @@ export class GrpcDirectoryService implements DirectoryService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   putMultipleStart(): DirectoryPutter {
     const address = this.#remote.address;
     const queue = new Channel<Directory>();
@@ -188,7 +188,7 @@ export class GrpcDirectoryService implements DirectoryService {
     };
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<void> {
     this.#remote.close();
     return Promise.resolve();

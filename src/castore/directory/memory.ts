@@ -21,15 +21,15 @@ export class MemoryDirectoryService implements DirectoryService {
   // Stored encoded, so callers cannot mutate what the store holds.
   #dirs = new Map<string, Uint8Array>();
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   get(digest: B3Digest): Promise<Directory | null> {
     const bytes = this.#dirs.get(digest.key);
     // Decode from a copy: protobuf-es returns bytes fields as views into its input.
     return Promise.resolve(bytes ? decodeDirectory(bytes.slice()) : null);
   }
 
-  /** @inheritdoc */
   // deno-lint-ignore require-await
+  /** The {@linkcode DirectoryService} method of the same name. */
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const digest = directoryDigest(directory);
@@ -37,12 +37,12 @@ export class MemoryDirectoryService implements DirectoryService {
     return digest;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   getRecursive(root: B3Digest): AsyncIterable<Directory> {
     return traverseDirectories((d) => this.get(d), root);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   putMultipleStart(): DirectoryPutter {
     return new BufferedPutter((dirs) => {
       for (const [digest, bytes] of dirs) this.#dirs.set(digest.key, bytes);
@@ -50,7 +50,7 @@ export class MemoryDirectoryService implements DirectoryService {
     });
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -71,15 +71,15 @@ export class BufferedPutter implements DirectoryPutter {
     this.#commit = commit;
   }
 
-  /** @inheritdoc */
   // deno-lint-ignore require-await
+  /** The {@linkcode DirectoryService} method of the same name. */
   async put(directory: Directory): Promise<void> {
     if (this.#root) throw new InvalidRequestError("directory putter is closed");
     const digest = this.#validator.add(directory);
     this.#pending.push([digest, encodeDirectory(directory)]);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<B3Digest> {
     this.#root ??= (async () => {
       const root = this.#validator.root();

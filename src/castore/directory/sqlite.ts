@@ -32,7 +32,7 @@ export class SqliteDirectoryService implements DirectoryService {
     );
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   get(digest: B3Digest): Promise<Directory | null> {
     let row: { data: Uint8Array } | undefined;
     try {
@@ -48,8 +48,8 @@ export class SqliteDirectoryService implements DirectoryService {
     }
   }
 
-  /** @inheritdoc */
   // deno-lint-ignore require-await
+  /** The {@linkcode DirectoryService} method of the same name. */
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const bytes = encodeDirectory(directory);
@@ -62,12 +62,12 @@ export class SqliteDirectoryService implements DirectoryService {
     return digest;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   getRecursive(root: B3Digest): AsyncIterable<Directory> {
     return traverseDirectories((d) => this.get(d), root);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   putMultipleStart(): DirectoryPutter {
     return new BufferedPutter((dirs) => {
       try {
@@ -81,7 +81,7 @@ export class SqliteDirectoryService implements DirectoryService {
     });
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<void> {
     this.#h.release();
     return Promise.resolve();

@@ -21,7 +21,7 @@ export class GrpcPathInfoService implements PathInfoService {
     this.#client = createClient(PathInfoServiceDesc, this.#remote.transport);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async get(digest: Uint8Array): Promise<PathInfo | null> {
     try {
       return await this.#client.get({ byWhat: { case: "byOutputHash", value: digest } });
@@ -31,7 +31,7 @@ export class GrpcPathInfoService implements PathInfoService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async put(info: PathInfo): Promise<PathInfo> {
     try {
       return await this.#client.put(info);
@@ -40,7 +40,7 @@ export class GrpcPathInfoService implements PathInfoService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async calculateNar(node: AnyNode): Promise<NarCalculation> {
     let r;
     try {
@@ -56,7 +56,7 @@ export class GrpcPathInfoService implements PathInfoService {
     return { narSize: Number(r.narSize), narSha256: r.narSha256 };
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async *list(): AsyncIterable<PathInfo> {
     try {
       yield* this.#client.list({});
@@ -65,7 +65,7 @@ export class GrpcPathInfoService implements PathInfoService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   close(): Promise<void> {
     this.#remote.close();
     return Promise.resolve();

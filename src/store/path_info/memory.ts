@@ -42,7 +42,7 @@ export class MemoryPathInfoService implements PathInfoService {
     this.#directories = directories;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   get(digest: Uint8Array): Promise<PathInfo | null> {
     if (digest.length !== STORE_PATH_DIGEST_LEN) {
       return Promise.reject(
@@ -55,7 +55,7 @@ export class MemoryPathInfoService implements PathInfoService {
     return Promise.resolve(bytes ? decode(bytes) : null);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   put(info: PathInfo): Promise<PathInfo> {
     try {
       const storePath = validatePathInfo(info);
@@ -68,7 +68,7 @@ export class MemoryPathInfoService implements PathInfoService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   calculateNar(node: AnyNode): Promise<NarCalculation> {
     // The NAR does not depend on the root's name, so the key leaves it out.
     const key = toHex(toBinary(NodeSchema, toNodeMessage(renameNode(node, new Uint8Array()))));
@@ -86,13 +86,13 @@ export class MemoryPathInfoService implements PathInfoService {
     return result.then((r) => ({ narSize: r.narSize, narSha256: r.narSha256.slice() }));
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async *list(): AsyncIterable<PathInfo> {
     // A snapshot: puts during the listing do not disturb it.
     for (const bytes of [...this.#infos.values()]) yield decode(bytes);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -42,8 +42,8 @@ export class SqlitePathInfoService implements PathInfoService {
     );
   }
 
-  /** @inheritdoc */
   // deno-lint-ignore require-await
+  /** The {@linkcode PathInfoService} method of the same name. */
   async get(digest: Uint8Array): Promise<PathInfo | null> {
     if (digest.length !== STORE_PATH_DIGEST_LEN) {
       throw new InvalidRequestError(
@@ -59,8 +59,8 @@ export class SqlitePathInfoService implements PathInfoService {
     return row ? fromBinary(PathInfoSchema, row.data) : null;
   }
 
-  /** @inheritdoc */
   // deno-lint-ignore require-await
+  /** The {@linkcode PathInfoService} method of the same name. */
   async put(info: PathInfo): Promise<PathInfo> {
     const storePath = validatePathInfo(info);
     const bytes = toBinary(PathInfoSchema, info);
@@ -72,7 +72,7 @@ export class SqlitePathInfoService implements PathInfoService {
     return fromBinary(PathInfoSchema, bytes);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async calculateNar(node: AnyNode): Promise<NarCalculation> {
     // The NAR does not depend on the root's name, so the cache key leaves it out.
     const key = toBinary(
@@ -90,7 +90,7 @@ export class SqlitePathInfoService implements PathInfoService {
     return calc;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   async *list(): AsyncIterable<PathInfo> {
     // iterate() streams rows; nothing is collected in memory.
     for (const row of this.#list.iterate() as Iterable<{ data: Uint8Array }>) {
@@ -98,7 +98,7 @@ export class SqlitePathInfoService implements PathInfoService {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode PathInfoService} method of the same name. */
   close(): Promise<void> {
     this.#h.release();
     return Promise.resolve();
