@@ -28,8 +28,8 @@ export class MemoryDirectoryService implements DirectoryService {
     return Promise.resolve(bytes ? decodeDirectory(bytes.slice()) : null);
   }
 
-  // deno-lint-ignore require-await
   /** The {@linkcode DirectoryService} method of the same name. */
+  // deno-lint-ignore require-await
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const digest = directoryDigest(directory);
@@ -71,8 +71,8 @@ export class BufferedPutter implements DirectoryPutter {
     this.#commit = commit;
   }
 
-  // deno-lint-ignore require-await
   /** The {@linkcode DirectoryService} method of the same name. */
+  // deno-lint-ignore require-await
   async put(directory: Directory): Promise<void> {
     if (this.#root) throw new InvalidRequestError("directory putter is closed");
     const digest = this.#validator.add(directory);

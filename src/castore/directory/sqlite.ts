@@ -48,8 +48,8 @@ export class SqliteDirectoryService implements DirectoryService {
     }
   }
 
-  // deno-lint-ignore require-await
   /** The {@linkcode DirectoryService} method of the same name. */
+  // deno-lint-ignore require-await
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const bytes = encodeDirectory(directory);

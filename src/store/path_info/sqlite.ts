@@ -42,8 +42,8 @@ export class SqlitePathInfoService implements PathInfoService {
     );
   }
 
-  // deno-lint-ignore require-await
   /** The {@linkcode PathInfoService} method of the same name. */
+  // deno-lint-ignore require-await
   async get(digest: Uint8Array): Promise<PathInfo | null> {
     if (digest.length !== STORE_PATH_DIGEST_LEN) {
       throw new InvalidRequestError(
@@ -59,8 +59,8 @@ export class SqlitePathInfoService implements PathInfoService {
     return row ? fromBinary(PathInfoSchema, row.data) : null;
   }
 
-  // deno-lint-ignore require-await
   /** The {@linkcode PathInfoService} method of the same name. */
+  // deno-lint-ignore require-await
   async put(info: PathInfo): Promise<PathInfo> {
     const storePath = validatePathInfo(info);
     const bytes = toBinary(PathInfoSchema, info);
