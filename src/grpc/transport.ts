@@ -4,6 +4,7 @@
  *
  * @module
  */
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -14,6 +15,23 @@ import {
   UnavailableError,
 } from "../castore/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
+
+// connect-node's session manager destroys a session with an error when a PING times out and
+// may have removed its own "error" listener by the time Deno emits the event, which would then
+// be an uncaught exception that ends the process. The manager has already seen the failure
+// (calls fail with UNAVAILABLE), so give every session destroyed with an error a listener that
+// swallows that one event.
+const sessionProto =
+  (http2 as unknown as { ClientHttp2Session?: { prototype: http2.Http2Session } })
+    .ClientHttp2Session?.prototype;
+if (sessionProto && !(sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded) {
+  const destroy = sessionProto.destroy;
+  sessionProto.destroy = function (this: http2.Http2Session, err?: Error, code?: number) {
+    if (err) this.once("error", () => {});
+    return destroy.call(this, err, code);
+  };
+  (sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded = true;
+}
 
 /** Options for {@linkcode createTransport}. */
 export interface TransportOptions {

@@ -165,6 +165,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
   let tmpDir: string | null = null;
   let listener: Deno.Listener | null = null;
   const conns = new Set<Deno.Conn>();
+  const uplinks = new Set<Deno.Conn>(); // our side of each connection to the inner server
   const pumps = new Set<Promise<void>>();
   let address: SocketAddress;
 
@@ -196,6 +197,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
             if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
             up = await Deno.connect({ transport: "unix", path: inner });
             conns.add(up);
+            uplinks.add(up);
             await pumpGuarded(conn, up);
           } catch (e) {
             log(`connection error: ${e}`);
@@ -203,6 +205,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
             for (const c of [conn, up]) {
               if (!c) continue;
               conns.delete(c);
+              uplinks.delete(c);
               try {
                 c.close();
               } catch { /* already closed */ }
@@ -229,7 +232,6 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
     closing ??= (async () => {
       // 1. stop accepting; the socket file goes with the listener.
       listener?.close();
-      const stopped = new Promise<void>((r) => h2.close(() => r()));
       if (listen.transport === "unix") await Deno.remove(listen.path).catch(() => {});
       // 2. let calls in progress finish.
       if (inFlight > 0) {
@@ -241,7 +243,17 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
           };
         });
       }
-      // 3. close connections: the guard's pumps end, and with them the inner sessions.
+      // Only now: Deno's node:http2 close() cuts streams still in progress.
+      const stopped = new Promise<void>((r) => h2.close(() => r()));
+      // 3. end each connection the way a leaving client would: half-close towards the inner
+      // server, which then finishes writing and closes, and the pump delivers the rest to the
+      // client (closing the client's socket at once would cut off responses still in flight).
+      for (const up of uplinks) {
+        try {
+          await up.closeWrite();
+        } catch { /* already closed */ }
+      }
+      await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, 2000))]);
       for (const c of conns) {
         try {
           c.close();
