@@ -14,8 +14,11 @@ import { startDaemonProcess } from "../tests/server/helpers.ts";
 import { generateStubs, havePythonGrpc, INTEROP_DIR, PYTHON } from "../tests/interop/pystubs.ts";
 import { startPyServer } from "../tests/interop/python_server_test.ts";
 
-const MIB = Number(Deno.args[0] ?? 256);
-const ROUNDS = Number(Deno.args[1] ?? 2);
+// Usage: bench/grpc.ts [MIB] [ROUNDS] [--quick] [--rows]; --rows adds a JSON line for bench/main.ts.
+const positional = Deno.args.filter((a) => !a.startsWith("--"));
+const QUICK = Deno.args.includes("--quick");
+const MIB = Number(positional[0] ?? (QUICK ? 64 : 256));
+const ROUNDS = Number(positional[1] ?? (QUICK ? 1 : 2));
 
 type Result = { put: number; read: number };
 
@@ -109,4 +112,16 @@ for (const who of ["python client", "nixcas client"]) {
       (a.read / b.read).toFixed(2)
     }x of unguarded`,
   );
+}
+
+if (Deno.args.includes("--rows")) {
+  const ref = `${base.put.toFixed(0)} / ${base.read.toFixed(0)}`;
+  console.log(JSON.stringify(
+    rows.slice(1).map(([name, r]) => ({
+      what: `gRPC ${MIB} MiB put / read MiB/s: ${name} (ref python -> python)`,
+      ours: `${r.put.toFixed(0)} / ${r.read.toFixed(0)}`,
+      reference: ref,
+      ratio: `${(base.put / r.put).toFixed(2)} / ${(base.read / r.read).toFixed(2)} (time)`,
+    })),
+  ));
 }
