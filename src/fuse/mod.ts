@@ -48,8 +48,11 @@ export interface MountHandle {
   readonly mountpoint: string;
   /** Resolves once the filesystem is unmounted (by us or externally) and serving has stopped. */
   readonly unmounted: Promise<void>;
-  /** Unmounts (lazily when busy) and resolves when serving has stopped. */
-  unmount(): Promise<void>;
+  /**
+   * Unmounts and resolves when serving has stopped. A busy mount is detached lazily and served
+   * until its files are closed, or with `force` (root only) its connection is aborted.
+   */
+  unmount(opts?: { force?: boolean }): Promise<void>;
 }
 
 /** Mounts the store read-only at `mountpoint` and serves it until unmounted. */
@@ -65,6 +68,6 @@ export async function mountStore(opts: MountStoreOptions): Promise<MountHandle> 
   return {
     mountpoint: session.mountpoint,
     unmounted: session.closed,
-    unmount: () => session.unmount(),
+    unmount: (o) => session.unmount(o),
   };
 }

@@ -94,7 +94,7 @@ export interface SessionOptions {
 }
 
 const MS_RDONLY = 1n, MS_NOSUID = 2n, MS_NODEV = 4n;
-const MNT_DETACH = 2;
+const MNT_FORCE = 1, MNT_DETACH = 2;
 const O_RDWR = 2, O_CLOEXEC = 0o2000000;
 const AF_UNIX = 1, SOCK_STREAM = 1, SOL_SOCKET = 1, SCM_RIGHTS = 1;
 const F_SETFD = 2, FD_CLOEXEC = 1;
@@ -195,35 +195,43 @@ export class FuseSession {
 
   /**
    * Unmounts and waits until serving has stopped. A busy mount is detached lazily: it
-   * disappears at once, and the session keeps serving open files until they are closed.
+   * disappears at once, and the session keeps serving open files until they are closed. With
+   * `force` (root only) a busy mount's connection is aborted instead: open files then fail
+   * with ENOTCONN, and serving stops at once.
    */
-  async unmount(): Promise<void> {
-    if (!this.#closing) {
+  async unmount(opts: { force?: boolean } = {}): Promise<void> {
+    if (!this.#closing || opts.force) {
       this.#closing = true;
-      if (this.#viaFusermount) {
-        const run = (args: string[]) =>
-          new Deno.Command("fusermount3", { args, stdout: "null", stderr: "piped" }).output();
-        let r = await run(["-u", "--", this.mountpoint]);
-        if (!r.success && this.#stillMounted()) r = await run(["-u", "-z", "--", this.mountpoint]);
-        if (!r.success && this.#stillMounted()) {
-          throw new Error(`fusermount3 -u failed: ${new TextDecoder().decode(r.stderr).trim()}`);
-        }
-      } else {
-        const p = cstr(this.mountpoint);
-        if (libc().umount2(p, 0) !== 0) {
-          const e = errno();
-          if (e === Errno.EBUSY) {
-            if (libc().umount2(p, MNT_DETACH) !== 0) {
-              throw new ErrnoError(`umount2 ${this.mountpoint}`, errno());
-            }
-          } else if (e !== Errno.EINVAL || this.#stillMounted()) {
-            // EINVAL: already unmounted by someone else; fine.
-            throw new ErrnoError(`umount ${this.mountpoint}`, e);
-          }
-        }
-      }
+      if (this.#viaFusermount) await this.#fusermountUnmount();
+      else this.#syscallUnmount(opts.force ?? false);
     }
     await this.closed;
+  }
+
+  #syscallUnmount(force: boolean): void {
+    const p = cstr(this.mountpoint);
+    if (libc().umount2(p, 0) === 0) return;
+    const e = errno();
+    if (e === Errno.EINVAL && !this.#stillMounted()) return; // already unmounted elsewhere
+    if (e !== Errno.EBUSY && e !== Errno.EINVAL) {
+      throw new ErrnoError(`umount ${this.mountpoint}`, e);
+    }
+    this.#log("warn", `${this.mountpoint} is busy: ${force ? "aborting" : "detaching lazily"}`);
+    // MNT_FORCE makes FUSE abort the connection, which wakes our blocked reads.
+    if (force) libc().umount2(p, MNT_FORCE);
+    if (libc().umount2(p, MNT_DETACH) !== 0 && this.#stillMounted()) {
+      throw new ErrnoError(`umount2 ${this.mountpoint}`, errno());
+    }
+  }
+
+  async #fusermountUnmount(): Promise<void> {
+    const run = (args: string[]) =>
+      new Deno.Command("fusermount3", { args, stdout: "null", stderr: "piped" }).output();
+    let r = await run(["-u", "--", this.mountpoint]);
+    if (!r.success && this.#stillMounted()) r = await run(["-u", "-z", "--", this.mountpoint]);
+    if (!r.success && this.#stillMounted()) {
+      throw new Error(`fusermount3 -u failed: ${new TextDecoder().decode(r.stderr).trim()}`);
+    }
   }
 
   #stillMounted(): boolean {

@@ -254,12 +254,18 @@ export async function withMount(
   }
 }
 
-/** Unmounts; falls back to `umount -l` on the mountpoint when that fails or hangs. */
+/**
+ * Unmounts, aborting the connection when the mount is busy (Deno 2.9 leaks the directory fd
+ * when a `Deno.readDir` iteration fails); falls back to `umount -l` on the mountpoint.
+ */
 export async function unmountOrDetach(handle: MountHandle, dir: string): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), 5000));
   try {
-    const r = await Promise.race([handle.unmount().then(() => "ok" as const), timeout]);
+    const r = await Promise.race([
+      handle.unmount({ force: true }).then(() => "ok" as const),
+      timeout,
+    ]);
     if (r === "ok") return;
   } catch (e) {
     console.error(`unmount failed: ${e}`);
