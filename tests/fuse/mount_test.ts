@@ -52,6 +52,9 @@ mountTest("mount", [], async (mnt) => {
   const info = Deno.readTextFileSync("/proc/self/mountinfo");
   assert.ok(info.includes(` ${mnt} `), "mount is listed");
   assert.ok(info.includes("fuse.nixcas"));
+  const root = await Deno.stat(mnt);
+  assert.ok(root.isDirectory);
+  assert.equal(root.mode! & 0o777, 0o555);
 });
 
 mountTest("root listing is refused", [populate.blobA], async (mnt) => {
