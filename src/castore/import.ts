@@ -25,6 +25,8 @@ import { InvalidRequestError, StorageError } from "./errors.ts";
 import { type BlobService, type BlobWriter, CHUNK_SIZE } from "./blob/service.ts";
 import type { DirectoryPutter, DirectoryService } from "./directory/service.ts";
 import * as libc from "../sys/libc.ts";
+import type { NarSlot, OrderedNarHasher } from "../nar/hash.ts";
+import { NarWriter } from "../nar/writer.ts";
 
 /** A FIFO, socket, device (or unknown inode type) was found where Nix allows none. */
 export class UnsupportedFileTypeError extends InvalidRequestError {
@@ -210,6 +212,11 @@ export interface ImportOptions {
   concurrency?: number;
   /** Called after every chunk and every finished file, with running totals. */
   onProgress?: (progress: ImportProgress) => void;
+  /**
+   * Also hash the NAR of the tree in the same pass (files are read once): structure and file
+   * contents go to this hasher in NAR order; read its `result()` after the import.
+   */
+  narHasher?: OrderedNarHasher;
 }
 
 // Files up to this size are read with one synchronous pread: from the page cache that takes a
@@ -295,7 +302,12 @@ export async function importPath(
   };
 
   /** Streams one open file into a new blob; closes `fd`. */
-  const upload = async (fd: number, path: Uint8Array) => {
+  const upload = async (
+    fd: number,
+    path: Uint8Array,
+    slot: NarSlot | null,
+    walkedExecutable: boolean,
+  ) => {
     let w: BlobWriter | null = null;
     const bufs: Uint8Array[] = [];
     try {
@@ -312,12 +324,16 @@ export async function importPath(
           }`,
         );
       }
+      if (slot && (size !== slot.size || ((st.mode & 0o100) !== 0) !== walkedExecutable)) {
+        throw new StorageError(`file changed while importing: ${libc.displayPath(path)}`);
+      }
       w = await blobs.openWrite();
       bufs.push(getBuffer());
       if (size <= CHUNK_SIZE) {
         const chunk = bufs[0].subarray(0, size);
         await readFull(fd, chunk, 0, path);
         if (size > 0) {
+          await slot?.write(chunk);
           await w.write(chunk);
           written(size);
         }
@@ -332,6 +348,7 @@ export async function importPath(
         await readFull(fd, cur.subarray(0, len), 0, path);
         for (;;) {
           if (failure) throw CANCELLED;
+          await slot?.write(cur.subarray(0, len));
           const writing = w.write(cur.subarray(0, len));
           off += len;
           if (off >= size) {
@@ -351,6 +368,7 @@ export async function importPath(
         }
       }
       if (failure) throw CANCELLED;
+      slot?.end();
       const digest = await w.close();
       w = null;
       progress.files++;
@@ -364,6 +382,9 @@ export async function importPath(
       for (const b of bufs) putBuffer(b);
     }
   };
+
+  // NAR structure, written in walk order when the caller wants the NAR hash too.
+  const nar = opts.narHasher ? new NarWriter(opts.narHasher.sink) : null;
 
   let putter: DirectoryPutter | null = null;
   const putDigests = new Set<string>();
@@ -386,8 +407,10 @@ export async function importPath(
   try {
     for (const e of walk(path)) {
       if (failure) break;
+      if (nar && e.kind !== "end" && e.depth > 0) nar.entry(e.name);
       switch (e.kind) {
         case "directory":
+          nar?.directoryStart();
           frames.push({ dirs: [], files: [], symlinks: [] });
           break;
         case "symlink": {
@@ -396,6 +419,7 @@ export async function importPath(
             name: e.name,
             target: e.target,
           };
+          nar?.symlink(e.target);
           if (e.depth === 0) root = Promise.resolve({ case: "symlink", value: node });
           else frames[frames.length - 1].symlinks.push(node);
           break;
@@ -413,7 +437,15 @@ export async function importPath(
             release();
             throw err;
           }
-          const uploading = upload(fd, e.path).finally(release);
+          let slot: NarSlot | null = null;
+          if (nar) {
+            // The contents' place in the NAR is reserved now; the upload fills it.
+            nar.fileStart(e.executable, e.size);
+            nar.fileContentsElsewhere();
+            slot = opts.narHasher!.slot(e.size);
+            nar.fileEnd();
+          }
+          const uploading = upload(fd, e.path, slot, e.executable).finally(release);
           inflight.add(uploading);
           uploading.catch(fail).finally(() => inflight.delete(uploading));
           const node = quiet(uploading.then((r): FileNode => ({
@@ -428,6 +460,7 @@ export async function importPath(
           break;
         }
         case "end": {
+          nar?.directoryEnd();
           const frame = frames.pop()!;
           const built = quiet(
             Promise.all([Promise.all(frame.dirs), Promise.all(frame.files)]).then(
@@ -460,6 +493,7 @@ export async function importPath(
       }
     }
     if (!failure) {
+      nar?.finish();
       const node = await root!;
       await putChain;
       if (node.case === "directory") {

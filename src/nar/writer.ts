@@ -182,6 +182,19 @@ export class NarWriter {
     }
   }
 
+  /**
+   * Declares the rest of the current file's contents as delivered out of band, at this point of
+   * the stream. Buffered bytes are flushed first, so the sink's consumer can place the contents
+   * between what it has received and what follows ({@linkcode OrderedNarHasher} does, to hash
+   * a NAR while an importer reads files concurrently).
+   */
+  fileContentsElsewhere(): void {
+    if (this.#fileSize < 0) this.#fail("fileContentsElsewhere outside a file");
+    this.flush();
+    this.#written += this.#fileSize - this.#fileGot;
+    this.#fileGot = this.#fileSize;
+  }
+
   /** Ends the current file; throws when fewer bytes than declared were sent. */
   fileEnd(): void {
     if (this.#fileSize < 0) this.#fail("fileEnd outside a file");

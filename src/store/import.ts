@@ -9,6 +9,7 @@ import type { BlobService } from "../castore/blob/service.ts";
 import { type AnyNode, renameNode, toNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory/service.ts";
 import { importPath, type ImportProgress } from "../castore/import.ts";
+import { OrderedNarHasher } from "../nar/hash.ts";
 import { NARInfoSchema, PathInfoSchema } from "../gen/tvix/store/protos/pathinfo_pb.ts";
 import { sourceStorePath, type StorePath, validateName } from "./store_path.ts";
 import type { PathInfo, PathInfoService } from "./path_info/service.ts";
@@ -63,8 +64,13 @@ export async function importStorePath(
 ): Promise<ImportResult> {
   const name = baseName(path);
   validateName(name, path);
-  const root: AnyNode = await importPath(path, services.blobs, services.directories, opts);
-  const { narSize, narSha256 } = await services.pathInfos.calculateNar(root);
+  // The NAR is hashed in the same pass that reads the files, so nothing is read twice.
+  const narHasher = new OrderedNarHasher();
+  const root: AnyNode = await importPath(path, services.blobs, services.directories, {
+    ...opts,
+    narHasher,
+  });
+  const { narSize, narSha256 } = narHasher.result();
   const storePath = sourceStorePath(name, narSha256);
   const info = create(PathInfoSchema, {
     node: toNodeMessage(renameNode(root, new TextEncoder().encode(storePath.toString()))),
