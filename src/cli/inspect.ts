@@ -4,6 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
+import { concat } from "../castore/blob/util.ts";
 import { B3Digest, toBase64 } from "../castore/digest.ts";
 import { type AnyNode, directoryNodes, fromNodeMessage } from "../castore/directory.ts";
 import { NotFoundError } from "../castore/errors.ts";
@@ -184,11 +185,5 @@ function lsLine(node: AnyNode): Uint8Array {
   const parts = [enc.encode(`${mode} ${String(size).padStart(12)} `), node.value.name];
   if (node.case === "symlink") parts.push(enc.encode(" -> "), node.value.target);
   parts.push(enc.encode("\n"));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(parts);
 }

@@ -13,6 +13,7 @@
  */
 import { compareBytes, displayName, isValidName } from "../castore/directory.ts";
 import { InvalidRequestError } from "../castore/errors.ts";
+import { concat } from "../castore/blob/util.ts";
 
 /** Receives the NAR bytes in order. It must not modify the arrays it is given. */
 export type NarSink = (bytes: Uint8Array) => void;
@@ -46,15 +47,7 @@ function padded(n: number): number {
   return n + ((8 - (n % 8)) % 8);
 }
 
-function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const cat = (...parts: Uint8Array[]): Uint8Array => concat(parts);
 
 // Pre-encoded token sequences: each structural step is one copy into the buffer.
 const T_OPEN = token("(");
