@@ -8,6 +8,7 @@ import { addGlobalOptions } from "./common.ts";
 import { register as registerDaemon } from "./daemon.ts";
 import { register as registerImport } from "./import.ts";
 import { register as registerInspect } from "./inspect.ts";
+import { register as registerMount } from "./mount.ts";
 
 /** Version printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   addGlobalOptions(program);
   registerImport(program);
   registerInspect(program);
+  registerMount(program);
   registerDaemon(program);
   return program;
 }
