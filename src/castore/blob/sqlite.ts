@@ -26,7 +26,6 @@ export class SqliteBlobService implements BlobService {
   #has: StatementSync;
   #meta: StatementSync;
   #chunk: StatementSync;
-  #chunkPart: StatementSync;
   #newUpload: StatementSync;
   #insertChunk: StatementSync;
   #insertBlob: StatementSync;
@@ -46,9 +45,6 @@ export class SqliteBlobService implements BlobService {
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
     this.#chunk = db.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
-    this.#chunkPart = db.prepare(
-      "SELECT substr(data, ?, ?) AS data FROM chunks WHERE data_id = ? AND idx = ?",
-    );
     this.#newUpload = db.prepare("INSERT INTO uploads (started) VALUES (?)");
     this.#insertChunk = db.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
     this.#insertBlob = db.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, ?)");
@@ -88,11 +84,16 @@ export class SqliteBlobService implements BlobService {
       noteSqliteBytes(r.data.length);
       return r.data;
     };
+    // The last chunk read: FUSE reads a file in pieces of ~128 KiB, so each 1 MiB chunk is
+    // fetched from SQLite once instead of once per piece.
+    let cachedIdx = -1;
+    let cached: Uint8Array = new Uint8Array(0);
     const part = (idx: number, start: number, len: number): Uint8Array => {
-      const r = this.#chunkPart.get(start + 1, len, id, idx) as { data: Uint8Array } | undefined;
-      if (!r) throw storageError(`blob ${digest}`, new Error(`chunk ${idx} is missing`));
-      noteSqliteBytes(r.data.length);
-      return r.data;
+      if (idx !== cachedIdx) {
+        cached = chunk(idx);
+        cachedIdx = idx;
+      }
+      return cached.subarray(start, start + len);
     };
     return Promise.resolve({
       // deno-lint-ignore require-await
