@@ -96,6 +96,7 @@ export const OpenFlag = {
   DIRECT_IO: 1 << 0,
   KEEP_CACHE: 1 << 1,
   CACHE_DIR: 1 << 3,
+  NOFLUSH: 1 << 5,
 } as const;
 
 /** File type bits of `st_mode`. */

@@ -340,7 +340,10 @@ export class FuseSession {
         const flags = dv.getUint32(B, true);
         if ((flags & 3) !== 0) return this.#reply(unique, -Errno.EROFS);
         return answer(() =>
-          then(ops.open(nodeid), (o) => encodeOpenOut(o.fh, o.keepCache ? OpenFlag.KEEP_CACHE : 0))
+          // NOFLUSH: close(2) need not wait for us. Besides saving a round trip, a close on
+          // the serving thread (Deno closes files synchronously) would otherwise deadlock.
+          then(ops.open(nodeid), (o) =>
+            encodeOpenOut(o.fh, OpenFlag.NOFLUSH | (o.keepCache ? OpenFlag.KEEP_CACHE : 0)))
         );
       }
       case Op.READ: {
@@ -376,7 +379,6 @@ export class FuseSession {
       }
       case Op.STATFS:
         return this.#reply(unique, 0, encodeStatfs(ops.inodeCount()));
-      case Op.FLUSH:
       case Op.FSYNC:
       case Op.FSYNCDIR:
         return this.#reply(unique, 0);
