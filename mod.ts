@@ -16,3 +16,23 @@ export * from "./src/castore/directory/memory.ts";
 export * from "./src/castore/directory/closure.ts";
 export * from "./src/castore/directory/traverse.ts";
 export * from "./src/store/path_info/service.ts";
+export * from "./src/store/nixbase32.ts";
+export * from "./src/store/store_path.ts";
+export * from "./src/store/import.ts";
+export * from "./src/store/path_info/sqlite.ts";
+export * from "./src/castore/blob/sqlite.ts";
+export * from "./src/castore/directory/sqlite.ts";
+export * from "./src/nar/writer.ts";
+export * from "./src/nar/render.ts";
+export * from "./src/nar/hash.ts";
+export * from "./src/addr.ts";
+
+export { main } from "./src/cli/main.ts";
+
+import { main as runCli } from "./src/cli/main.ts";
+if (import.meta.main) await runCli();
+export * from "./src/castore/import.ts";
+export * from "./src/store/path_info.ts";
+export * from "./src/store/path_info/memory.ts";
+export * from "./src/gen/tvix/castore/protos/castore_pb.ts";
+export * from "./src/gen/tvix/store/protos/pathinfo_pb.ts";

@@ -123,12 +123,27 @@ export interface Blake3Hasher {
   digest(): B3Digest;
 }
 
+// Building a wasm hasher costs ~70 µs, more than hashing a small file: finished hashers are kept
+// for reuse (bounded, so a burst of concurrent writers does not pin memory forever).
+const idle: IHasher[] = [];
+const IDLE_MAX = 32;
+
 /** Creates an incremental BLAKE3 hasher. */
 export async function createBlake3Hasher(): Promise<Blake3Hasher> {
-  const h = await createBLAKE3();
+  const h = idle.pop() ?? await createBLAKE3();
   h.init();
+  let done = false;
   return {
-    update: (data) => void h.update(data),
-    digest: () => B3Digest.fromBytes(h.digest("binary")),
+    update: (data) => {
+      if (done) throw new Error("BLAKE3 hasher used after digest()");
+      h.update(data);
+    },
+    digest: () => {
+      if (done) throw new Error("BLAKE3 hasher used after digest()");
+      done = true;
+      const d = B3Digest.fromBytes(h.digest("binary"));
+      if (idle.length < IDLE_MAX) idle.push(h);
+      return d;
+    },
   };
 }

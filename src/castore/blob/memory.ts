@@ -22,18 +22,18 @@ import { concat } from "./util.ts";
 export class MemoryBlobService implements BlobService {
   #blobs = new Map<string, Uint8Array>();
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   has(digest: B3Digest): Promise<boolean> {
     return Promise.resolve(this.#blobs.has(digest.key));
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
     const data = this.#blobs.get(digest.key);
     return Promise.resolve(data ? bufferReader(data) : null);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   openWrite(): Promise<BlobWriter> {
     const parts: Uint8Array[] = [];
     let result: B3Digest | null = null;
@@ -62,7 +62,7 @@ export class MemoryBlobService implements BlobService {
     });
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode BlobService} method of the same name. */
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -21,26 +21,28 @@ export class MemoryDirectoryService implements DirectoryService {
   // Stored encoded, so callers cannot mutate what the store holds.
   #dirs = new Map<string, Uint8Array>();
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   get(digest: B3Digest): Promise<Directory | null> {
     const bytes = this.#dirs.get(digest.key);
-    return Promise.resolve(bytes ? decodeDirectory(bytes) : null);
+    // Decode from a copy: protobuf-es returns bytes fields as views into its input.
+    return Promise.resolve(bytes ? decodeDirectory(bytes.slice()) : null);
   }
 
-  /** @inheritdoc */
-  put(directory: Directory): Promise<B3Digest> {
+  /** The {@linkcode DirectoryService} method of the same name. */
+  // deno-lint-ignore require-await
+  async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const digest = directoryDigest(directory);
     this.#dirs.set(digest.key, encodeDirectory(directory));
-    return Promise.resolve(digest);
+    return digest;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   getRecursive(root: B3Digest): AsyncIterable<Directory> {
     return traverseDirectories((d) => this.get(d), root);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   putMultipleStart(): DirectoryPutter {
     return new BufferedPutter((dirs) => {
       for (const [digest, bytes] of dirs) this.#dirs.set(digest.key, bytes);
@@ -48,7 +50,7 @@ export class MemoryDirectoryService implements DirectoryService {
     });
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -69,7 +71,7 @@ export class BufferedPutter implements DirectoryPutter {
     this.#commit = commit;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   // deno-lint-ignore require-await
   async put(directory: Directory): Promise<void> {
     if (this.#root) throw new InvalidRequestError("directory putter is closed");
@@ -77,7 +79,7 @@ export class BufferedPutter implements DirectoryPutter {
     this.#pending.push([digest, encodeDirectory(directory)]);
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<B3Digest> {
     this.#root ??= (async () => {
       const root = this.#validator.root();

@@ -1,0 +1,172 @@
+/**
+ * `deno task bench`: every benchmark, printed as one table of ratios against references measured
+ * in the same run (these machines are shared and noisy, so absolute numbers mean little).
+ *
+ *   deno task bench [--quick] [--only import,blob,nar,grpc,fuse]
+ *
+ * @module
+ */
+import { best, printTable, ratio, type Row, s, timeCommand, writeRandomFile } from "./lib.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const args = Deno.args;
+const quick = args.includes("--quick");
+const onlyArg = args[args.indexOf("--only") + 1];
+const only = args.includes("--only") ? new Set(onlyArg.split(",")) : null;
+const want = (k: string) => !only || only.has(k);
+const RUNS = quick ? 1 : 3;
+
+const tmpBase = await Deno.stat("/dev/shm").then(() => "/dev/shm").catch(() => undefined);
+const work = await Deno.makeTempDir({ dir: tmpBase, prefix: "nixcas-bench-" });
+const rows: Row[] = [];
+const deno = Deno.execPath();
+const nixcas = (...a: string[]) => [deno, "run", "-A", "--quiet", `${ROOT}/mod.ts`, ...a];
+
+function haveCmd(c: string): boolean {
+  return new Deno.Command("sh", { args: ["-c", `command -v ${c}`], stdout: "null" }).outputSync()
+    .success;
+}
+
+try {
+  // --- blobs in SQLite: 1 GiB streamed in and out, peak RSS (issue: foundation) ---
+  if (want("blob")) {
+    const mib = quick ? 256 : 1024;
+    const r = await timeCommand([
+      deno,
+      "run",
+      "-A",
+      `${ROOT}/bench/sqlite_blob.ts`,
+      `${work}/blob.db`,
+      String(mib),
+    ]);
+    const out = JSON.parse(new TextDecoder().decode(r.stdout));
+    await Deno.remove(`${work}/blob.db`).catch(() => {});
+    await Deno.remove(`${work}/blob.db-wal`).catch(() => {});
+    await Deno.remove(`${work}/blob.db-shm`).catch(() => {});
+    await writeRandomFile(`${work}/ref.bin`, 256);
+    const b3 = haveCmd("b3sum")
+      ? await best(RUNS, () => timeCommand(["b3sum", "--num-threads", "1", `${work}/ref.bin`]))
+      : null;
+    await Deno.remove(`${work}/ref.bin`);
+    const b3Rate = b3 ? 256 / b3.secs : NaN;
+    rows.push({
+      what: `SQLite blob write ${mib} MiB (MiB/s; ref b3sum 1 thread)`,
+      ours: out.writeMiBs.toFixed(0),
+      reference: b3Rate.toFixed(0),
+      ratio: ratio(b3Rate, out.writeMiBs) + " (time)",
+    });
+    rows.push({
+      what: `SQLite blob read ${mib} MiB (MiB/s)`,
+      ours: out.readMiBs.toFixed(0),
+      reference: "",
+      ratio: "",
+    });
+    rows.push({
+      what: `peak RSS, ${mib} MiB blob write+read`,
+      ours: `${r.rssMiB.toFixed(0)} MiB`,
+      reference: "≤ 200 MiB",
+      ratio: "",
+    });
+  }
+
+  // --- import vs nix-store --add; nar vs nix-store --dump ---
+  if ((want("import") || want("nar")) && haveCmd("nix-store")) {
+    const big = `${work}/big64`;
+    await writeRandomFile(big, 64, 7);
+    const tree = `${work}/tree5000`;
+    await Deno.mkdir(tree);
+    for (let d = 0; d < 50; d++) {
+      await Deno.mkdir(`${tree}/d${d}`);
+      for (let f = 0; f < 100; f++) {
+        await Deno.writeTextFile(
+          `${tree}/d${d}/f${f}.txt`,
+          `file ${d}/${f}\n`.repeat(1 + (f * 37) % 200),
+        );
+      }
+    }
+    const huge = `${work}/big512`;
+    await writeRandomFile(huge, quick ? 128 : 512, 9);
+    let n = 0;
+    const fresh = () => ({ NIXCAS_DIR: `${work}/nixcas-${n++}` });
+    const nixEnv = () => ({ NIX_REMOTE: `local?root=${work}/nixroot-${n++}` });
+
+    for (const [label, path] of [["64 MiB file", big], ["5,000-file tree", tree]]) {
+      const ours = await best(
+        RUNS,
+        () => timeCommand(nixcas("import", "--quiet", path), { env: fresh() }),
+      );
+      const ref = await best(
+        RUNS,
+        () => timeCommand(["nix-store", "--add", path], { env: nixEnv() }),
+      );
+      if (new TextDecoder().decode(ours.stdout) !== new TextDecoder().decode(ref.stdout)) {
+        throw new Error(`store paths differ for ${path}`);
+      }
+      rows.push({
+        what: `import ${label} vs nix-store --add`,
+        ours: s(ours.secs),
+        reference: s(ref.secs),
+        ratio: ratio(ours.secs, ref.secs),
+      });
+    }
+    const h = await timeCommand(nixcas("import", "--quiet", huge), { env: fresh() });
+    rows.push({
+      what: `peak RSS importing a ${quick ? 128 : 512} MiB file`,
+      ours: `${h.rssMiB.toFixed(0)} MiB`,
+      reference: "≤ 200 MiB",
+      ratio: "",
+    });
+
+    if (want("nar")) {
+      const env = fresh();
+      const p = new TextDecoder().decode(
+        (await timeCommand(nixcas("import", "--quiet", tree), { env })).stdout,
+      ).trim();
+      const pb = new TextDecoder().decode(
+        (await timeCommand(nixcas("import", "--quiet", big), { env })).stdout,
+      ).trim();
+      for (const [label, sp, src] of [["5,000-file tree", p, tree], ["64 MiB file", pb, big]]) {
+        const ours = await best(
+          RUNS,
+          () => timeCommand(nixcas("nar", sp), { env, stdout: "null" }),
+        );
+        const ref = await best(
+          RUNS,
+          () => timeCommand(["nix-store", "--dump", src], { stdout: "null" }),
+        );
+        rows.push({
+          what: `nar ${label} vs nix-store --dump`,
+          ours: s(ours.secs),
+          reference: s(ref.secs),
+          ratio: ratio(ours.secs, ref.secs),
+        });
+      }
+    }
+  }
+
+  // --- gRPC and FUSE benchmarks live beside this file and print their own rows as JSON ---
+  for (const k of ["grpc", "fuse"]) {
+    if (!want(k)) continue;
+    const script = `${ROOT}/bench/${k}.ts`;
+    if (!(await Deno.stat(script).catch(() => null))) continue;
+    const out = await new Deno.Command(deno, {
+      args: ["run", "-A", script, "--rows", ...(quick ? ["--quick"] : [])],
+      stderr: "inherit",
+    }).output();
+    if (!out.success) {
+      rows.push({ what: `${k} benchmark`, ours: "failed", reference: "", ratio: "" });
+      continue;
+    }
+    const text = new TextDecoder().decode(out.stdout);
+    const line = text.trim().split("\n").filter((l) => l.startsWith("[")).at(-1);
+    if (line) rows.push(...JSON.parse(line) as Row[]);
+  }
+} finally {
+  await Deno.remove(work, { recursive: true });
+}
+
+console.log(
+  `nixcas benchmarks (${new Date().toISOString()}, ${Deno.build.target}, runs: best of ${RUNS})`,
+);
+console.log("time ratios are nixcas / reference: below 1.0 means nixcas is faster");
+printTable(rows);

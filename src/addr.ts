@@ -1,0 +1,229 @@
+/**
+ * Service addresses: one URL parser that opens any of the three services.
+ *
+ * - `memory://`: in this process, gone when it exits
+ * - `sqlite:///abs/path.db`: an SQLite file (created on first use); `sqlite://` alone is a
+ *   private in-memory database
+ * - `grpc+http://host:port`, `grpc+https://host:port`, `grpc+unix:///abs/socket`: a daemon
+ *
+ * @module
+ */
+import { MemoryBlobService } from "./castore/blob/memory.ts";
+import type { BlobService } from "./castore/blob/service.ts";
+import { SqliteBlobService } from "./castore/blob/sqlite.ts";
+import { MemoryDirectoryService } from "./castore/directory/memory.ts";
+import type { DirectoryService } from "./castore/directory/service.ts";
+import { SqliteDirectoryService } from "./castore/directory/sqlite.ts";
+import { InvalidRequestError } from "./castore/errors.ts";
+import { MemoryPathInfoService } from "./store/path_info/memory.ts";
+import type { PathInfoService } from "./store/path_info/service.ts";
+import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
+import { GrpcBlobService } from "./castore/blob/grpc.ts";
+import { GrpcDirectoryService } from "./castore/directory/grpc.ts";
+import { GrpcPathInfoService } from "./store/path_info/grpc.ts";
+
+/** A parsed service address. */
+export type ServiceAddr =
+  | { kind: "memory" }
+  | { kind: "sqlite"; path: string } // ":memory:" for a private in-memory database
+  | { kind: "grpc"; url: string; unixPath?: string };
+
+/** Thrown for an address that cannot be used; the message quotes it and says why. */
+export class AddressError extends InvalidRequestError {
+  /** Creates the error for `addr`. */
+  constructor(addr: string, why: string) {
+    super(`invalid service address ${JSON.stringify(addr)}: ${why}`);
+    this.name = "AddressError";
+  }
+}
+
+/** Parses an address, rejecting unknown schemes, stray hosts, and relative paths. */
+export function parseAddr(addr: string): ServiceAddr {
+  let url: URL;
+  try {
+    url = new URL(addr);
+  } catch {
+    throw new AddressError(
+      addr,
+      "not a URL (expected memory://, sqlite:///abs/path.db, grpc+http://host:port, grpc+https://host:port or grpc+unix:///abs/socket)",
+    );
+  }
+  if (url.search || url.hash) {
+    throw new AddressError(addr, "query strings and fragments are not supported");
+  }
+  switch (url.protocol) {
+    case "memory:":
+      if (!addr.startsWith("memory://")) throw new AddressError(addr, "write it as memory://");
+      if (url.host) throw new AddressError(addr, "memory:// takes no host");
+      if (url.pathname) throw new AddressError(addr, "memory:// takes no path");
+      return { kind: "memory" };
+    case "sqlite:": {
+      if (!addr.startsWith("sqlite://")) {
+        throw new AddressError(addr, "write it as sqlite:///absolute/path.db");
+      }
+      if (url.host) {
+        throw new AddressError(
+          addr,
+          `sqlite:// takes no host (got ${
+            JSON.stringify(url.host)
+          }); use sqlite:///absolute/path.db`,
+        );
+      }
+      if (!url.pathname) return { kind: "sqlite", path: ":memory:" };
+      const path = decodeURIComponent(url.pathname);
+      if (!path.startsWith("/") || path === "/") {
+        throw new AddressError(addr, "the database path must be absolute");
+      }
+      return { kind: "sqlite", path };
+    }
+    case "grpc+unix:": {
+      if (url.host) {
+        throw new AddressError(addr, "grpc+unix:// takes no host; use grpc+unix:///abs/socket");
+      }
+      const path = decodeURIComponent(url.pathname);
+      if (!path.startsWith("/") || path === "/") {
+        throw new AddressError(addr, "the socket path must be absolute");
+      }
+      return { kind: "grpc", url: "http://localhost", unixPath: path };
+    }
+    case "grpc+http:":
+    case "grpc+https:": {
+      if (!url.hostname) throw new AddressError(addr, "a host is required");
+      if (url.pathname && url.pathname !== "/") {
+        throw new AddressError(addr, "no path allowed after host:port");
+      }
+      return { kind: "grpc", url: `${url.protocol.slice(5)}//${url.host}` };
+    }
+    default:
+      throw new AddressError(
+        addr,
+        `unknown scheme ${
+          JSON.stringify(url.protocol.slice(0, -1))
+        } (known: memory, sqlite, grpc+http, grpc+https, grpc+unix)`,
+      );
+  }
+}
+
+/** The directory holding the default store: `$NIXCAS_DIR`, else `$XDG_DATA_HOME/nixcas`, else `~/.local/share/nixcas`. */
+export function nixcasDir(): string {
+  const explicit = Deno.env.get("NIXCAS_DIR");
+  if (explicit) return explicit;
+  const xdg = Deno.env.get("XDG_DATA_HOME");
+  if (xdg) return `${xdg}/nixcas`;
+  const home = Deno.env.get("HOME");
+  if (!home) throw new InvalidRequestError("cannot find the default store: set NIXCAS_DIR or HOME");
+  return `${home}/.local/share/nixcas`;
+}
+
+/** The default address of all three services: the embedded store `sqlite://$NIXCAS_DIR/store.db`. */
+export function defaultStoreAddr(): string {
+  const dir = nixcasDir();
+  const abs = dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`;
+  return `sqlite://${encodeURI(abs)}/store.db`;
+}
+
+async function ensureParent(path: string): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  if (dir) await Deno.mkdir(dir, { recursive: true });
+}
+
+/** Opens a BlobService by address. */
+export async function openBlobService(addr: string): Promise<BlobService> {
+  const a = parseAddr(addr);
+  switch (a.kind) {
+    case "memory":
+      return new MemoryBlobService();
+    case "sqlite":
+      if (a.path !== ":memory:") await ensureParent(a.path);
+      return new SqliteBlobService(a.path);
+    case "grpc":
+      return new GrpcBlobService(addr);
+  }
+}
+
+/** Opens a DirectoryService by address. */
+export async function openDirectoryService(addr: string): Promise<DirectoryService> {
+  const a = parseAddr(addr);
+  switch (a.kind) {
+    case "memory":
+      return new MemoryDirectoryService();
+    case "sqlite":
+      if (a.path !== ":memory:") await ensureParent(a.path);
+      return new SqliteDirectoryService(a.path);
+    case "grpc":
+      return new GrpcDirectoryService(addr);
+  }
+}
+
+/**
+ * Opens a PathInfoService by address. Local backends calculate NARs from `blobs` and
+ * `directories`; a remote daemon calculates them from its own.
+ */
+export async function openPathInfoService(
+  addr: string,
+  blobs: BlobService,
+  directories: DirectoryService,
+): Promise<PathInfoService> {
+  const a = parseAddr(addr);
+  switch (a.kind) {
+    case "memory":
+      return new MemoryPathInfoService(blobs, directories);
+    case "sqlite":
+      if (a.path !== ":memory:") await ensureParent(a.path);
+      return new SqlitePathInfoService(a.path, blobs, directories);
+    case "grpc":
+      return new GrpcPathInfoService(addr);
+  }
+}
+
+/** The three services of one store, as {@linkcode openStore} returns them. */
+export interface Store {
+  /** Blob service. */
+  blobs: BlobService;
+  /** Directory service. */
+  directories: DirectoryService;
+  /** Path info service. */
+  pathInfos: PathInfoService;
+  /** Closes all three. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens all three services. `addr` is used for every service unless `blob`, `directory` or
+ * `pathInfo` name another; the default is the embedded store ({@linkcode defaultStoreAddr}).
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./mod.ts";
+ * const store = await openStore("memory://");
+ * await store.close();
+ * ```
+ */
+export async function openStore(
+  addr?: string,
+  overrides: { blob?: string; directory?: string; pathInfo?: string } = {},
+): Promise<Store> {
+  const def = addr ??
+    (overrides.blob && overrides.directory && overrides.pathInfo ? "" : defaultStoreAddr());
+  const blobs = await openBlobService(overrides.blob ?? def);
+  let directories: DirectoryService | undefined;
+  try {
+    directories = await openDirectoryService(overrides.directory ?? def);
+    const pathInfos = await openPathInfoService(overrides.pathInfo ?? def, blobs, directories);
+    const dirs = directories;
+    return {
+      blobs,
+      directories: dirs,
+      pathInfos,
+      async close() {
+        await pathInfos.close();
+        await dirs.close();
+        await blobs.close();
+      },
+    };
+  } catch (e) {
+    await directories?.close();
+    await blobs.close();
+    throw e;
+  }
+}

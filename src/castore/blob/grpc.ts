@@ -1,0 +1,252 @@
+/**
+ * BlobService on a remote gRPC server (`grpc+http://`, `grpc+https://`, `grpc+unix://`).
+ *
+ * @module
+ */
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { B3Digest, createBlake3Hasher } from "../digest.ts";
+import { InvalidRequestError, StorageError } from "../errors.ts";
+import { BlobService as BlobServiceDesc } from "../../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
+import { createTransport, fromGrpcError, type RemoteTransport } from "../../grpc/transport.ts";
+import type { BlobReader, BlobService, BlobWriter } from "./service.ts";
+import { readAtFromChunks } from "./util.ts";
+
+/**
+ * A BlobService whose blobs live on a tvix-compatible gRPC server. A full read checks the
+ * BLAKE3 of what arrived at its end and throws {@linkcode StorageError} on a mismatch; a lost
+ * connection gives {@linkcode UnavailableError}.
+ *
+ * @example
+ * ```ts ignore
+ * const blobs = new GrpcBlobService("grpc+unix:///run/nixcas.sock");
+ * const ok = await blobs.has(digest);
+ * ```
+ */
+export class GrpcBlobService implements BlobService {
+  #remote: RemoteTransport;
+  #client;
+
+  /** Connects (lazily) to a `grpc+…` URL, or shares an existing transport. */
+  constructor(target: string | RemoteTransport) {
+    this.#remote = typeof target === "string" ? createTransport(target) : target;
+    this.#client = createClient(BlobServiceDesc, this.#remote.transport);
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  async has(digest: B3Digest): Promise<boolean> {
+    try {
+      await this.#client.stat({ digest: digest.bytes });
+      return true;
+    } catch (e) {
+      if (ConnectError.from(e).code === Code.NotFound) return false;
+      throw fromGrpcError(e, this.#remote.address);
+    }
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  async openRead(digest: B3Digest): Promise<BlobReader | null> {
+    // Start the read and look at its first answer: NOT_FOUND means absent. The stream is then
+    // handed to the first chunks() call, so a whole read costs one call.
+    let first: ChunkStream | null = this.#readStream(digest, 0);
+    try {
+      await first.peek();
+    } catch (e) {
+      if (ConnectError.from(e).code === Code.NotFound) return null;
+      throw fromGrpcError(e, this.#remote.address);
+    }
+    const open = (offset: number) => {
+      if (offset === 0 && first) {
+        const s = first;
+        first = null;
+        return s;
+      }
+      return this.#readStream(digest, offset);
+    };
+    const reader: BlobReader = {
+      chunks: (offset = 0) => open(offset).chunks(),
+      readAt: (offset, length) => readAtFromChunks(reader, offset, length),
+      close: async () => {
+        await first?.cancel();
+        first = null;
+      },
+    };
+    return reader;
+  }
+
+  /**
+   * A Read call as a stream from `offset`. From offset 0 the digest is checked when the stream
+   * ends; from elsewhere the bytes before `offset` are skipped unchecked (the server has no
+   * ranged read).
+   */
+  #readStream(digest: B3Digest, offset: number): ChunkStream {
+    const abort = new AbortController();
+    const it = this.#client.read({ digest: digest.bytes }, { signal: abort.signal })[
+      Symbol.asyncIterator
+    ]();
+    const address = this.#remote.address;
+    let head: Promise<IteratorResult<{ data: Uint8Array }>> | null = null;
+    const next = () => {
+      const h = head;
+      head = null;
+      return h ?? it.next();
+    };
+    return {
+      peek: async () => {
+        head = it.next();
+        await head;
+      },
+      cancel: async () => {
+        abort.abort();
+        await it.return?.().catch(() => {});
+      },
+      async *chunks() {
+        const hasher = offset === 0 ? await createBlake3Hasher() : null;
+        let skip = offset;
+        try {
+          for (;;) {
+            let r;
+            try {
+              r = await next();
+            } catch (e) {
+              throw fromGrpcError(e, address);
+            }
+            if (r.done) break;
+            let data = r.value.data;
+            hasher?.update(data);
+            if (skip > 0) {
+              const k = Math.min(skip, data.length);
+              skip -= k;
+              data = data.subarray(k);
+              if (data.length === 0) continue;
+            }
+            yield data;
+          }
+        } finally {
+          // Stopping early (readAt, a consumer that breaks) cancels the call.
+          abort.abort();
+        }
+        if (hasher) {
+          const got = hasher.digest();
+          if (!got.equals(digest)) {
+            throw new StorageError(
+              `${address}: blob ${digest} arrived with digest ${got}: corrupt or wrong data`,
+            );
+          }
+        }
+      },
+    };
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  openWrite(): Promise<BlobWriter> {
+    const abort = new AbortController();
+    const queue = new Channel<Uint8Array>();
+    const call = this.#client.put(
+      (async function* () {
+        for await (const data of queue) yield { data };
+      })(),
+      { signal: abort.signal },
+    );
+    // Fail pending writes as soon as the call fails (e.g. the server went away).
+    call.catch((e) => queue.fail(fromGrpcError(e, this.#remote.address)));
+    let result: Promise<B3Digest> | null = null;
+    let aborted = false;
+    return Promise.resolve({
+      write: async (data) => {
+        if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
+        // Copy: the caller may reuse its buffer once write resolves, and the chunk may still
+        // be queued in the HTTP/2 stream.
+        await queue.push(data.slice());
+      },
+      close: () => {
+        if (aborted) return Promise.reject(new InvalidRequestError("blob writer was aborted"));
+        result ??= (async () => {
+          queue.end();
+          try {
+            const r = await call;
+            return B3Digest.fromBytes(r.digest);
+          } catch (e) {
+            throw fromGrpcError(e, this.#remote.address);
+          }
+        })();
+        return result;
+      },
+      abort: () => {
+        if (!result) {
+          aborted = true;
+          abort.abort();
+          queue.fail(new InvalidRequestError("blob writer was aborted"));
+        }
+        return Promise.resolve();
+      },
+    });
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  close(): Promise<void> {
+    this.#remote.close();
+    return Promise.resolve();
+  }
+}
+
+interface ChunkStream {
+  peek(): Promise<void>;
+  cancel(): Promise<void>;
+  chunks(): AsyncIterable<Uint8Array>;
+}
+
+/**
+ * A one-slot async channel: push() resolves when the consumer took the item, so a writer
+ * never runs ahead of the network by more than one chunk.
+ */
+export class Channel<T> implements AsyncIterable<T> {
+  #item: { value: T; taken: () => void; failed: (e: Error) => void } | null = null;
+  #waiter: (() => void) | null = null;
+  #ended = false;
+  #error: Error | null = null;
+
+  /** Offers an item; resolves once it was taken, rejects when the channel failed. */
+  push(value: T): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#ended) return Promise.reject(new Error("channel ended"));
+    return new Promise((taken, failed) => {
+      this.#item = { value, taken, failed };
+      this.#wake();
+    });
+  }
+
+  /** No more items: the consumer's loop ends after the current one. */
+  end(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  /** Fails the channel: a pending and all future pushes reject with `e`; the consumer stops. */
+  fail(e: Error): void {
+    this.#error ??= e;
+    this.#item?.failed(this.#error);
+    this.#item = null;
+    this.#ended = true;
+    this.#wake();
+  }
+
+  #wake() {
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.();
+  }
+
+  /** Yields items as they are pushed, until end() or fail(). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
+    for (;;) {
+      while (!this.#item && !this.#ended) {
+        await new Promise<void>((r) => (this.#waiter = r));
+      }
+      const item = this.#item;
+      if (!item) return;
+      this.#item = null;
+      item.taken();
+      yield item.value;
+    }
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * BlobService in an SQLite file: each blob is a row in `blobs` pointing at 1 MiB chunk rows, so
+ * neither writing nor reading holds a whole blob in memory.
+ *
+ * @module
+ */
+import type { StatementSync } from "node:sqlite";
+import { type B3Digest, createBlake3Hasher } from "../digest.ts";
+import { InvalidRequestError } from "../errors.ts";
+import {
+  noteSqliteBytes,
+  openDatabase,
+  type SqliteHandle,
+  storageError,
+  transaction,
+} from "../../sqlite/db.ts";
+import { bufferReader } from "./memory.ts";
+import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
+
+/**
+ * Blobs in SQLite (`sqlite:///abs/path.db`). A blob becomes visible in one transaction when its
+ * writer closes; writing a blob that already exists stores nothing new.
+ */
+export class SqliteBlobService implements BlobService {
+  #h: SqliteHandle;
+  #has: StatementSync;
+  #meta: StatementSync;
+  #chunk: StatementSync;
+  #newUpload: StatementSync;
+  #insertChunk: StatementSync;
+  #insertBlob: StatementSync;
+  #inline: StatementSync;
+  #insertInline: StatementSync;
+  #dropUpload: StatementSync;
+  #dropChunks: StatementSync;
+
+  /** Opens the database at `path` (`:memory:` for a private in-memory one). */
+  constructor(path: string) {
+    this.#h = openDatabase(path);
+    const db = this.#h.db;
+    this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
+    this.#meta = db.prepare("SELECT size, data_id FROM blobs WHERE digest = ?");
+    this.#inline = db.prepare("SELECT data FROM blobs WHERE digest = ?");
+    this.#insertInline = db.prepare(
+      "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
+    );
+    this.#chunk = db.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
+    this.#newUpload = db.prepare("INSERT INTO uploads (started) VALUES (?)");
+    this.#insertChunk = db.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
+    this.#insertBlob = db.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, ?)");
+    this.#dropUpload = db.prepare("DELETE FROM uploads WHERE data_id = ?");
+    this.#dropChunks = db.prepare("DELETE FROM chunks WHERE data_id = ?");
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  has(digest: B3Digest): Promise<boolean> {
+    try {
+      return Promise.resolve(this.#has.get(digest.bytes) !== undefined);
+    } catch (e) {
+      return Promise.reject(storageError(`looking up blob ${digest}`, e));
+    }
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  openRead(digest: B3Digest): Promise<BlobReader | null> {
+    let row: { size: number; data_id: number | null } | undefined;
+    try {
+      row = this.#meta.get(digest.bytes) as typeof row;
+    } catch (e) {
+      return Promise.reject(storageError(`looking up blob ${digest}`, e));
+    }
+    if (!row) return Promise.resolve(null);
+    const { size, data_id: id } = row;
+    if (id === null) {
+      // Small blobs (one chunk at most) live inline in their blobs row.
+      const r = this.#inline.get(digest.bytes) as { data: Uint8Array } | undefined;
+      if (!r) return Promise.resolve(null);
+      noteSqliteBytes(r.data.length);
+      return Promise.resolve(bufferReader(r.data));
+    }
+    const chunk = (idx: number): Uint8Array => {
+      const r = this.#chunk.get(id, idx) as { data: Uint8Array } | undefined;
+      if (!r) throw storageError(`blob ${digest}`, new Error(`chunk ${idx} is missing`));
+      noteSqliteBytes(r.data.length);
+      return r.data;
+    };
+    // The last chunk read: FUSE reads a file in pieces of ~128 KiB, so each 1 MiB chunk is
+    // fetched from SQLite once instead of once per piece.
+    let cachedIdx = -1;
+    let cached: Uint8Array = new Uint8Array(0);
+    const part = (idx: number, start: number, len: number): Uint8Array => {
+      if (idx !== cachedIdx) {
+        cached = chunk(idx);
+        cachedIdx = idx;
+      }
+      return cached.subarray(start, start + len);
+    };
+    return Promise.resolve({
+      // deno-lint-ignore require-await
+      async readAt(offset, length) {
+        const end = Math.min(size, offset + length);
+        if (offset >= end) return new Uint8Array(0);
+        const first = Math.floor(offset / CHUNK_SIZE);
+        const last = Math.floor((end - 1) / CHUNK_SIZE);
+        if (first === last) return part(first, offset - first * CHUNK_SIZE, end - offset);
+        const out = new Uint8Array(end - offset);
+        for (let i = first; i <= last; i++) {
+          const base = i * CHUNK_SIZE;
+          const s = Math.max(offset, base) - base;
+          const e = Math.min(end, base + CHUNK_SIZE) - base;
+          out.set(part(i, s, e - s), base + s - offset);
+        }
+        return out;
+      },
+      async *chunks(offset = 0) {
+        for (let i = Math.floor(offset / CHUNK_SIZE); i * CHUNK_SIZE < size; i++) {
+          const data = chunk(i);
+          const skip = Math.max(0, offset - i * CHUNK_SIZE);
+          yield skip ? data.subarray(skip) : data;
+        }
+      },
+      close: () => Promise.resolve(),
+    });
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  async openWrite(): Promise<BlobWriter> {
+    const hasher = await createBlake3Hasher();
+    let pending: Uint8Array[] = [];
+    let pendingLen = 0;
+    let size = 0;
+    let id: number | null = null; // upload row, allocated when the first full chunk is stored
+    let idx = 0;
+    let result: B3Digest | null = null;
+    let aborted = false;
+
+    const take = (n: number): Uint8Array => {
+      if (pending.length === 1 && pending[0].length === n) {
+        const only = pending[0];
+        pending = [];
+        pendingLen = 0;
+        return only;
+      }
+      const out = new Uint8Array(n);
+      let o = 0;
+      while (o < n) {
+        const p = pending[0];
+        const k = Math.min(p.length, n - o);
+        out.set(p.subarray(0, k), o);
+        o += k;
+        if (k === p.length) pending.shift();
+        else pending[0] = p.subarray(k);
+      }
+      pendingLen -= n;
+      return out;
+    };
+    const upload = (): number => {
+      id ??= Number(this.#newUpload.run(Date.now()).lastInsertRowid);
+      return id;
+    };
+    const dropUpload = () => {
+      if (id === null) return;
+      const dead = id;
+      id = null;
+      transaction(this.#h.db, () => {
+        this.#dropChunks.run(dead);
+        this.#dropUpload.run(dead);
+      });
+    };
+
+    return {
+      // deno-lint-ignore require-await
+      write: async (data) => {
+        if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
+        hasher.update(data);
+        size += data.length;
+        if (pendingLen === 0 && data.length === CHUNK_SIZE) {
+          // A whole chunk: stored synchronously, so the caller's buffer needs no copy.
+          try {
+            this.#insertChunk.run(upload(), idx++, data);
+          } catch (e) {
+            throw storageError("writing blob chunk", e);
+          }
+          return;
+        }
+        // Copy: callers may reuse their buffer once write() resolves.
+        pending.push(data.slice());
+        pendingLen += data.length;
+        try {
+          while (pendingLen >= CHUNK_SIZE) {
+            this.#insertChunk.run(upload(), idx++, take(CHUNK_SIZE));
+          }
+        } catch (e) {
+          throw storageError("writing blob chunk", e);
+        }
+      },
+      // deno-lint-ignore require-await
+      close: async () => {
+        if (aborted) throw new InvalidRequestError("blob writer was aborted");
+        if (result) return result;
+        const digest = hasher.digest();
+        try {
+          if (id === null) {
+            // Everything is still in memory (at most one chunk): one row, one statement.
+            this.#insertInline.run(digest.bytes, size, take(pendingLen));
+          } else {
+            transaction(this.#h.db, () => {
+              const exists = this.#has.get(digest.bytes) !== undefined;
+              if (exists) {
+                if (id !== null) {
+                  this.#dropChunks.run(id);
+                  this.#dropUpload.run(id);
+                }
+                return;
+              }
+              const dataId = upload();
+              if (pendingLen > 0) this.#insertChunk.run(dataId, idx++, take(pendingLen));
+              this.#insertBlob.run(digest.bytes, size, dataId);
+              this.#dropUpload.run(dataId);
+            });
+          }
+        } catch (e) {
+          throw storageError(`storing blob ${digest}`, e);
+        }
+        id = null;
+        pending = [];
+        result = digest;
+        return digest;
+      },
+      // deno-lint-ignore require-await
+      abort: async () => {
+        if (result || aborted) return;
+        aborted = true;
+        pending = [];
+        try {
+          dropUpload();
+        } catch (e) {
+          throw storageError("discarding blob upload", e);
+        }
+      },
+    };
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  close(): Promise<void> {
+    this.#h.release();
+    return Promise.resolve();
+  }
+}

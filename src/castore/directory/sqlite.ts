@@ -1,0 +1,89 @@
+/**
+ * DirectoryService in an SQLite file, rows keyed by digest holding the canonical encoding.
+ *
+ * @module
+ */
+import type { StatementSync } from "node:sqlite";
+import type { B3Digest } from "../digest.ts";
+import {
+  decodeDirectory,
+  type Directory,
+  directoryDigest,
+  encodeDirectory,
+  validateDirectory,
+} from "../directory.ts";
+import { openDatabase, type SqliteHandle, storageError, transaction } from "../../sqlite/db.ts";
+import { BufferedPutter } from "./memory.ts";
+import type { DirectoryPutter, DirectoryService } from "./service.ts";
+import { traverseDirectories } from "./traverse.ts";
+
+/** Directories in SQLite (`sqlite:///abs/path.db`). A closure is stored in one transaction. */
+export class SqliteDirectoryService implements DirectoryService {
+  #h: SqliteHandle;
+  #get: StatementSync;
+  #insert: StatementSync;
+
+  /** Opens the database at `path` (`:memory:` for a private in-memory one). */
+  constructor(path: string) {
+    this.#h = openDatabase(path);
+    this.#get = this.#h.db.prepare("SELECT data FROM directories WHERE digest = ?");
+    this.#insert = this.#h.db.prepare(
+      "INSERT OR IGNORE INTO directories (digest, data) VALUES (?, ?)",
+    );
+  }
+
+  /** The {@linkcode DirectoryService} method of the same name. */
+  get(digest: B3Digest): Promise<Directory | null> {
+    let row: { data: Uint8Array } | undefined;
+    try {
+      row = this.#get.get(digest.bytes) as typeof row;
+    } catch (e) {
+      return Promise.reject(storageError(`reading directory ${digest}`, e));
+    }
+    if (!row) return Promise.resolve(null);
+    try {
+      return Promise.resolve(decodeDirectory(row.data));
+    } catch (e) {
+      return Promise.reject(storageError(`decoding directory ${digest}`, e));
+    }
+  }
+
+  /** The {@linkcode DirectoryService} method of the same name. */
+  // deno-lint-ignore require-await
+  async put(directory: Directory): Promise<B3Digest> {
+    validateDirectory(directory);
+    const bytes = encodeDirectory(directory);
+    const digest = directoryDigest(directory);
+    try {
+      this.#insert.run(digest.bytes, bytes);
+    } catch (e) {
+      throw storageError(`storing directory ${digest}`, e);
+    }
+    return digest;
+  }
+
+  /** The {@linkcode DirectoryService} method of the same name. */
+  getRecursive(root: B3Digest): AsyncIterable<Directory> {
+    return traverseDirectories((d) => this.get(d), root);
+  }
+
+  /** The {@linkcode DirectoryService} method of the same name. */
+  putMultipleStart(): DirectoryPutter {
+    return new BufferedPutter((dirs) => {
+      try {
+        transaction(this.#h.db, () => {
+          for (const [digest, bytes] of dirs) this.#insert.run(digest.bytes, bytes);
+        });
+      } catch (e) {
+        return Promise.reject(storageError("storing directories", e));
+      }
+      return Promise.resolve();
+    });
+  }
+
+  /** The {@linkcode DirectoryService} method of the same name. */
+  close(): Promise<void> {
+    this.#h.release();
+    return Promise.resolve();
+  }
+}

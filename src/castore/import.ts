@@ -1,0 +1,521 @@
+/**
+ * Importing a filesystem tree into castore (tvix's `ingest_path`): file contents become blobs,
+ * directories become Directory messages put leaves first, and the root node is returned.
+ *
+ * Names and symlink targets are raw bytes (read through libc, see `../sys/libc.ts`), entries
+ * are sorted byte-wise, symlinks are never followed (a root symlink is imported as a symlink), a
+ * regular file is executable iff its owner-execute bit is set, and FIFOs, sockets and devices
+ * are errors — the same rules as Nix's `dump`.
+ *
+ * @module
+ */
+import { B3_LEN, type B3Digest } from "./digest.ts";
+import {
+  type AnyNode,
+  compareBytes,
+  directoryDigest,
+  type DirectoryNode,
+  directorySize,
+  type FileNode,
+  isValidName,
+  makeDirectory,
+  type SymlinkNode,
+} from "./directory.ts";
+import { InvalidRequestError, StorageError } from "./errors.ts";
+import { type BlobService, type BlobWriter, CHUNK_SIZE } from "./blob/service.ts";
+import type { DirectoryPutter, DirectoryService } from "./directory/service.ts";
+import * as libc from "../sys/libc.ts";
+import type { NarSlot, OrderedNarHasher } from "../nar/hash.ts";
+import { NarWriter } from "../nar/writer.ts";
+
+/** A FIFO, socket, device (or unknown inode type) was found where Nix allows none. */
+export class UnsupportedFileTypeError extends InvalidRequestError {
+  /** What was found, e.g. `fifo`. */
+  readonly kind: libc.FileKind;
+  /** The path at fault, raw bytes. */
+  readonly path: Uint8Array;
+
+  /** Creates the error: `unsupported file type (<kind>): <path>`. */
+  constructor(kind: libc.FileKind, path: Uint8Array) {
+    super(`unsupported file type (${kind}): ${libc.displayPath(path)}`);
+    this.name = "UnsupportedFileTypeError";
+    this.kind = kind;
+    this.path = path;
+  }
+}
+
+/** Fields every walk entry has. */
+export interface WalkEntryBase {
+  /** The full path, raw bytes (the root is the path as given, trailing slashes removed). */
+  path: Uint8Array;
+  /** The last component, raw bytes: the node's name. */
+  name: Uint8Array;
+  /** 0 for the root, 1 for its entries, and so on. */
+  depth: number;
+}
+
+/** A directory is entered; its entries follow, then a matching {@linkcode WalkEnd}. */
+export interface WalkDirectory extends WalkEntryBase {
+  /** Discriminant. */
+  kind: "directory";
+  /** `st_mode` (ignored by Nix and castore for directories). */
+  mode: number;
+}
+
+/** A regular file. */
+export interface WalkFile extends WalkEntryBase {
+  /** Discriminant. */
+  kind: "file";
+  /** `st_mode`. */
+  mode: number;
+  /** `st_size` when it was stat'ed. */
+  size: number;
+  /** The owner-execute bit (`mode & 0o100`), the rule Nix uses. */
+  executable: boolean;
+  /**
+   * Opens the file for reading (O_NOFOLLOW) relative to its already open parent directory and
+   * returns the descriptor, which the caller must close. Only valid until the walk advances.
+   */
+  open(): number;
+}
+
+/** A symbolic link (never followed). */
+export interface WalkSymlink extends WalkEntryBase {
+  /** Discriminant. */
+  kind: "symlink";
+  /** The raw target bytes. */
+  target: Uint8Array;
+}
+
+/** The directory at `path` has no more entries (emitted for the root directory too). */
+export interface WalkEnd extends WalkEntryBase {
+  /** Discriminant. */
+  kind: "end";
+}
+
+/** One step of {@linkcode walk}. */
+export type WalkEntry = WalkDirectory | WalkFile | WalkSymlink | WalkEnd;
+
+/**
+ * Walks the tree at `path` depth-first, parents before children, each directory's entries in
+ * byte-wise name order, with a `"end"` entry after each directory's last entry (so both the
+ * NAR order and leaves-first order can be derived in one pass). Symlinks are not followed, not
+ * even at the root.
+ *
+ * Synchronous (metadata calls are microseconds) but usable with `for await`. Throws
+ * {@linkcode UnsupportedFileTypeError} at a FIFO, socket or device and {@linkcode libc.LibcError}
+ * (naming the path) when a call fails, e.g. `ENOENT: /x/missing (...)`. Descriptors are
+ * released when the walk finishes, throws, or the consumer stops early.
+ */
+export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, undefined> {
+  const root = libc.stripTrailingSlashes(libc.toBytes(path));
+  const rootName = libc.basename(root);
+  if (!isValidName(rootName)) {
+    throw new InvalidRequestError(
+      `cannot import ${libc.displayPath(root)}: its last component is not a valid name`,
+    );
+  }
+  // Bumped on every resume, so a file entry's open() can refuse once its parent fd may be gone.
+  let step = 0;
+  const entry = (
+    dirfd: number,
+    at: Uint8Array,
+    path: Uint8Array,
+    name: Uint8Array,
+    depth: number,
+    st: libc.Stat,
+  ): WalkEntry => {
+    const kind = libc.fileKind(st.mode);
+    switch (kind) {
+      case "directory":
+        return { kind, path, name, depth, mode: st.mode };
+      case "symlink":
+        return { kind, path, name, depth, target: libc.readlinkAt(dirfd, at, st.size, path) };
+      case "file": {
+        const mine = step;
+        return {
+          kind,
+          path,
+          name,
+          depth,
+          mode: st.mode,
+          size: st.size,
+          executable: (st.mode & 0o100) !== 0,
+          open: () => {
+            if (step !== mine) throw new Error("WalkFile.open() called after the walk moved on");
+            return libc.openFileAt(dirfd, at, path);
+          },
+        };
+      }
+      default:
+        throw new UnsupportedFileTypeError(kind, path);
+    }
+  };
+
+  const first = entry(libc.AT_FDCWD, root, root, rootName, 0, libc.lstatAt(libc.AT_FDCWD, root));
+  yield first;
+  step++;
+  if (first.kind !== "directory") return;
+
+  interface Level {
+    fd: number;
+    path: Uint8Array;
+    name: Uint8Array;
+    names: Uint8Array[];
+    next: number;
+  }
+  const stack: Level[] = [];
+  const enter = (dirfd: number, at: Uint8Array, path: Uint8Array, name: Uint8Array) => {
+    const fd = libc.openDirAt(dirfd, at, path);
+    try {
+      const names = libc.readDir(fd, path).map((e) => e.name).sort(compareBytes);
+      stack.push({ fd, path, name, names, next: 0 });
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+  };
+  try {
+    enter(libc.AT_FDCWD, root, root, rootName);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      if (top.next === top.names.length) {
+        stack.pop();
+        libc.close(top.fd);
+        yield { kind: "end", path: top.path, name: top.name, depth: stack.length };
+        step++;
+        continue;
+      }
+      const name = top.names[top.next++];
+      const path = libc.joinPath(top.path, name);
+      const e = entry(top.fd, name, path, name, stack.length, libc.lstatAt(top.fd, name, path));
+      yield e;
+      step++;
+      if (e.kind === "directory") enter(top.fd, name, path, name);
+    }
+  } finally {
+    for (const level of stack) libc.close(level.fd);
+  }
+}
+
+/** Running totals reported by {@linkcode ImportOptions.onProgress}. */
+export interface ImportProgress {
+  /** Files completely uploaded so far. */
+  files: number;
+  /** File content bytes uploaded so far. */
+  bytes: number;
+}
+
+/** Options of {@linkcode importPath}. */
+export interface ImportOptions {
+  /** How many files are uploaded at once (default 8). The result does not depend on it. */
+  concurrency?: number;
+  /** Called after every chunk and every finished file, with running totals. */
+  onProgress?: (progress: ImportProgress) => void;
+  /**
+   * Also hash the NAR of the tree in the same pass (files are read once): structure and file
+   * contents go to this hasher in NAR order; read its `result()` after the import.
+   */
+  narHasher?: OrderedNarHasher;
+}
+
+// Files up to this size are read with one synchronous pread: from the page cache that takes a
+// few microseconds, less than a round trip through the blocking thread pool.
+const SYNC_READ_MAX = 64 * 1024;
+// castore's FileNode.size is a uint32.
+const MAX_FILE_SIZE = 0xffff_ffff;
+
+/** Thrown inside uploads that stop because another part of the import failed. */
+const CANCELLED = new Error("import cancelled");
+
+/**
+ * Imports the file, directory or symlink at `path` into castore and returns its root node,
+ * named with the basename of `path`.
+ *
+ * File contents are streamed into `blobs.openWrite()` in chunks of at most
+ * {@linkcode CHUNK_SIZE} (memory does not grow with file size), up to `concurrency` files at once.
+ * Directories go leaves first through one `directories.putMultipleStart()` putter, each distinct
+ * directory once; the putter is closed (and its root digest checked) only when everything
+ * succeeded. A root that is a file or symlink puts no directories.
+ *
+ * On error (a missing path, a FIFO, an unreadable file, a failing service) the walk stops, every
+ * open blob writer is aborted, the putter is left unclosed, and the first error is thrown; it
+ * names the path at fault.
+ *
+ * @example
+ * ```ts ignore
+ * const root = await importPath("/tmp/src", new MemoryBlobService(), new MemoryDirectoryService());
+ * ```
+ */
+export async function importPath(
+  path: string | Uint8Array,
+  blobs: BlobService,
+  directories: DirectoryService,
+  opts: ImportOptions = {},
+): Promise<AnyNode> {
+  const limit = Math.max(1, Math.floor(opts.concurrency ?? 8));
+  let failure: { error: unknown } | null = null;
+  const fail = (error: unknown) => {
+    failure ??= { error };
+  };
+
+  // A counting semaphore for uploads.
+  let free = limit;
+  const waiters: (() => void)[] = [];
+  const acquire = async () => {
+    while (free === 0) await new Promise<void>((r) => waiters.push(r));
+    free--;
+  };
+  const release = () => {
+    free++;
+    waiters.shift()?.();
+  };
+  const inflight = new Set<Promise<unknown>>();
+
+  const pool: Uint8Array[] = [];
+  const getBuffer = () => pool.pop() ?? new Uint8Array(CHUNK_SIZE);
+  const putBuffer = (b: Uint8Array) => {
+    if (pool.length < 2 * limit) pool.push(b);
+  };
+
+  const progress: ImportProgress = { files: 0, bytes: 0 };
+  const report = opts.onProgress
+    ? () => opts.onProgress!({ files: progress.files, bytes: progress.bytes })
+    : () => {};
+  const written = (n: number) => {
+    progress.bytes += n;
+    report();
+  };
+
+  /** Reads exactly `buf.length` bytes at `offset`; a short file means it changed under us. */
+  const readFull = async (fd: number, buf: Uint8Array, offset: number, path: Uint8Array) => {
+    for (let got = 0; got < buf.length;) {
+      const dst = buf.subarray(got);
+      const n = buf.length <= SYNC_READ_MAX
+        ? libc.pread(fd, dst, offset + got, path)
+        : await libc.preadAsync(fd, dst, offset + got, path);
+      if (n === 0) {
+        throw new StorageError(`file shrank while importing: ${libc.displayPath(path)}`);
+      }
+      got += n;
+    }
+  };
+
+  /** Streams one open file into a new blob; closes `fd`. */
+  const upload = async (
+    fd: number,
+    path: Uint8Array,
+    slot: NarSlot | null,
+    walkedExecutable: boolean,
+  ) => {
+    let w: BlobWriter | null = null;
+    const bufs: Uint8Array[] = [];
+    try {
+      // Size and mode from the descriptor we read, so the node matches the blob even if the
+      // path was replaced after the walk stat'ed it.
+      const st = libc.fstat(fd, path);
+      const kind = libc.fileKind(st.mode);
+      if (kind !== "file") throw new UnsupportedFileTypeError(kind, path);
+      const size = st.size;
+      if (size > MAX_FILE_SIZE) {
+        throw new InvalidRequestError(
+          `file too large for castore (${size} bytes, at most ${MAX_FILE_SIZE}): ${
+            libc.displayPath(path)
+          }`,
+        );
+      }
+      if (slot && (size !== slot.size || ((st.mode & 0o100) !== 0) !== walkedExecutable)) {
+        throw new StorageError(`file changed while importing: ${libc.displayPath(path)}`);
+      }
+      w = await blobs.openWrite();
+      bufs.push(getBuffer());
+      if (size <= CHUNK_SIZE) {
+        const chunk = bufs[0].subarray(0, size);
+        await readFull(fd, chunk, 0, path);
+        if (size > 0) {
+          await slot?.write(chunk);
+          await w.write(chunk);
+          written(size);
+        }
+      } else {
+        // Two buffers: the next chunk is read on the thread pool while this one is hashed and
+        // written. A writer may keep `data` only until its next call, so a buffer is refilled
+        // only after the write of the other one has been started.
+        bufs.push(getBuffer());
+        let cur = bufs[0], next = bufs[1];
+        let off = 0;
+        let len = Math.min(CHUNK_SIZE, size);
+        await readFull(fd, cur.subarray(0, len), 0, path);
+        for (;;) {
+          if (failure) throw CANCELLED;
+          await slot?.write(cur.subarray(0, len));
+          const writing = w.write(cur.subarray(0, len));
+          off += len;
+          if (off >= size) {
+            await writing;
+            written(len);
+            break;
+          }
+          const nextLen = Math.min(CHUNK_SIZE, size - off);
+          const reading = readFull(fd, next.subarray(0, nextLen), off, path);
+          // allSettled: never leave a read in flight into a buffer we are about to give back.
+          const [wr, rd] = await Promise.allSettled([writing, reading]);
+          if (wr.status === "rejected") throw wr.reason;
+          if (rd.status === "rejected") throw rd.reason;
+          written(len);
+          [cur, next] = [next, cur];
+          len = nextLen;
+        }
+      }
+      if (failure) throw CANCELLED;
+      slot?.end();
+      const digest = await w.close();
+      w = null;
+      progress.files++;
+      report();
+      return { digest, size, executable: (st.mode & 0o100) !== 0 };
+    } catch (e) {
+      if (w) await w.abort().catch(() => {});
+      throw e;
+    } finally {
+      libc.close(fd);
+      for (const b of bufs) putBuffer(b);
+    }
+  };
+
+  // NAR structure, written in walk order when the caller wants the NAR hash too.
+  const nar = opts.narHasher ? new NarWriter(opts.narHasher.sink) : null;
+
+  let putter: DirectoryPutter | null = null;
+  const putDigests = new Set<string>();
+  let putChain: Promise<void> = Promise.resolve();
+
+  interface Frame {
+    dirs: Promise<DirectoryNode>[];
+    files: Promise<FileNode>[];
+    symlinks: SymlinkNode[];
+  }
+  const frames: Frame[] = [];
+  let root: Promise<AnyNode> | null = null;
+  // A promise nobody may await for a while must not count as an unhandled rejection; its
+  // error reaches `failure` through the path that awaits it (or through the upload itself).
+  const quiet = <T>(p: Promise<T>): Promise<T> => {
+    p.catch(() => {});
+    return p;
+  };
+
+  try {
+    for (const e of walk(path)) {
+      if (failure) break;
+      if (nar && e.kind !== "end" && e.depth > 0) nar.entry(e.name);
+      switch (e.kind) {
+        case "directory":
+          nar?.directoryStart();
+          frames.push({ dirs: [], files: [], symlinks: [] });
+          break;
+        case "symlink": {
+          const node: SymlinkNode = {
+            $typeName: "tvix.castore.v1.SymlinkNode",
+            name: e.name,
+            target: e.target,
+          };
+          nar?.symlink(e.target);
+          if (e.depth === 0) root = Promise.resolve({ case: "symlink", value: node });
+          else frames[frames.length - 1].symlinks.push(node);
+          break;
+        }
+        case "file": {
+          await acquire();
+          if (failure) {
+            release();
+            break;
+          }
+          let fd: number;
+          try {
+            fd = e.open();
+          } catch (err) {
+            release();
+            throw err;
+          }
+          let slot: NarSlot | null = null;
+          if (nar) {
+            // The contents' place in the NAR is reserved now; the upload fills it.
+            nar.fileStart(e.executable, e.size);
+            nar.fileContentsElsewhere();
+            slot = opts.narHasher!.slot(e.size);
+            nar.fileEnd();
+          }
+          const uploading = upload(fd, e.path, slot, e.executable).finally(release);
+          inflight.add(uploading);
+          uploading.catch(fail).finally(() => inflight.delete(uploading));
+          const node = quiet(uploading.then((r): FileNode => ({
+            $typeName: "tvix.castore.v1.FileNode",
+            name: e.name,
+            digest: r.digest.bytes,
+            size: r.size,
+            executable: r.executable,
+          })));
+          if (e.depth === 0) root = quiet(node.then((value) => ({ case: "file", value })));
+          else frames[frames.length - 1].files.push(node);
+          break;
+        }
+        case "end": {
+          nar?.directoryEnd();
+          const frame = frames.pop()!;
+          const built = quiet(
+            Promise.all([Promise.all(frame.dirs), Promise.all(frame.files)]).then(
+              ([ds, fs]) => {
+                const dir = makeDirectory({ directories: ds, files: fs, symlinks: frame.symlinks });
+                return { dir, digest: directoryDigest(dir) };
+              },
+            ),
+          );
+          // Puts run one after another in the order directories end: children before parents.
+          putChain = putChain.then(async () => {
+            const { dir, digest } = await built;
+            if (putDigests.has(digest.key)) return;
+            putDigests.add(digest.key);
+            putter ??= directories.putMultipleStart();
+            await putter.put(dir);
+          });
+          putChain.catch(fail);
+          const node = quiet(built.then(({ dir, digest }): DirectoryNode => ({
+            $typeName: "tvix.castore.v1.DirectoryNode",
+            name: e.name,
+            digest: digest.bytes,
+            size: directorySize(dir),
+          })));
+          if (frames.length === 0) {
+            root = quiet(node.then((value) => ({ case: "directory", value })));
+          } else frames[frames.length - 1].dirs.push(node);
+          break;
+        }
+      }
+    }
+    if (!failure) {
+      nar?.finish();
+      const node = await root!;
+      await putChain;
+      if (node.case === "directory") {
+        const digest = await putter!.close();
+        if (!sameDigest(digest, node.value.digest)) {
+          throw new StorageError(
+            `directory putter returned root ${digest}, expected the imported root directory`,
+          );
+        }
+      }
+      return node;
+    }
+  } catch (e) {
+    fail(e);
+  }
+  // Let running uploads notice the failure, abort their writers and release their files.
+  while (inflight.size > 0) await Promise.allSettled([...inflight]);
+  throw failure!.error;
+}
+
+function sameDigest(a: B3Digest, b: Uint8Array): boolean {
+  if (b.length !== B3_LEN) return false;
+  for (let i = 0; i < B3_LEN; i++) if (a.bytes[i] !== b[i]) return false;
+  return true;
+}

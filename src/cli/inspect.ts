@@ -1,0 +1,189 @@
+/**
+ * Read-only subcommands: `path-info`, `nar`, `ls`, `cat`, `list`.
+ *
+ * @module
+ */
+import type { Command } from "commander";
+import { concat } from "../castore/blob/util.ts";
+import { B3Digest, toBase64 } from "../castore/digest.ts";
+import { type AnyNode, directoryNodes, fromNodeMessage } from "../castore/directory.ts";
+import { NotFoundError } from "../castore/errors.ts";
+import { descendTo } from "../castore/directory/traverse.ts";
+import { renderNar } from "../nar/render.ts";
+import { encode as nixbase32 } from "../store/nixbase32.ts";
+import type { PathInfo } from "../store/path_info/service.ts";
+import {
+  parseStorePathWithSubpath,
+  STORE_DIR_WITH_SLASH,
+  type StorePath,
+} from "../store/store_path.ts";
+import {
+  action,
+  addServiceAddrOptions,
+  CliError,
+  openServices,
+  type ServiceAddrOptions,
+  type Services,
+} from "./common.ts";
+import { printLine, writeStdout } from "./io.ts";
+
+/** Parses `/nix/store/<base>[/sub]` or `<base>[/sub]`. */
+function parseTarget(arg: string): { storePath: StorePath; subpath: string[] } {
+  return parseStorePathWithSubpath(arg.startsWith("/") ? arg : STORE_DIR_WITH_SLASH + arg);
+}
+
+async function lookup(services: Services, storePath: StorePath): Promise<PathInfo> {
+  const info = await services.pathInfos.get(storePath.digest);
+  if (!info) throw new NotFoundError(`${storePath.absolute} is not in the store`);
+  return info;
+}
+
+async function resolve(services: Services, arg: string): Promise<{ node: AnyNode; shown: string }> {
+  const { storePath, subpath } = parseTarget(arg);
+  const info = await lookup(services, storePath);
+  const root = fromNodeMessage(info.node);
+  const node = await descendTo(services.directories, root, subpath.join("/"));
+  const shown = [storePath.absolute, ...subpath].join("/");
+  if (!node) throw new NotFoundError(`${shown}: no such file or directory`);
+  return { node, shown };
+}
+
+/** The JSON form of a PathInfo printed by `path-info --json`. */
+export function pathInfoJson(storePath: StorePath, info: PathInfo): Record<string, unknown> {
+  const node = fromNodeMessage(info.node);
+  const n: Record<string, unknown> = { type: node.case };
+  if (node.case !== "symlink") {
+    n.digest = B3Digest.fromBytes(node.value.digest).toString();
+    n.size = node.value.size;
+  }
+  if (node.case === "file") n.executable = node.value.executable;
+  if (node.case === "symlink") n.target = new TextDecoder().decode(node.value.target);
+  return {
+    storePath: storePath.absolute,
+    narSize: Number(info.narinfo?.narSize ?? 0),
+    narHash: `sha256:${nixbase32(info.narinfo?.narSha256 ?? new Uint8Array())}`,
+    references: info.narinfo?.referenceNames.map((r) => STORE_DIR_WITH_SLASH + r) ?? [],
+    signatures: info.narinfo?.signatures.map((s) => `${s.name}:${toBase64(s.data)}`) ?? [],
+    node: n,
+  };
+}
+
+const enc = new TextEncoder();
+
+function withServices<A extends unknown[]>(
+  fn: (services: Services, ...args: A) => Promise<void>,
+) {
+  return action(async function (this: Command, ...args: A) {
+    const services = await openServices(this.opts<ServiceAddrOptions>());
+    try {
+      await fn(services, ...args);
+    } finally {
+      await services.close();
+    }
+  });
+}
+
+/** Registers the read-only subcommands. */
+export function register(program: Command): void {
+  addServiceAddrOptions(
+    program.command("path-info")
+      .description(
+        "Show what the store knows about a store path: NAR size and hash, references, root node.",
+      )
+      .argument("<store-path>", "/nix/store/<hash>-<name> or its basename")
+      .option("--json", "print one JSON object"),
+  ).action(withServices(async (services, arg: string, opts: { json?: boolean }) => {
+    const { storePath, subpath } = parseTarget(arg);
+    if (subpath.length) {
+      throw new CliError(`${arg}: path-info takes a store path, not a path inside one`);
+    }
+    const info = await lookup(services, storePath);
+    const j = pathInfoJson(storePath, info);
+    if (opts.json) return await printLine(JSON.stringify(j));
+    const node = j.node as Record<string, unknown>;
+    await printLine(
+      [
+        `store path: ${j.storePath}`,
+        `nar size:   ${j.narSize}`,
+        `nar hash:   ${j.narHash}`,
+        `references: ${(j.references as string[]).join(" ") || "(none)"}`,
+        `node:       ${node.type}${node.digest ? ` ${node.digest}` : ""}${
+          node.size !== undefined ? ` size=${node.size}` : ""
+        }${node.executable ? " executable" : ""}${
+          node.target !== undefined ? ` -> ${node.target}` : ""
+        }`,
+      ].join("\n"),
+    );
+  }));
+
+  addServiceAddrOptions(
+    program.command("nar")
+      .description("Write the NAR serialisation of a store path to stdout (as `nix-store --dump`).")
+      .argument("<store-path>", "/nix/store/<hash>-<name> or its basename"),
+  ).action(withServices(async (services, arg: string) => {
+    const { storePath, subpath } = parseTarget(arg);
+    if (subpath.length) throw new CliError(`${arg}: nar takes a store path, not a path inside one`);
+    const info = await lookup(services, storePath);
+    for await (
+      const bytes of renderNar(fromNodeMessage(info.node), services.blobs, services.directories)
+    ) {
+      await writeStdout(bytes);
+    }
+  }));
+
+  addServiceAddrOptions(
+    program.command("ls")
+      .description(
+        "List a directory of a store path (or show one file or symlink), like `nix store ls -l`.",
+      )
+      .argument("<path>", "/nix/store/<hash>-<name>[/sub/path]"),
+  ).action(withServices(async (services, arg: string) => {
+    const { node } = await resolve(services, arg);
+    if (node.case !== "directory") return await writeStdout(lsLine(node));
+    const dir = await services.directories.get(B3Digest.fromBytes(node.value.digest));
+    if (!dir) {
+      throw new NotFoundError(`directory ${B3Digest.fromBytes(node.value.digest)} is missing`);
+    }
+    for (const child of directoryNodes(dir)) await writeStdout(lsLine(child));
+  }));
+
+  addServiceAddrOptions(
+    program.command("cat")
+      .description("Write the contents of a file in a store path to stdout.")
+      .argument("<path>", "/nix/store/<hash>-<name>[/sub/path] naming a file"),
+  ).action(withServices(async (services, arg: string) => {
+    const { node, shown } = await resolve(services, arg);
+    if (node.case !== "file") throw new CliError(`${shown} is a ${node.case}, not a file`);
+    const digest = B3Digest.fromBytes(node.value.digest);
+    const r = await services.blobs.openRead(digest);
+    if (!r) throw new NotFoundError(`blob ${digest} of ${shown} is missing`);
+    try {
+      for await (const chunk of r.chunks()) await writeStdout(chunk);
+    } finally {
+      await r.close();
+    }
+  }));
+
+  addServiceAddrOptions(
+    program.command("list").description("Print every store path in the store, one per line."),
+  ).action(withServices(async (services) => {
+    for await (const info of services.pathInfos.list()) {
+      const root = fromNodeMessage(info.node);
+      await writeStdout(enc.encode(STORE_DIR_WITH_SLASH));
+      await writeStdout(root.value.name);
+      await writeStdout(enc.encode("\n"));
+    }
+  }));
+}
+
+function lsLine(node: AnyNode): Uint8Array {
+  const [mode, size] = node.case === "directory"
+    ? ["dr-xr-xr-x", 0]
+    : node.case === "file"
+    ? [node.value.executable ? "-r-xr-xr-x" : "-r--r--r--", node.value.size]
+    : ["lrwxrwxrwx", 0];
+  const parts = [enc.encode(`${mode} ${String(size).padStart(12)} `), node.value.name];
+  if (node.case === "symlink") parts.push(enc.encode(" -> "), node.value.target);
+  parts.push(enc.encode("\n"));
+  return concat(parts);
+}

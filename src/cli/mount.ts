@@ -1,0 +1,93 @@
+/**
+ * `nixcas mount MOUNTPOINT`: the store as a read-only filesystem, in the foreground.
+ *
+ * @module
+ */
+import type { Command } from "commander";
+import { mountStore, readMountInfo } from "../fuse/mod.ts";
+import {
+  action,
+  addServiceAddrOptions,
+  CliError,
+  loggerFor,
+  openServices,
+  type ServiceAddrOptions,
+} from "./common.ts";
+
+/** Refuses mountpoints that cannot work, with advice for a stale mount. */
+function checkMountpoint(mountpoint: string): string {
+  let real: string;
+  try {
+    real = Deno.realPathSync(mountpoint);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/not connected/i.test(msg)) {
+      throw new CliError(
+        `${mountpoint} is a stale FUSE mount (its server is gone); unmount it first with ` +
+          `\`fusermount3 -u ${mountpoint}\` or, as root, \`umount -l ${mountpoint}\``,
+      );
+    }
+    if (e instanceof Deno.errors.NotFound) {
+      throw new CliError(`mountpoint ${mountpoint} does not exist`);
+    }
+    throw new CliError(`mountpoint ${mountpoint}: ${msg}`);
+  }
+  if (!Deno.statSync(real).isDirectory) throw new CliError(`mountpoint ${real} is not a directory`);
+  if (readMountInfo().some((m) => m.mountpoint === real)) {
+    throw new CliError(`${real} is busy: something is already mounted there`);
+  }
+  try {
+    Deno.statSync("/dev/fuse");
+  } catch {
+    throw new CliError("/dev/fuse is missing: load the fuse kernel module (modprobe fuse)");
+  }
+  return real;
+}
+
+/** Registers `mount`. */
+export function register(program: Command): void {
+  addServiceAddrOptions(
+    program.command("mount")
+      .description(
+        "Mount the store read-only at MOUNTPOINT (like /nix/store) and serve it in the foreground " +
+          "until SIGINT or SIGTERM, or until it is unmounted. Store paths are looked up by name; " +
+          "listing the root is refused unless --list-root.",
+      )
+      .argument("<mountpoint>", "an existing, empty directory")
+      .option("--list-root", "allow listing the root directory (every store path)")
+      .option(
+        "--allow-other",
+        "let other users access the mount (needs user_allow_other for non-root)",
+      ),
+  ).action(action(async function (this: Command, mountpoint: string) {
+    const opts = this.opts<ServiceAddrOptions & { listRoot?: boolean; allowOther?: boolean }>();
+    const log = loggerFor(this);
+    const real = checkMountpoint(mountpoint);
+    const services = await openServices(opts);
+    try {
+      const handle = await mountStore({
+        mountpoint: real,
+        ...services,
+        listRoot: opts.listRoot ?? false,
+        allowOther: opts.allowOther ?? false,
+        log: (level, message) => log.log(level, message),
+      });
+      log.info(`mounted the store at ${handle.mountpoint}`);
+      const stop = () => {
+        log.info("unmounting");
+        handle.unmount().catch((e) => log.error(`unmount failed: ${(e as Error).message}`));
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+      try {
+        await handle.unmounted;
+      } finally {
+        Deno.removeSignalListener("SIGINT", stop);
+        Deno.removeSignalListener("SIGTERM", stop);
+      }
+      log.info("unmounted");
+    } finally {
+      await services.close();
+    }
+  }));
+}

@@ -1,0 +1,141 @@
+/**
+ * The client side shared by the remote (`grpc+…`) services: a gRPC transport for an address,
+ * and the mapping from gRPC status codes to our error classes.
+ *
+ * @module
+ */
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import {
+  InvalidRequestError,
+  NotFoundError,
+  StorageError,
+  UnavailableError,
+} from "../castore/errors.ts";
+import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
+
+// connect-node's session manager destroys a session with an error when a PING times out and
+// may have removed its own "error" listener by the time Deno emits the event, which would then
+// be an uncaught exception that ends the process. The manager has already seen the failure
+// (calls fail with UNAVAILABLE), so give every session destroyed with an error a listener that
+// swallows that one event.
+const sessionProto =
+  (http2 as unknown as { ClientHttp2Session?: { prototype: http2.Http2Session } })
+    .ClientHttp2Session?.prototype;
+if (sessionProto && !(sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded) {
+  const destroy = sessionProto.destroy;
+  sessionProto.destroy = function (this: http2.Http2Session, err?: Error, code?: number) {
+    if (err) this.once("error", () => {});
+    return destroy.call(this, err, code);
+  };
+  (sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded = true;
+}
+
+/** Options for {@linkcode createTransport}. */
+export interface TransportOptions {
+  /**
+   * How long a connection may stay silent while a call waits before a PING must be answered
+   * (ms). A dead peer is detected after this plus {@linkcode TransportOptions.pingTimeoutMs}.
+   */
+  pingIntervalMs?: number;
+  /** How long to wait for a PING answer before the connection counts as lost (ms). */
+  pingTimeoutMs?: number;
+}
+
+/** A transport together with the address it talks to (for error messages). */
+export interface RemoteTransport {
+  /** The connect transport. */
+  transport: Transport;
+  /** The address as given, for messages. */
+  address: string;
+  /** Closes the connection; calls in progress fail with UNAVAILABLE. */
+  close(): void;
+}
+
+/**
+ * Creates a gRPC (HTTP/2) transport for a `grpc+http://`, `grpc+https://` or `grpc+unix://` URL
+ * (or an already parsed target). Connections are opened lazily, as tonic's `connect_lazy`.
+ */
+export function createTransport(
+  target: string | GrpcTarget,
+  options: TransportOptions = {},
+): RemoteTransport {
+  const t = typeof target === "string" ? parseGrpcUrl(target) : target;
+  const address = typeof target === "string"
+    ? target
+    : t.kind === "unix"
+    ? `grpc+unix://${t.path}`
+    : `grpc+${t.baseUrl}`;
+  const ping = {
+    // Pings make a lost or frozen peer an error instead of a hang.
+    pingIntervalMs: options.pingIntervalMs ?? 15_000,
+    pingTimeoutMs: options.pingTimeoutMs ?? 10_000,
+  };
+  const common = {
+    // Blob data does not compress; gzip would cost far more CPU than it saves on loopback.
+    acceptCompression: [],
+    // Blob chunks are ≤ 1 MiB, directories small; 64 MiB leaves room for big PathInfos.
+    readMaxBytes: 64 << 20,
+    writeMaxBytes: 64 << 20,
+  };
+  // Our own session manager, so close() can end the connection.
+  let sessionManager: Http2SessionManager;
+  let baseUrl: string;
+  if (t.kind === "unix") {
+    const path = t.path;
+    // Only used for :authority and the request path; the socket comes from createConnection.
+    baseUrl = "http://localhost";
+    sessionManager = new Http2SessionManager(baseUrl, ping, {
+      createConnection: () => net.connect(path),
+    });
+  } else {
+    baseUrl = t.baseUrl;
+    sessionManager = new Http2SessionManager(baseUrl, ping);
+  }
+  return {
+    address,
+    transport: createGrpcTransport({ ...common, baseUrl, sessionManager }),
+    close: () => sessionManager.abort(),
+  };
+}
+
+/**
+ * Turns an error from a gRPC call into one of our error classes, keeping the server's message:
+ * INVALID_ARGUMENT → {@linkcode InvalidRequestError}, NOT_FOUND → {@linkcode NotFoundError},
+ * UNAVAILABLE (and a lost connection) → {@linkcode UnavailableError}, anything else →
+ * {@linkcode StorageError}. Errors that are already ours pass through.
+ */
+export function fromGrpcError(e: unknown, address: string): Error {
+  if (
+    e instanceof InvalidRequestError || e instanceof NotFoundError ||
+    e instanceof StorageError || e instanceof UnavailableError
+  ) return e;
+  const ce = ConnectError.from(e);
+  const msg = `${address}: ${ce.rawMessage}`;
+  switch (ce.code) {
+    case Code.InvalidArgument:
+      return new InvalidRequestError(msg, { cause: e });
+    case Code.NotFound:
+      return new NotFoundError(msg, { cause: e });
+    case Code.Unavailable:
+    case Code.DeadlineExceeded:
+    case Code.Aborted:
+      return new UnavailableError(msg, { cause: e });
+    case Code.Canceled:
+    case Code.Unknown:
+    case Code.Internal:
+      // A reset or refused connection surfaces as these from node:http2.
+      if (isConnectionLoss(ce)) return new UnavailableError(msg, { cause: e });
+      return new StorageError(msg, { cause: e });
+    default:
+      return new StorageError(msg, { cause: e });
+  }
+}
+
+function isConnectionLoss(e: ConnectError): boolean {
+  const text = `${e.rawMessage} ${String((e.cause as Error | undefined)?.message ?? "")}`;
+  return /ECONNREFUSED|ENOENT|ECONNRESET|EPIPE|socket hang up|GOAWAY|session|closed|ERR_HTTP2/i
+    .test(text);
+}

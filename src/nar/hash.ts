@@ -1,0 +1,162 @@
+/**
+ * NAR size and SHA-256 of a castore node, computed while streaming (the NAR is never held).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { BlobService } from "../castore/blob/service.ts";
+import type { AnyNode } from "../castore/directory.ts";
+import type { DirectoryService } from "../castore/directory/service.ts";
+import type { NarCalculation } from "../store/path_info/service.ts";
+import { writeNar } from "./render.ts";
+import type { NarSink } from "./writer.ts";
+
+export type { NarCalculation };
+
+/**
+ * Size and SHA-256 of the NAR of `root`. Errors are those of {@linkcode writeNar}: missing
+ * blobs or directories, blob lengths that differ from their nodes.
+ */
+export async function calculateNar(
+  root: AnyNode,
+  blobs: BlobService,
+  directories: DirectoryService,
+): Promise<NarCalculation> {
+  // node:crypto's SHA-256 is ≈6× faster than hash-wasm here; it copies input synchronously,
+  // so the writer may reuse its buffer.
+  const hash = createHash("sha256");
+  const narSize = await writeNar((b) => hash.update(b), root, blobs, directories, {
+    reuseBuffer: true,
+  });
+  return { narSize, narSha256: new Uint8Array(hash.digest()) };
+}
+
+// A file's contents waiting for earlier files are copied; past this many bytes its reader waits
+// for its turn instead, so memory stays bounded however large the files are.
+const SLOT_BUFFER_MAX = 8 << 20;
+
+/**
+ * SHA-256 of a NAR whose file contents arrive out of order: structure bytes come from a
+ * {@linkcode NarWriter} on {@linkcode OrderedNarHasher.sink} in NAR order, and each file's
+ * contents through its {@linkcode NarSlot}, reserved at its place in the stream. Contents of
+ * the file whose turn it is are hashed as they come; others are held (bounded) until then.
+ * Lets an importer hash the NAR in the same pass that reads the files, several at once.
+ */
+export class OrderedNarHasher {
+  #hash = createHash("sha256");
+  #size = 0;
+  #queue: (Uint8Array | NarSlot)[] = [];
+  #head: NarSlot | null = null;
+
+  /** The sink for a NarWriter (without `reuseBuffer`: queued arrays must stay valid). */
+  readonly sink: NarSink = (bytes) => {
+    if (this.#idle()) this.update(bytes);
+    else this.#queue.push(bytes);
+  };
+
+  /** Reserves the place of one file's `size` content bytes at the current end of the stream. */
+  slot(size: number): NarSlot {
+    const slot = new NarSlot(this, size);
+    if (this.#idle()) this.#head = slot;
+    else this.#queue.push(slot);
+    return slot;
+  }
+
+  /** Size and SHA-256; every slot must have ended. */
+  result(): NarCalculation {
+    if (!this.#idle()) throw new Error("NAR hash requested before every file was hashed");
+    return { narSize: this.#size, narSha256: new Uint8Array(this.#hash.digest()) };
+  }
+
+  /** @internal Hashes bytes at the current position. */
+  update(bytes: Uint8Array): void {
+    this.#hash.update(bytes);
+    this.#size += bytes.length;
+  }
+
+  /** @internal True when `slot` is the file whose turn it is. */
+  isHead(slot: NarSlot): boolean {
+    return this.#head === slot;
+  }
+
+  /** @internal The head slot ended: hash what waited behind it, up to the next unfinished file. */
+  advance(): void {
+    this.#head = null;
+    while (this.#queue.length > 0) {
+      const next = this.#queue.shift()!;
+      if (next instanceof Uint8Array) {
+        this.update(next);
+        continue;
+      }
+      next.drainInto();
+      if (!next.ended) {
+        this.#head = next;
+        next.wake();
+        return;
+      }
+    }
+  }
+
+  #idle(): boolean {
+    return this.#head === null && this.#queue.length === 0;
+  }
+}
+
+/** One file's place in an {@linkcode OrderedNarHasher}. */
+export class NarSlot {
+  #owner: OrderedNarHasher;
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  #got = 0;
+  #wakeUp: (() => void) | null = null;
+  /** Declared content size. */
+  readonly size: number;
+  /** True once {@linkcode NarSlot.end} was called. */
+  ended = false;
+
+  /** @internal */
+  constructor(owner: OrderedNarHasher, size: number) {
+    this.#owner = owner;
+    this.size = size;
+  }
+
+  /** Adds the next content bytes; `data` may be reused by the caller once this resolves. */
+  async write(data: Uint8Array): Promise<void> {
+    this.#got += data.length;
+    if (this.#got > this.size) throw new Error(`file grew past ${this.size} bytes while importing`);
+    if (!this.#owner.isHead(this) && this.#heldBytes + data.length > SLOT_BUFFER_MAX) {
+      // Wait for our turn; the file ahead of us holds an upload slot, so it progresses.
+      await new Promise<void>((resolve) => this.#wakeUp = resolve);
+    }
+    if (this.#owner.isHead(this)) {
+      this.#owner.update(data);
+    } else {
+      this.#held.push(data.slice());
+      this.#heldBytes += data.length;
+    }
+  }
+
+  /** Marks the contents complete; throws when fewer bytes than declared arrived. */
+  end(): void {
+    if (this.#got !== this.size) {
+      throw new Error(
+        `file has ${this.#got} bytes, ${this.size} expected (changed while importing)`,
+      );
+    }
+    this.ended = true;
+    if (this.#owner.isHead(this)) this.#owner.advance();
+  }
+
+  /** @internal Hashes what was held. */
+  drainInto(): void {
+    for (const b of this.#held) this.#owner.update(b);
+    this.#held = [];
+    this.#heldBytes = 0;
+  }
+
+  /** @internal Our turn came. */
+  wake(): void {
+    this.#wakeUp?.();
+    this.#wakeUp = null;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Renders a castore node (and everything below it) as a NAR stream, reading blobs and
+ * directories from the services as it goes. Memory use is bounded by one blob chunk and one
+ * directory per level, whatever the size of the tree or its files.
+ *
+ * @module
+ */
+import type { BlobService } from "../castore/blob/service.ts";
+import { B3Digest } from "../castore/digest.ts";
+import { type AnyNode, directoryNodes, displayName } from "../castore/directory.ts";
+import type { DirectoryService } from "../castore/directory/service.ts";
+import { NotFoundError, StorageError } from "../castore/errors.ts";
+import { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
+
+/**
+ * Drives `writer` through the NAR of `root`, yielding (nothing) after every blob chunk and
+ * directory so a caller can drain the writer's output between steps. The shared core of
+ * {@linkcode renderNar} and {@linkcode writeNar}.
+ *
+ * Throws {@linkcode NotFoundError} when a blob or directory is missing,
+ * {@linkcode StorageError} when a blob's length differs from its node's size, and
+ * {@linkcode InvalidRequestError} for a root node with a bad digest.
+ */
+export async function* walkNar(
+  writer: NarWriter,
+  root: AnyNode,
+  blobs: BlobService,
+  directories: DirectoryService,
+): AsyncGenerator<void> {
+  // Iterative depth-first walk: a stack of the directories' entry iterators.
+  const stack: Iterator<AnyNode>[] = [];
+  let node: AnyNode | null = root;
+  while (node !== null) {
+    const name = node.value.name;
+    switch (node.case) {
+      case "symlink":
+        writer.symlink(node.value.target);
+        break;
+      case "file": {
+        const { size, executable } = node.value;
+        const digest = B3Digest.fromBytes(node.value.digest);
+        const reader = await blobs.openRead(digest);
+        if (!reader) {
+          throw new NotFoundError(`blob ${digest} not found, referred to by ${displayName(name)}`);
+        }
+        try {
+          writer.fileStart(executable, size);
+          let got = 0;
+          for await (const chunk of reader.chunks()) {
+            if (got + chunk.length > size) {
+              throw new StorageError(
+                `blob ${digest} (${displayName(name)}) is longer than the size ${size} ` +
+                  `recorded in its node`,
+              );
+            }
+            got += chunk.length;
+            writer.fileChunk(chunk);
+            yield;
+          }
+          if (got !== size) {
+            throw new StorageError(
+              `blob ${digest} (${displayName(name)}) has ${got} bytes, its node says ${size}`,
+            );
+          }
+          writer.fileEnd();
+        } finally {
+          await reader.close();
+        }
+        break;
+      }
+      case "directory": {
+        const digest = B3Digest.fromBytes(node.value.digest);
+        const dir = await directories.get(digest);
+        if (!dir) {
+          throw new NotFoundError(
+            `directory ${digest} not found, referred to by ${displayName(name)}`,
+          );
+        }
+        writer.directoryStart();
+        stack.push(directoryNodes(dir));
+        yield;
+        break;
+      }
+    }
+    // Next: the next entry of the innermost unfinished directory, closing finished ones.
+    node = null;
+    while (stack.length > 0) {
+      const next = stack[stack.length - 1].next();
+      if (!next.done) {
+        writer.entry(next.value.value.name);
+        node = next.value;
+        break;
+      }
+      stack.pop();
+      writer.directoryEnd();
+    }
+  }
+  writer.finish();
+}
+
+/**
+ * The NAR of `root` as a stream of byte arrays (each valid after it was yielded: the consumer
+ * may keep it). Pulls data only as fast as the consumer reads.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const bytes of renderNar(node, blobs, directories)) await out.write(bytes);
+ * ```
+ */
+export async function* renderNar(
+  root: AnyNode,
+  blobs: BlobService,
+  directories: DirectoryService,
+): AsyncGenerator<Uint8Array> {
+  let pending: Uint8Array[] = [];
+  const writer = new NarWriter((b) => pending.push(b));
+  for await (const _ of walkNar(writer, root, blobs, directories)) {
+    if (pending.length > 0) {
+      const out = pending;
+      pending = [];
+      yield* out;
+    }
+  }
+  yield* pending;
+}
+
+/**
+ * Writes the NAR of `root` to a synchronous sink (a hasher, a counter). With `reuseBuffer`
+ * the sink must consume each array before returning. Returns the NAR size.
+ */
+export async function writeNar(
+  sink: NarSink,
+  root: AnyNode,
+  blobs: BlobService,
+  directories: DirectoryService,
+  options: NarWriterOptions = {},
+): Promise<number> {
+  const writer = new NarWriter(sink, options);
+  for await (const _ of walkNar(writer, root, blobs, directories)) {
+    // Nothing to drain: the sink consumes synchronously.
+  }
+  return writer.bytesWritten;
+}

@@ -1,0 +1,61 @@
+/**
+ * The `tvix.castore.v1.BlobService` gRPC handlers over any {@linkcode BlobService}.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { B3Digest } from "../castore/digest.ts";
+import { NotFoundError } from "../castore/errors.ts";
+import { type BlobService, CHUNK_SIZE } from "../castore/blob/service.ts";
+import {
+  type BlobChunk,
+  BlobChunkSchema,
+  BlobMetaSchema,
+  type BlobService as BlobServiceDesc,
+  PutBlobResponseSchema,
+} from "../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
+import { streaming, unary } from "./errors.ts";
+
+/** Largest BlobChunk the server sends (grpc clients reject messages over 4 MiB by default). */
+export const MAX_READ_CHUNK = CHUNK_SIZE;
+
+/** Handlers for BlobService: Stat, Read (chunks ≤ 1 MiB), Put (returns the BLAKE3 digest). */
+export function blobServiceImpl(blobs: BlobService): ServiceImpl<typeof BlobServiceDesc> {
+  return {
+    stat: (req) =>
+      unary(async () => {
+        const digest = B3Digest.fromBytes(req.digest);
+        if (!(await blobs.has(digest))) throw new NotFoundError(`blob ${digest} not found`);
+        return create(BlobMetaSchema, {});
+      }),
+    read: (req) =>
+      streaming(async function* () {
+        const digest = B3Digest.fromBytes(req.digest);
+        const reader = await blobs.openRead(digest);
+        if (!reader) throw new NotFoundError(`blob ${digest} not found`);
+        try {
+          for await (const chunk of reader.chunks()) {
+            for (let o = 0; o < chunk.length; o += MAX_READ_CHUNK) {
+              yield create(BlobChunkSchema, { data: chunk.subarray(o, o + MAX_READ_CHUNK) });
+            }
+          }
+        } finally {
+          await reader.close();
+        }
+      }),
+    put: (reqs: AsyncIterable<BlobChunk>) =>
+      unary(async () => {
+        const writer = await blobs.openWrite();
+        try {
+          for await (const chunk of reqs) await writer.write(chunk.data);
+          const digest = await writer.close();
+          return create(PutBlobResponseSchema, { digest: digest.bytes });
+        } catch (e) {
+          // A client that cancels mid-stream must not leave a half blob behind.
+          await writer.abort().catch(() => {});
+          throw e;
+        }
+      }),
+  };
+}

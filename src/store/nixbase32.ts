@@ -1,0 +1,91 @@
+/**
+ * Nix's base32: the alphabet `0123456789abcdfghijklmnpqrsvwxyz` (no e, o, u, t) with Nix's bit
+ * order, where the last character holds the lowest bits of the first byte. Used for store path
+ * digests and printed hashes.
+ *
+ * @module
+ */
+import { InvalidRequestError } from "../castore/errors.ts";
+
+/** The 32 characters of Nix's base32, in digit order. */
+export const NIXBASE32_ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz";
+
+const DIGIT = new Int8Array(128).fill(-1);
+for (let i = 0; i < NIXBASE32_ALPHABET.length; i++) DIGIT[NIXBASE32_ALPHABET.charCodeAt(i)] = i;
+
+/** Number of characters the encoding of `n` bytes takes: ceil(8n / 5). */
+export function encodedLength(n: number): number {
+  return Math.ceil((n * 8) / 5);
+}
+
+/** Number of bytes a valid encoding of `n` characters decodes to: floor(5n / 8). */
+export function decodedLength(n: number): number {
+  return Math.floor((n * 5) / 8);
+}
+
+/**
+ * Encodes bytes in Nix base32. Character k, for n = len − 1 − k, holds bits 5n … 5n+4 of the
+ * input read as a little-endian number.
+ *
+ * @example
+ * ```ts
+ * import { encode } from "./nixbase32.ts";
+ * encode(new Uint8Array(20)); // "00000000000000000000000000000000"
+ * ```
+ */
+export function encode(bytes: Uint8Array): string {
+  const len = encodedLength(bytes.length);
+  let out = "";
+  for (let n = len - 1; n >= 0; n--) {
+    const b = n * 5;
+    const i = b >> 3;
+    const j = b & 7;
+    const lo = bytes[i] >> j;
+    const hi = i + 1 < bytes.length ? bytes[i + 1] << (8 - j) : 0;
+    out += NIXBASE32_ALPHABET[(lo | hi) & 31];
+  }
+  return out;
+}
+
+/** A string is not valid Nix base32; the message names the text and the problem. */
+export class Nixbase32DecodeError extends InvalidRequestError {
+  /** Creates the error for `text` with the reason. */
+  constructor(text: string, reason: string) {
+    super(`invalid nixbase32 ${JSON.stringify(text)}: ${reason}`);
+    this.name = "Nixbase32DecodeError";
+  }
+}
+
+/**
+ * Decodes Nix base32. Rejects characters outside the alphabet, lengths no byte count encodes to,
+ * and set bits beyond the last byte (as Nix does), so every accepted string round-trips.
+ * If `expectedBytes` is given, the decoded length must equal it.
+ */
+export function decode(text: string, expectedBytes?: number): Uint8Array {
+  const outLen = decodedLength(text.length);
+  if (encodedLength(outLen) !== text.length) {
+    throw new Nixbase32DecodeError(text, `length ${text.length} is not a valid encoded length`);
+  }
+  if (expectedBytes !== undefined && outLen !== expectedBytes) {
+    throw new Nixbase32DecodeError(
+      text,
+      `length ${text.length} (want ${encodedLength(expectedBytes)} characters)`,
+    );
+  }
+  const out = new Uint8Array(outLen);
+  for (let k = 0; k < text.length; k++) {
+    const c = text.charCodeAt(k);
+    const digit = c < 128 ? DIGIT[c] : -1;
+    if (digit < 0) {
+      throw new Nixbase32DecodeError(text, `invalid character ${JSON.stringify(text[k])} at ${k}`);
+    }
+    const b = (text.length - 1 - k) * 5;
+    const i = b >> 3;
+    const j = b & 7;
+    out[i] |= digit << j;
+    const carry = digit >> (8 - j);
+    if (i + 1 < outLen) out[i + 1] |= carry;
+    else if (carry !== 0) throw new Nixbase32DecodeError(text, "non-zero padding bits");
+  }
+  return out;
+}

@@ -1,0 +1,113 @@
+/**
+ * PathInfo validation: the rules of tvix's `PathInfo::validate`, plus the NAR SHA-256 length.
+ *
+ * @module
+ */
+import { B3_LEN, toBase64 } from "../castore/digest.ts";
+import { displayName } from "../castore/directory.ts";
+import { InvalidRequestError } from "../castore/errors.ts";
+import type { PathInfo } from "../gen/tvix/store/protos/pathinfo_pb.ts";
+import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
+
+/** Why a PathInfo is invalid; the kinds of tvix's `ValidatePathInfoError`, plus NAR sha256. */
+export type PathInfoErrorKind =
+  | "InvalidReferenceDigestLen"
+  | "NoNodePresent"
+  | "InvalidNodeName"
+  | "InvalidNodeDigestLen"
+  | "InconsistentNumberOfReferences"
+  | "InvalidNarinfoReferenceName"
+  | "InconsistentNarinfoReferenceNameDigest"
+  | "InvalidNarSha256DigestLen";
+
+/** A PathInfo failed validation. `kind` says which rule; the message says what was found. */
+export class ValidatePathInfoError extends InvalidRequestError {
+  /** The rule that was broken. */
+  readonly kind: PathInfoErrorKind;
+
+  /** Creates the error. */
+  constructor(kind: PathInfoErrorKind, message: string, options?: ErrorOptions) {
+    super(`invalid PathInfo: ${message}`, options);
+    this.name = "ValidatePathInfoError";
+    this.kind = kind;
+  }
+}
+
+/**
+ * Checks a PathInfo and returns the store path its root node names. In tvix's order:
+ *
+ * 1. every reference is 20 bytes;
+ * 2. with narinfo: nar_sha256 is 32 bytes, reference_names has as many entries as references,
+ *    each parses as a store path basename whose digest equals the reference at that position;
+ * 3. the root node is set; a directory or file root has a 32-byte digest; its name parses as a
+ *    store path basename.
+ *
+ * Throws {@linkcode ValidatePathInfoError} at the first broken rule.
+ */
+export function validatePathInfo(info: PathInfo): StorePath {
+  info.references.forEach((ref, i) => {
+    if (ref.length !== STORE_PATH_DIGEST_LEN) {
+      throw new ValidatePathInfoError(
+        "InvalidReferenceDigestLen",
+        `reference ${i} is ${ref.length} bytes (want ${STORE_PATH_DIGEST_LEN})`,
+      );
+    }
+  });
+
+  const narinfo = info.narinfo;
+  if (narinfo) {
+    if (narinfo.narSha256.length !== 32) {
+      throw new ValidatePathInfoError(
+        "InvalidNarSha256DigestLen",
+        `nar_sha256 is ${narinfo.narSha256.length} bytes (want 32)`,
+      );
+    }
+    if (narinfo.referenceNames.length !== info.references.length) {
+      throw new ValidatePathInfoError(
+        "InconsistentNumberOfReferences",
+        `${info.references.length} references but ${narinfo.referenceNames.length} ` +
+          `narinfo.reference_names`,
+      );
+    }
+    narinfo.referenceNames.forEach((refName, i) => {
+      let parsed: StorePath;
+      try {
+        parsed = StorePath.parse(refName);
+      } catch (e) {
+        throw new ValidatePathInfoError(
+          "InvalidNarinfoReferenceName",
+          `reference_names[${i}] ${JSON.stringify(refName)} is not a store path basename`,
+          { cause: e },
+        );
+      }
+      const want = info.references[i];
+      if (!parsed.digest.every((b, k) => b === want[k])) {
+        throw new ValidatePathInfoError(
+          "InconsistentNarinfoReferenceNameDigest",
+          `reference_names[${i}] ${JSON.stringify(refName)} has digest ` +
+            `${toBase64(parsed.digest)}, references[${i}] is ${toBase64(want)}`,
+        );
+      }
+    });
+  }
+
+  const node = info.node?.node;
+  if (!node || node.case === undefined) {
+    throw new ValidatePathInfoError("NoNodePresent", "no root node");
+  }
+  if (node.case !== "symlink" && node.value.digest.length !== B3_LEN) {
+    throw new ValidatePathInfoError(
+      "InvalidNodeDigestLen",
+      `root ${node.case} node digest is ${node.value.digest.length} bytes (want ${B3_LEN})`,
+    );
+  }
+  try {
+    return StorePath.fromBytes(node.value.name);
+  } catch (e) {
+    throw new ValidatePathInfoError(
+      "InvalidNodeName",
+      `root node name ${displayName(node.value.name)}: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * PathInfoService kept in process memory.
+ *
+ * @module
+ */
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { BlobService } from "../../castore/blob/service.ts";
+import { toHex } from "../../castore/digest.ts";
+import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
+import { NodeSchema } from "../../castore/directory.ts";
+import type { DirectoryService } from "../../castore/directory/service.ts";
+import { InvalidRequestError } from "../../castore/errors.ts";
+import { type PathInfo, PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
+import { calculateNar } from "../../nar/hash.ts";
+import { validatePathInfo } from "../path_info.ts";
+import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
+import type { NarCalculation, PathInfoService } from "./service.ts";
+
+// fromBinary returns bytes fields as views into its input: decode a copy, so callers that
+// modify a returned message cannot modify the stored one.
+function decode(bytes: Uint8Array): PathInfo {
+  return fromBinary(PathInfoSchema, bytes.slice());
+}
+
+/** Most NAR calculations the cache keeps (oldest dropped first). */
+const NAR_CACHE_MAX = 10_000;
+
+/**
+ * Path infos in a Map, lost when the process ends (`memory://`). `calculateNar` renders from the
+ * given blob and directory services and caches results by the root node.
+ */
+export class MemoryPathInfoService implements PathInfoService {
+  // Stored encoded, so callers cannot mutate what the store holds.
+  #infos = new Map<string, Uint8Array>();
+  #narCache = new Map<string, Promise<NarCalculation>>();
+  #blobs: BlobService;
+  #directories: DirectoryService;
+
+  /** Creates an empty service that calculates NARs from `blobs` and `directories`. */
+  constructor(blobs: BlobService, directories: DirectoryService) {
+    this.#blobs = blobs;
+    this.#directories = directories;
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  get(digest: Uint8Array): Promise<PathInfo | null> {
+    if (digest.length !== STORE_PATH_DIGEST_LEN) {
+      return Promise.reject(
+        new InvalidRequestError(
+          `invalid store path digest length: ${digest.length} (want ${STORE_PATH_DIGEST_LEN})`,
+        ),
+      );
+    }
+    const bytes = this.#infos.get(toHex(digest));
+    return Promise.resolve(bytes ? decode(bytes) : null);
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  put(info: PathInfo): Promise<PathInfo> {
+    try {
+      const storePath = validatePathInfo(info);
+      const bytes = toBinary(PathInfoSchema, info);
+      // Like tvix, a put replaces an existing entry for the same digest.
+      this.#infos.set(toHex(storePath.digest), bytes);
+      return Promise.resolve(decode(bytes));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  calculateNar(node: AnyNode): Promise<NarCalculation> {
+    // The NAR does not depend on the root's name, so the key leaves it out.
+    const key = toHex(toBinary(NodeSchema, toNodeMessage(renameNode(node, new Uint8Array()))));
+    let result = this.#narCache.get(key);
+    if (!result) {
+      result = calculateNar(node, this.#blobs, this.#directories);
+      // Concurrent callers share one calculation; failures are not cached.
+      result.catch(() => this.#narCache.delete(key));
+      if (this.#narCache.size >= NAR_CACHE_MAX) {
+        this.#narCache.delete(this.#narCache.keys().next().value!);
+      }
+      this.#narCache.set(key, result);
+    }
+    // Copy, so a caller changing the digest bytes cannot corrupt the cache.
+    return result.then((r) => ({ narSize: r.narSize, narSha256: r.narSha256.slice() }));
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  async *list(): AsyncIterable<PathInfo> {
+    // A snapshot: puts during the listing do not disturb it.
+    for (const bytes of [...this.#infos.values()]) yield decode(bytes);
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * PathInfoService in an SQLite file; NAR calculations are cached in `nar_cache` by root node.
+ *
+ * @module
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { StatementSync } from "node:sqlite";
+import type { BlobService } from "../../castore/blob/service.ts";
+import { type AnyNode, NodeSchema, renameNode } from "../../castore/directory.ts";
+import type { DirectoryService } from "../../castore/directory/service.ts";
+import { InvalidRequestError } from "../../castore/errors.ts";
+import { PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
+import { calculateNar } from "../../nar/hash.ts";
+import { openDatabase, type SqliteHandle, storageError } from "../../sqlite/db.ts";
+import { validatePathInfo } from "../path_info.ts";
+import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
+import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
+
+/** Path infos in SQLite (`sqlite:///abs/path.db`), usually the same file as blobs and directories. */
+export class SqlitePathInfoService implements PathInfoService {
+  #h: SqliteHandle;
+  #blobs: BlobService;
+  #directories: DirectoryService;
+  #get: StatementSync;
+  #put: StatementSync;
+  #list: StatementSync;
+  #narGet: StatementSync;
+  #narPut: StatementSync;
+
+  /** Opens the database at `path`; NARs are calculated from `blobs` and `directories`. */
+  constructor(path: string, blobs: BlobService, directories: DirectoryService) {
+    this.#h = openDatabase(path);
+    this.#blobs = blobs;
+    this.#directories = directories;
+    const db = this.#h.db;
+    this.#get = db.prepare("SELECT data FROM path_infos WHERE digest = ?");
+    this.#put = db.prepare("INSERT OR REPLACE INTO path_infos (digest, data) VALUES (?, ?)");
+    this.#list = db.prepare("SELECT data FROM path_infos ORDER BY digest");
+    this.#narGet = db.prepare("SELECT nar_size, nar_sha256 FROM nar_cache WHERE node = ?");
+    this.#narPut = db.prepare(
+      "INSERT OR REPLACE INTO nar_cache (node, nar_size, nar_sha256) VALUES (?, ?, ?)",
+    );
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  // deno-lint-ignore require-await
+  async get(digest: Uint8Array): Promise<PathInfo | null> {
+    if (digest.length !== STORE_PATH_DIGEST_LEN) {
+      throw new InvalidRequestError(
+        `invalid store path digest length: ${digest.length} (want ${STORE_PATH_DIGEST_LEN})`,
+      );
+    }
+    let row: { data: Uint8Array } | undefined;
+    try {
+      row = this.#get.get(digest) as typeof row;
+    } catch (e) {
+      throw storageError("reading path info", e);
+    }
+    return row ? fromBinary(PathInfoSchema, row.data) : null;
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  // deno-lint-ignore require-await
+  async put(info: PathInfo): Promise<PathInfo> {
+    const storePath = validatePathInfo(info);
+    const bytes = toBinary(PathInfoSchema, info);
+    try {
+      this.#put.run(storePath.digest, bytes);
+    } catch (e) {
+      throw storageError(`storing path info ${storePath}`, e);
+    }
+    return fromBinary(PathInfoSchema, bytes);
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  async calculateNar(node: AnyNode): Promise<NarCalculation> {
+    // The NAR does not depend on the root's name, so the cache key leaves it out.
+    const key = toBinary(
+      NodeSchema,
+      create(NodeSchema, { node: renameNode(node, new Uint8Array()) }),
+    );
+    const hit = this.#narGet.get(key) as { nar_size: number; nar_sha256: Uint8Array } | undefined;
+    if (hit) return { narSize: hit.nar_size, narSha256: hit.nar_sha256 };
+    const calc = await calculateNar(node, this.#blobs, this.#directories);
+    try {
+      this.#narPut.run(key, calc.narSize, calc.narSha256);
+    } catch (e) {
+      throw storageError("caching NAR calculation", e);
+    }
+    return calc;
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  async *list(): AsyncIterable<PathInfo> {
+    // iterate() streams rows; nothing is collected in memory.
+    for (const row of this.#list.iterate() as Iterable<{ data: Uint8Array }>) {
+      yield fromBinary(PathInfoSchema, row.data);
+    }
+  }
+
+  /** The {@linkcode PathInfoService} method of the same name. */
+  close(): Promise<void> {
+    this.#h.release();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,596 @@
+/**
+ * Byte-exact filesystem access through libc (Deno FFI), for walking trees to import.
+ *
+ * Deno's own fs APIs (and `node:fs`) replace non-UTF-8 bytes in file names with U+FFFD, but Nix
+ * and castore names are raw bytes, so the importer reads names, symlink targets and metadata
+ * through libc instead. Names and paths are `Uint8Array` everywhere; `string` arguments are
+ * encoded as UTF-8 for convenience.
+ *
+ * Linux only (glibc ≥ 2.33 for the `fstatat` symbol), x86_64 and aarch64: `struct stat` is laid
+ * out differently on the two, see {@linkcode parseStat}.
+ *
+ * Metadata calls are synchronous (a few microseconds each, and errno is only reliable on the
+ * calling thread); content reads have nonblocking variants ({@linkcode preadAsync}) that run on
+ * Deno's blocking thread pool so several files are read while the event loop hashes.
+ *
+ * @module
+ */
+
+/** `dirfd` meaning "relative to the current directory" (paths may also be absolute). */
+export const AT_FDCWD: number = -100;
+/** `fstatat` flag: do not follow a final symlink. */
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+/** `fstatat` flag: an empty path means the descriptor itself. */
+export const AT_EMPTY_PATH = 0x1000;
+
+/** Open flags (Linux values; identical on x86_64 and aarch64 except the ones below). */
+export const O_RDONLY = 0;
+/** Open for writing only. */
+export const O_WRONLY = 1;
+/** Create if missing. */
+export const O_CREAT = 0o100;
+/** With O_CREAT: fail if it exists. */
+export const O_EXCL = 0o200;
+/** Do not block (opening a FIFO by accident must not hang the walk). */
+export const O_NONBLOCK = 0o4000;
+/** Close on exec, so children never inherit our descriptors. */
+export const O_CLOEXEC = 0o2000000;
+const AARCH64 = Deno.build.arch === "aarch64";
+/** Fail unless a directory (aarch64 uses different bits than x86_64). */
+export const O_DIRECTORY = AARCH64 ? 0o40000 : 0o200000;
+/** Fail on a final symlink instead of following it. */
+export const O_NOFOLLOW = AARCH64 ? 0o100000 : 0o400000;
+
+/** File type mask of `st_mode`. */
+export const S_IFMT = 0o170000;
+/** Socket. */
+export const S_IFSOCK = 0o140000;
+/** Symbolic link. */
+export const S_IFLNK = 0o120000;
+/** Regular file. */
+export const S_IFREG = 0o100000;
+/** Block device. */
+export const S_IFBLK = 0o060000;
+/** Directory. */
+export const S_IFDIR = 0o040000;
+/** Character device. */
+export const S_IFCHR = 0o020000;
+/** FIFO (named pipe). */
+export const S_IFIFO = 0o010000;
+
+/** What a `st_mode` says an inode is. */
+export type FileKind =
+  | "file"
+  | "directory"
+  | "symlink"
+  | "fifo"
+  | "socket"
+  | "block device"
+  | "char device"
+  | "unknown";
+
+/** The kind of inode from `st_mode`. */
+export function fileKind(mode: number): FileKind {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return "file";
+    case S_IFDIR:
+      return "directory";
+    case S_IFLNK:
+      return "symlink";
+    case S_IFIFO:
+      return "fifo";
+    case S_IFSOCK:
+      return "socket";
+    case S_IFBLK:
+      return "block device";
+    case S_IFCHR:
+      return "char device";
+    default:
+      return "unknown";
+  }
+}
+
+/** The fields of `struct stat` the importer (and tests) use. */
+export interface Stat {
+  /** Device of the containing filesystem. */
+  dev: bigint;
+  /** Inode number. */
+  ino: bigint;
+  /** Type and permission bits. */
+  mode: number;
+  /** Hard link count. */
+  nlink: number;
+  /** Owner. */
+  uid: number;
+  /** Group. */
+  gid: number;
+  /** Device number for device nodes. */
+  rdev: bigint;
+  /** Size in bytes (for symlinks: the target's length). */
+  size: number;
+  /** Modification time, seconds. */
+  mtimeSec: number;
+  /** Modification time, nanoseconds part. */
+  mtimeNsec: number;
+}
+
+/** Size of the `struct stat` buffer: 144 bytes on x86_64, 128 on aarch64 (asm-generic). */
+export const STAT_SIZE = AARCH64 ? 128 : 144;
+
+/**
+ * Parses a `struct stat` as filled by `fstatat` for `arch`. x86_64 has its own layout
+ * (`st_nlink` is 64-bit and comes before `st_mode`); aarch64 uses the asm-generic one.
+ */
+export function parseStat(buf: Uint8Array, arch: string = Deno.build.arch): Stat {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (arch === "x86_64") {
+    return {
+      dev: v.getBigUint64(0, true),
+      ino: v.getBigUint64(8, true),
+      nlink: Number(v.getBigUint64(16, true)),
+      mode: v.getUint32(24, true),
+      uid: v.getUint32(28, true),
+      gid: v.getUint32(32, true),
+      rdev: v.getBigUint64(40, true),
+      size: Number(v.getBigInt64(48, true)),
+      mtimeSec: Number(v.getBigInt64(88, true)),
+      mtimeNsec: Number(v.getBigInt64(96, true)),
+    };
+  }
+  if (arch === "aarch64") {
+    return {
+      dev: v.getBigUint64(0, true),
+      ino: v.getBigUint64(8, true),
+      mode: v.getUint32(16, true),
+      nlink: v.getUint32(20, true),
+      uid: v.getUint32(24, true),
+      gid: v.getUint32(28, true),
+      rdev: v.getBigUint64(32, true),
+      size: Number(v.getBigInt64(48, true)),
+      mtimeSec: Number(v.getBigInt64(88, true)),
+      mtimeNsec: Number(v.getBigInt64(96, true)),
+    };
+  }
+  throw new Error(`struct stat layout unknown for architecture ${arch}`);
+}
+
+const SYMBOLS = {
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  dup: { parameters: ["i32"], result: "i32" },
+  fstatat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  fdopendir: { parameters: ["i32"], result: "pointer" },
+  readdir64: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+  rewinddir: { parameters: ["pointer"], result: "void" },
+  readlinkat: { parameters: ["i32", "buffer", "buffer", "usize"], result: "isize" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pread64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  readAsync: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  preadAsync: {
+    name: "pread64",
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "isize",
+    nonblocking: true,
+  },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  fchmodat: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  symlinkat: { parameters: ["buffer", "i32", "buffer"], result: "i32" },
+  mkfifoat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+} as const;
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
+
+/** The libc symbols, opened on first use (so importing this module needs no --allow-ffi). */
+function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
+  lib ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  return lib.symbols;
+}
+
+// errno lives at a fixed address per thread; this module instance only ever runs on one thread
+// (each worker loads its own copy), so the cell is looked up once.
+let errnoCell: Int32Array | null = null;
+
+function errnoView(): Int32Array {
+  errnoCell ??= new Int32Array(
+    Deno.UnsafePointerView.getArrayBuffer(libc().__errno_location()!, 4),
+  );
+  return errnoCell;
+}
+
+/** Current errno of this thread (valid only right after a synchronous call). */
+function errno(): number {
+  return errnoView()[0];
+}
+
+/** Sets errno, needed to tell `readdir`'s end of stream (NULL, errno unchanged) from failure. */
+function setErrno(value: number): void {
+  errnoView()[0] = value;
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  5: "EIO",
+  6: "ENXIO",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  16: "EBUSY",
+  17: "EEXIST",
+  18: "EXDEV",
+  19: "ENODEV",
+  20: "ENOTDIR",
+  21: "EISDIR",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  26: "ETXTBSY",
+  27: "EFBIG",
+  28: "ENOSPC",
+  30: "EROFS",
+  31: "EMLINK",
+  36: "ENAMETOOLONG",
+  39: "ENOTEMPTY",
+  40: "ELOOP",
+  75: "EOVERFLOW",
+  95: "EOPNOTSUPP",
+  116: "ESTALE",
+};
+
+/**
+ * A failed libc call. The message starts with the errno name and the path at fault, e.g.
+ * `ENOENT: /tmp/x/missing (fstatat: No such file or directory)`.
+ */
+export class LibcError extends Error {
+  /** The errno value. */
+  readonly errno: number;
+  /** Its symbolic name, e.g. `ENOENT` (or `E<number>` when unknown here). */
+  readonly code: string;
+  /** The libc function that failed. */
+  readonly syscall: string;
+  /** The path at fault, raw bytes (may be empty). */
+  readonly path: Uint8Array;
+
+  /** Creates the error; the message is derived from the fields. */
+  constructor(errnoValue: number, syscall: string, path: Uint8Array) {
+    const code = ERRNO_NAMES[errnoValue] ?? `E${errnoValue}`;
+    const p = libc().strerror(errnoValue);
+    const text = p ? new Deno.UnsafePointerView(p).getCString() : `errno ${errnoValue}`;
+    super(`${code}: ${displayPath(path)} (${syscall}: ${text})`);
+    this.name = "LibcError";
+    this.errno = errnoValue;
+    this.code = code;
+    this.syscall = syscall;
+    this.path = path;
+  }
+}
+
+function fail(syscall: string, path: Uint8Array): never {
+  throw new LibcError(errno(), syscall, path);
+}
+
+const utf8 = new TextEncoder();
+const strict = new TextDecoder("utf-8", { fatal: true });
+
+/** A path as bytes: strings are UTF-8 encoded, byte arrays are returned as they are. */
+export function toBytes(path: string | Uint8Array): Uint8Array {
+  return typeof path === "string" ? utf8.encode(path) : path;
+}
+
+/**
+ * A path (or name) for messages: valid UTF-8 is shown as text, every other byte as `\xNN`;
+ * control characters and backslashes are escaped too, so the rendering is unambiguous.
+ */
+export function displayPath(path: string | Uint8Array): string {
+  const b = toBytes(path);
+  let out = "";
+  for (let i = 0; i < b.length;) {
+    const c = b[i];
+    if (c < 0x80) {
+      out += c < 0x20 || c === 0x7f || c === 0x5c
+        ? `\\x${c.toString(16).padStart(2, "0")}`
+        : String.fromCharCode(c);
+      i++;
+      continue;
+    }
+    // Try the one multi-byte sequence the lead byte announces; escape the byte if it is bad.
+    const len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    if (len && i + len <= b.length) {
+      try {
+        out += strict.decode(b.subarray(i, i + len));
+        i += len;
+        continue;
+      } catch { /* not valid UTF-8: escape below */ }
+    }
+    out += `\\x${c.toString(16)}`;
+    i++;
+  }
+  return out;
+}
+
+/** `path` plus a NUL terminator, for libc. Rejects embedded NULs (libc would cut the name). */
+function cstr(path: Uint8Array): Uint8Array {
+  if (path.includes(0)) {
+    throw new LibcError(22, "path", path);
+  }
+  const out = new Uint8Array(path.length + 1);
+  out.set(path);
+  return out;
+}
+
+/** `dir` + `/` + `name` (no `/` doubled when `dir` ends with one). */
+export function joinPath(dir: Uint8Array, name: Uint8Array): Uint8Array {
+  const slash = dir.length > 0 && dir[dir.length - 1] !== 0x2f ? 1 : 0;
+  const out = new Uint8Array(dir.length + slash + name.length);
+  out.set(dir);
+  if (slash) out[dir.length] = 0x2f;
+  out.set(name, dir.length + slash);
+  return out;
+}
+
+/** `path` without trailing slashes (but `/` stays `/`). */
+export function stripTrailingSlashes(path: Uint8Array): Uint8Array {
+  let end = path.length;
+  while (end > 1 && path[end - 1] === 0x2f) end--;
+  return path.subarray(0, end);
+}
+
+/** The last component of `path` (after stripping trailing slashes). */
+export function basename(path: Uint8Array): Uint8Array {
+  const p = stripTrailingSlashes(path);
+  return p.subarray(p.lastIndexOf(0x2f) + 1);
+}
+
+/**
+ * `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`: metadata of `name` itself, never of a symlink's
+ * target. `errPath` (default `name`) is the path errors name.
+ */
+export function lstatAt(dirfd: number, name: Uint8Array, errPath: Uint8Array = name): Stat {
+  const buf = new Uint8Array(STAT_SIZE);
+  if (libc().fstatat(dirfd, cstr(name), buf, AT_SYMLINK_NOFOLLOW) !== 0) fail("fstatat", errPath);
+  return parseStat(buf);
+}
+
+/** `lstat(path)`: metadata without following a final symlink. */
+export function lstat(path: string | Uint8Array): Stat {
+  return lstatAt(AT_FDCWD, toBytes(path));
+}
+
+const EMPTY = new Uint8Array(1);
+
+/** `fstat(fd)` (as `fstatat(fd, "", AT_EMPTY_PATH)`). */
+export function fstat(fd: number, errPath: Uint8Array = new Uint8Array()): Stat {
+  const buf = new Uint8Array(STAT_SIZE);
+  if (libc().fstatat(fd, EMPTY, buf, AT_EMPTY_PATH) !== 0) fail("fstat", errPath);
+  return parseStat(buf);
+}
+
+/** `openat(dirfd, name, flags, mode)`; returns the descriptor. O_CLOEXEC is always added. */
+export function openAt(
+  dirfd: number,
+  name: Uint8Array,
+  flags: number,
+  mode = 0,
+  errPath: Uint8Array = name,
+): number {
+  const fd = libc().openat(dirfd, cstr(name), flags | O_CLOEXEC, mode);
+  if (fd < 0) fail("openat", errPath);
+  return fd;
+}
+
+/** Opens a directory for walking: fails on a symlink (O_NOFOLLOW) or a non-directory. */
+export function openDirAt(dirfd: number, name: Uint8Array, errPath: Uint8Array = name): number {
+  return openAt(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, errPath);
+}
+
+/**
+ * Opens a file for reading without following a symlink. O_NONBLOCK so that a FIFO swapped in
+ * after the stat cannot hang the open; it changes nothing for regular files.
+ */
+export function openFileAt(dirfd: number, name: Uint8Array, errPath: Uint8Array = name): number {
+  return openAt(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0, errPath);
+}
+
+/** `close(fd)`. Errors are thrown (EBADF means a bug). */
+export function close(fd: number): void {
+  if (libc().close(fd) !== 0) fail("close", new Uint8Array());
+}
+
+/** One directory entry as `readdir` returns it. */
+export interface DirEntry {
+  /** The raw name bytes. */
+  name: Uint8Array;
+  /** Inode number. */
+  ino: bigint;
+  /** `d_type` (DT_UNKNOWN = 0 on filesystems that do not fill it). */
+  type: number;
+}
+
+/** `d_type` values. */
+export const DT_UNKNOWN = 0, DT_FIFO = 1, DT_CHR = 2, DT_DIR = 4, DT_BLK = 6, DT_REG = 8;
+/** `d_type` of a symlink and a socket. */
+export const DT_LNK = 10, DT_SOCK = 12;
+
+// struct dirent64: d_ino u64 @0, d_off i64 @8, d_reclen u16 @16, d_type u8 @18, d_name @19.
+// The same on x86_64 and aarch64.
+const D_NAME = 19;
+
+/**
+ * All entries of the open directory `dirfd` except `.` and `..`, in the order the filesystem
+ * gives them. `dirfd` stays open and usable (the stream works on a duplicate).
+ */
+export function readDir(dirfd: number, errPath: Uint8Array = new Uint8Array()): DirEntry[] {
+  const l = libc();
+  const dup = l.dup(dirfd);
+  if (dup < 0) fail("dup", errPath);
+  const dir = l.fdopendir(dup);
+  if (!dir) {
+    const e = errno();
+    l.close(dup);
+    throw new LibcError(e, "fdopendir", errPath);
+  }
+  const out: DirEntry[] = [];
+  try {
+    // The duplicate shares the file offset with dirfd: start from the beginning every time.
+    l.rewinddir(dir);
+    for (;;) {
+      setErrno(0);
+      const ent = l.readdir64(dir);
+      if (!ent) {
+        const e = errno();
+        if (e !== 0) throw new LibcError(e, "readdir", errPath);
+        break;
+      }
+      const v = new Deno.UnsafePointerView(ent);
+      const reclen = v.getUint16(16);
+      const rec = new Uint8Array(reclen - D_NAME);
+      v.copyInto(rec, D_NAME);
+      const nul = rec.indexOf(0);
+      const name = rec.slice(0, nul < 0 ? rec.length : nul);
+      if (name.length === 1 && name[0] === 0x2e) continue;
+      if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) continue;
+      out.push({ name, ino: v.getBigUint64(0), type: v.getUint8(18) });
+    }
+  } finally {
+    // Closes the duplicate only; the caller's descriptor stays open.
+    l.closedir(dir);
+  }
+  return out;
+}
+
+/** `readlinkat(dirfd, name)`: the raw target bytes. `sizeHint` is `st_size` when known. */
+export function readlinkAt(
+  dirfd: number,
+  name: Uint8Array,
+  sizeHint = 0,
+  errPath: Uint8Array = name,
+): Uint8Array {
+  const c = cstr(name);
+  // st_size can be 0 on some filesystems (procfs), and the link may change: grow until it fits.
+  let cap = Math.max(sizeHint + 1, 256);
+  for (;;) {
+    const buf = new Uint8Array(cap);
+    const n = Number(libc().readlinkat(dirfd, c, buf, BigInt(cap)));
+    if (n < 0) fail("readlinkat", errPath);
+    if (n < cap) return buf.slice(0, n);
+    cap *= 2;
+  }
+}
+
+const EINTR = 4;
+
+/** `read(fd, buf)` on this thread; returns the byte count (0 at end of file). */
+export function read(fd: number, buf: Uint8Array, errPath: Uint8Array = new Uint8Array()): number {
+  for (;;) {
+    const n = Number(libc().read(fd, buf, BigInt(buf.length)));
+    if (n >= 0) return n;
+    if (errno() !== EINTR) fail("read", errPath);
+  }
+}
+
+/** `pread(fd, buf, offset)` on this thread; returns the byte count (0 at end of file). */
+export function pread(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  errPath: Uint8Array = new Uint8Array(),
+): number {
+  for (;;) {
+    const n = Number(libc().pread64(fd, buf, BigInt(buf.length), BigInt(offset)));
+    if (n >= 0) return n;
+    if (errno() !== EINTR) fail("pread", errPath);
+  }
+}
+
+/**
+ * `pread(fd, buf, offset)` on Deno's blocking thread pool: the event loop keeps running, and
+ * several reads proceed at once. `buf` must not be touched until the promise settles.
+ */
+export async function preadAsync(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  errPath: Uint8Array = new Uint8Array(),
+): Promise<number> {
+  const n = Number(await libc().preadAsync(fd, buf, BigInt(buf.length), BigInt(offset)));
+  if (n >= 0) return n;
+  // errno belongs to the pool thread; pread is idempotent, so repeat it here to learn why.
+  return pread(fd, buf, offset, errPath);
+}
+
+/**
+ * `read(fd, buf)` on Deno's blocking thread pool (for pipes and other unseekable descriptors).
+ * On failure the error is `EIO` unless a retry on this thread reports the real errno.
+ */
+export async function readAsync(
+  fd: number,
+  buf: Uint8Array,
+  errPath: Uint8Array = new Uint8Array(),
+): Promise<number> {
+  const n = Number(await libc().readAsync(fd, buf, BigInt(buf.length)));
+  if (n >= 0) return n;
+  return read(fd, buf, errPath);
+}
+
+// ---- creation helpers (tests, and tools that build trees with raw names) ----
+
+/** `mkdirat(dirfd, name, mode)` (the umask applies, as for mkdir). */
+export function mkdirAt(dirfd: number, name: Uint8Array, mode = 0o755): void {
+  if (libc().mkdirat(dirfd, cstr(name), mode) !== 0) fail("mkdirat", name);
+}
+
+/**
+ * Creates a new regular file `name` with `data` and exactly the permission bits `mode` (set with
+ * fchmod afterwards, so the umask does not apply). Fails if it exists.
+ */
+export function createFileAt(
+  dirfd: number,
+  name: Uint8Array,
+  data: Uint8Array = new Uint8Array(),
+  mode = 0o644,
+): void {
+  const fd = openAt(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  try {
+    for (let off = 0; off < data.length;) {
+      const chunk = data.subarray(off);
+      const n = Number(libc().write(fd, chunk, BigInt(chunk.length)));
+      if (n < 0) {
+        if (errno() === EINTR) continue;
+        fail("write", name);
+      }
+      off += n;
+    }
+    if (libc().fchmod(fd, mode) !== 0) fail("fchmod", name);
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/** `fchmodat(dirfd, name, mode)`: sets permission bits exactly (follows symlinks, as chmod). */
+export function chmodAt(dirfd: number, name: Uint8Array, mode: number): void {
+  if (libc().fchmodat(dirfd, cstr(name), mode, 0) !== 0) fail("fchmodat", name);
+}
+
+/** `symlinkat(target, dirfd, name)`: creates `name` pointing at the raw bytes `target`. */
+export function symlinkAt(target: Uint8Array, dirfd: number, name: Uint8Array): void {
+  if (libc().symlinkat(cstr(target), dirfd, cstr(name)) !== 0) fail("symlinkat", name);
+}
+
+/** `mkfifoat(dirfd, name, mode)`: creates a named pipe. */
+export function mkfifoAt(dirfd: number, name: Uint8Array, mode = 0o644): void {
+  if (libc().mkfifoat(dirfd, cstr(name), mode) !== 0) fail("mkfifoat", name);
+}

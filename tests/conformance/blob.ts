@@ -1,0 +1,162 @@
+/**
+ * The BlobService conformance suite, run against every backend.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { B3Digest } from "../../src/castore/digest.ts";
+import type { BlobService } from "../../src/castore/blob/service.ts";
+import { collect, concat, putBlob, readBlob } from "../../src/castore/blob/util.ts";
+import {
+  BLOB_A,
+  BLOB_A_DIGEST,
+  BLOB_B,
+  BLOB_B_DIGEST,
+  DUMMY_DIGEST,
+  EMPTY,
+  EMPTY_DIGEST,
+  HELLOWORLD,
+  HELLOWORLD_DIGEST,
+} from "../fixtures.ts";
+
+/** Opens a fresh, empty service; `cleanup` closes it and removes what it made. */
+export type OpenBlobService = () => Promise<{ svc: BlobService; cleanup: () => Promise<void> }>;
+
+/** Registers every BlobService case as `Deno.test`s named `<backend> blob: <case>`. */
+export function blobServiceSuite(backend: string, open: OpenBlobService, ignore = false): void {
+  const test = (name: string, fn: (svc: BlobService) => Promise<void>) =>
+    Deno.test({
+      name: `${backend} blob: ${name}`,
+      ignore,
+      sanitizeResources: false,
+      sanitizeOps: false,
+      async fn() {
+        const { svc, cleanup } = await open();
+        try {
+          await fn(svc);
+        } finally {
+          await cleanup();
+        }
+      },
+    });
+
+  test("has on an absent blob is false", async (svc) => {
+    assert.equal(await svc.has(BLOB_A_DIGEST), false);
+    assert.equal(await svc.has(B3Digest.fromBytes(DUMMY_DIGEST)), false);
+  });
+
+  test("reading an absent blob gives null", async (svc) => {
+    assert.equal(await svc.openRead(BLOB_A_DIGEST), null);
+  });
+
+  for (
+    const [label, data, digest] of [
+      ["empty", EMPTY, EMPTY_DIGEST],
+      ["BLOB_A", BLOB_A, BLOB_A_DIGEST],
+      ["HELLOWORLD", HELLOWORLD, HELLOWORLD_DIGEST],
+      ["BLOB_B (1 MiB)", BLOB_B, BLOB_B_DIGEST],
+    ] as const
+  ) {
+    test(`put, has, get ${label}`, async (svc) => {
+      const got = await putBlob(svc, data);
+      assert.equal(got.toString(), digest.toString());
+      assert.equal(await svc.has(digest), true);
+      assert.deepEqual(await readBlob(svc, digest), data);
+    });
+  }
+
+  test("chunking of writes does not matter", async (svc) => {
+    // Odd-sized writes crossing 1 MiB chunk boundaries, 3 MiB + 7 bytes in all.
+    const data = new Uint8Array(3 * (1 << 20) + 7);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >> 11)) & 0xff;
+    const w = await svc.openWrite();
+    for (let o = 0, step = 1; o < data.length; o += step, step = step * 3 + 1) {
+      await w.write(data.subarray(o, Math.min(o + step, data.length)));
+    }
+    const digest = await w.close();
+    assert.equal(digest.toString(), (await putBlob(svc, [data])).toString());
+    assert.deepEqual(await readBlob(svc, digest), data);
+    const r = (await svc.openRead(digest))!;
+    for (const c of await collect(r.chunks())) assert.ok(c.length <= 1 << 20);
+    await r.close();
+  });
+
+  test("closing twice returns the same digest", async (svc) => {
+    const w = await svc.openWrite();
+    await w.write(HELLOWORLD);
+    const a = await w.close();
+    const b = await w.close();
+    assert.equal(a.toString(), HELLOWORLD_DIGEST.toString());
+    assert.equal(b.toString(), a.toString());
+  });
+
+  test("a blob is invisible until its writer closes; abort stores nothing", async (svc) => {
+    const w = await svc.openWrite();
+    await w.write(BLOB_B);
+    await w.write(BLOB_B);
+    assert.equal(await svc.has(BLOB_B_DIGEST), false);
+    await w.abort();
+    const twice = concat([BLOB_B, BLOB_B]);
+    const w2 = await svc.openWrite();
+    await w2.write(twice);
+    const d = await w2.close();
+    assert.equal(await svc.has(d), true);
+    assert.equal(await svc.has(BLOB_B_DIGEST), false);
+  });
+
+  test("writing an existing blob again is harmless", async (svc) => {
+    const a = await putBlob(svc, BLOB_B);
+    const b = await putBlob(svc, BLOB_B);
+    assert.equal(a.toString(), b.toString());
+    assert.deepEqual(await readBlob(svc, a), BLOB_B);
+  });
+
+  test("reads at offsets (the seed's seek cases)", async (svc) => {
+    await putBlob(svc, BLOB_B);
+    const r = (await svc.openRead(BLOB_B_DIGEST))!;
+    try {
+      for (const off of [0, 10, 15, 12345 + 25, (1 << 20) - 3, BLOB_B.length - 10]) {
+        assert.deepEqual(await r.readAt(off, 10), BLOB_B.subarray(off, off + 10), `offset ${off}`);
+      }
+      // A read across most of the blob.
+      assert.deepEqual(await r.readAt(5, BLOB_B.length), BLOB_B.subarray(5));
+      // At and past the end: no data.
+      assert.equal((await r.readAt(BLOB_B.length, 10)).length, 0);
+      assert.equal((await r.readAt(BLOB_B.length + 100, 10)).length, 0);
+      // chunks() from an offset.
+      assert.deepEqual(concat(await collect(r.chunks(12345))), BLOB_B.subarray(12345));
+    } finally {
+      await r.close();
+    }
+  });
+
+  test("reads at offsets across chunk boundaries of a 3 MiB blob", async (svc) => {
+    const data = new Uint8Array(3 << 20);
+    crypto.getRandomValues(data.subarray(0, 65536));
+    for (let o = 65536; o < data.length; o += 65536) data.copyWithin(o, 0, 65536);
+    data[(2 << 20) + 1] = 7;
+    const digest = await putBlob(svc, data);
+    const r = (await svc.openRead(digest))!;
+    try {
+      for (
+        const [off, len] of [[(1 << 20) - 5, 10], [(1 << 20) - 1, (1 << 20) + 2], [0, 3 << 20]]
+      ) {
+        assert.deepEqual(await r.readAt(off, len), data.subarray(off, off + len), `@${off}+${len}`);
+      }
+      assert.deepEqual(
+        concat(await collect(r.chunks((2 << 20) + 1))),
+        data.subarray((2 << 20) + 1),
+      );
+    } finally {
+      await r.close();
+    }
+  });
+
+  test("several writers at once", async (svc) => {
+    const blobs = Array.from({ length: 8 }, (_, i) => new Uint8Array(100_000 + i).fill(i));
+    const digests = await Promise.all(blobs.map((b) => putBlob(svc, b)));
+    for (let i = 0; i < blobs.length; i++) {
+      assert.deepEqual(await readBlob(svc, digests[i]), blobs[i]);
+    }
+  });
+}

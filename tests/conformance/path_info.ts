@@ -1,0 +1,190 @@
+/**
+ * The PathInfoService conformance suite, run against every backend.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { BlobService } from "../../src/castore/blob/service.ts";
+import { collect, putBlob } from "../../src/castore/blob/util.ts";
+import { type AnyNode, directoryDigest, toNodeMessage } from "../../src/castore/directory.ts";
+import { InvalidRequestError } from "../../src/castore/errors.ts";
+import type { DirectoryService } from "../../src/castore/directory/service.ts";
+import {
+  NARInfoSchema,
+  type PathInfo,
+  PathInfoSchema,
+} from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
+import { renderNar } from "../../src/nar/render.ts";
+import type { PathInfoService } from "../../src/store/path_info/service.ts";
+import { StorePath } from "../../src/store/store_path.ts";
+import {
+  BLOB_B,
+  BLOB_B_DIGEST,
+  DIRECTORY_COMPLICATED,
+  DIRECTORY_WITH_KEEP,
+  EMPTY,
+} from "../fixtures.ts";
+
+/** The three services of one store; `cleanup` closes them and removes what they made. */
+export type OpenPathInfoService = () => Promise<{
+  blobs: BlobService;
+  directories: DirectoryService;
+  svc: PathInfoService;
+  cleanup: () => Promise<void>;
+}>;
+
+const te = new TextEncoder();
+const HASH_A = "00bgd045z0d4icpbc2yyz4gx48ak44la";
+const HASH_B = "1c8jvhk4wx1qmkznhvw3k6h7hk3ngd5y";
+
+function infoFor(
+  basename: string,
+  node: AnyNode,
+  narSize = 1,
+  narSha256 = new Uint8Array(32),
+): PathInfo {
+  const named = { ...node, value: { ...node.value, name: te.encode(basename) } } as AnyNode;
+  return create(PathInfoSchema, {
+    node: toNodeMessage(named),
+    narinfo: create(NARInfoSchema, { narSize: BigInt(narSize), narSha256 }),
+  });
+}
+
+const symlink = (target: string): AnyNode => ({
+  case: "symlink",
+  value: {
+    $typeName: "tvix.castore.v1.SymlinkNode",
+    name: te.encode("x"),
+    target: te.encode(target),
+  },
+});
+
+/** Registers every PathInfoService case as `Deno.test`s named `<backend> path info: <case>`. */
+export function pathInfoServiceSuite(
+  backend: string,
+  open: OpenPathInfoService,
+  ignore = false,
+): void {
+  const test = (name: string, fn: (s: Awaited<ReturnType<OpenPathInfoService>>) => Promise<void>) =>
+    Deno.test({
+      name: `${backend} path info: ${name}`,
+      ignore,
+      sanitizeResources: false,
+      sanitizeOps: false,
+      async fn() {
+        const s = await open();
+        try {
+          await fn(s);
+        } finally {
+          await s.cleanup();
+        }
+      },
+    });
+
+  test("get of an absent path is null", async ({ svc }) => {
+    assert.equal(await svc.get(StorePath.parse(`${HASH_A}-foo`).digest), null);
+  });
+
+  test("get with a digest that is not 20 bytes is rejected", async ({ svc }) => {
+    await assert.rejects(svc.get(new Uint8Array(19)), (e) => e instanceof InvalidRequestError);
+  });
+
+  test("put returns what was stored; get and list find it", async ({ svc }) => {
+    const a = infoFor(`${HASH_A}-a`, symlink("/nix/store/x"), 120);
+    const b = infoFor(`${HASH_B}-b`, symlink("y"), 112);
+    const putA = await svc.put(a);
+    assert.deepEqual(putA.node, a.node);
+    await svc.put(b);
+    const got = await svc.get(StorePath.parse(`${HASH_A}-a`).digest);
+    assert.ok(got);
+    assert.deepEqual(got.node, a.node);
+    assert.equal(got.narinfo?.narSize, 120n);
+    const listed = (await collect(svc.list())).map((i) =>
+      new TextDecoder().decode(i.node!.node.value!.name)
+    );
+    assert.deepEqual(listed.sort(), [`${HASH_A}-a`, `${HASH_B}-b`]);
+  });
+
+  test("put rejects an invalid PathInfo and stores nothing", async ({ svc }) => {
+    await assert.rejects(
+      svc.put(infoFor("not-a-store-path", symlink("x"))),
+      (e) => e instanceof InvalidRequestError,
+    );
+    await assert.rejects(
+      svc.put(create(PathInfoSchema, {})),
+      (e) => e instanceof InvalidRequestError,
+    );
+    assert.equal((await collect(svc.list())).length, 0);
+  });
+
+  test("calculateNar matches the rendered NAR and is stable", async ({ svc, blobs, directories }) => {
+    await putBlob(blobs, EMPTY);
+    await putBlob(blobs, BLOB_B);
+    const p = directories.putMultipleStart();
+    await p.put(DIRECTORY_WITH_KEEP);
+    await p.put(DIRECTORY_COMPLICATED);
+    const root = await p.close();
+    const nodes: AnyNode[] = [
+      {
+        case: "directory",
+        value: {
+          $typeName: "tvix.castore.v1.DirectoryNode",
+          name: te.encode("d"),
+          digest: root.bytes,
+          size: 4,
+        },
+      },
+      {
+        case: "file",
+        value: {
+          $typeName: "tvix.castore.v1.FileNode",
+          name: te.encode("f"),
+          digest: BLOB_B_DIGEST.bytes,
+          size: BLOB_B.length,
+          executable: true,
+        },
+      },
+      symlink("/nix/store/somewhereelse"),
+    ];
+    for (const node of nodes) {
+      const h = createHash("sha256");
+      let size = 0;
+      for await (const c of renderNar(node, blobs, directories)) {
+        h.update(c);
+        size += c.length;
+      }
+      const want = new Uint8Array(h.digest());
+      for (let i = 0; i < 2; i++) {
+        const got = await svc.calculateNar(node);
+        assert.equal(got.narSize, size);
+        assert.deepEqual(new Uint8Array(got.narSha256), want);
+      }
+    }
+  });
+
+  test("calculateNar fails when referenced data is missing", async ({ svc }) => {
+    const missing: AnyNode = {
+      case: "directory",
+      value: {
+        $typeName: "tvix.castore.v1.DirectoryNode",
+        name: te.encode("d"),
+        digest: directoryDigest(DIRECTORY_COMPLICATED).bytes,
+        size: 4,
+      },
+    };
+    await assert.rejects(svc.calculateNar(missing));
+    const file: AnyNode = {
+      case: "file",
+      value: {
+        $typeName: "tvix.castore.v1.FileNode",
+        name: te.encode("f"),
+        digest: BLOB_B_DIGEST.bytes,
+        size: BLOB_B.length,
+        executable: false,
+      },
+    };
+    await assert.rejects(svc.calculateNar(file));
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * Test prerequisites: a test whose system tool is missing is skipped with a message, except
+ * under `NIXCAS_REQUIRE_ALL=1` (set by CI), where a missing prerequisite fails the run.
+ *
+ * @module
+ */
+
+const cache = new Map<string, boolean>();
+
+function onPath(cmd: string): boolean {
+  let hit = cache.get(cmd);
+  if (hit === undefined) {
+    const out = new Deno.Command("sh", {
+      args: ["-c", `command -v ${cmd}`],
+      stdout: "null",
+      stderr: "null",
+    })
+      .outputSync();
+    hit = out.success;
+    cache.set(cmd, hit);
+  }
+  return hit;
+}
+
+/**
+ * True when every command in `cmds` is on PATH (and `paths` exist). Otherwise prints why the
+ * caller's tests are skipped and returns false, or throws under `NIXCAS_REQUIRE_ALL=1`.
+ */
+export function have(what: string, cmds: string[], paths: string[] = []): boolean {
+  const missing = [
+    ...cmds.filter((c) => !onPath(c)),
+    ...paths.filter((p) => {
+      try {
+        Deno.statSync(p);
+        return false;
+      } catch {
+        return true;
+      }
+    }),
+  ];
+  if (missing.length === 0) return true;
+  const msg = `${what}: missing ${missing.join(", ")}`;
+  if (Deno.env.get("NIXCAS_REQUIRE_ALL") === "1") {
+    throw new Error(`${msg} (NIXCAS_REQUIRE_ALL=1: every prerequisite must be installed)`);
+  }
+  console.warn(`skipping ${msg}`);
+  return false;
+}
+
+/** The repository root (absolute path). */
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Runs a command and returns stdout, stderr and the exit code. */
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string>; stdin?: Uint8Array; cwd?: string } = {},
+): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  const p = new Deno.Command(cmd, {
+    args,
+    env: opts.env,
+    cwd: opts.cwd,
+    stdin: opts.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (opts.stdin) {
+    const w = p.stdin.getWriter();
+    await w.write(opts.stdin);
+    await w.close();
+  }
+  const out = await p.output();
+  return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+/** Runs the nixcas CLI from this checkout. */
+export function nixcas(
+  args: string[],
+  opts: { env?: Record<string, string>; stdin?: Uint8Array; cwd?: string } = {},
+) {
+  return run(Deno.execPath(), ["run", "-A", "--quiet", `${ROOT}/mod.ts`, ...args], opts);
+}

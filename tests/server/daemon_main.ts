@@ -1,0 +1,24 @@
+/**
+ * A daemon over memory backends for tests that need it in its own process (crash loops,
+ * signals, interop). Usage: `deno run -A tests/server/daemon_main.ts ADDRESS [--no-guard]`.
+ * Prints `listening <address>` once ready; SIGINT/SIGTERM stop it gracefully.
+ *
+ * @module
+ */
+import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
+import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { closeOnSignal, serveDaemon } from "../../src/server/daemon.ts";
+import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
+
+const blobs = new MemoryBlobService();
+const directories = new MemoryDirectoryService();
+const daemon = await serveDaemon({
+  listen: Deno.args[0],
+  blobs,
+  directories,
+  pathInfos: new MemoryPathInfoService(blobs, directories),
+  guard: !Deno.args.includes("--no-guard"),
+});
+console.log(`listening ${daemon.addressText}`);
+await closeOnSignal(daemon);
+console.log("stopped");
