@@ -224,12 +224,15 @@ export class StoreFs implements FuseOps {
 
   /** @inheritdoc */
   async opendir(ino: number): Promise<Opened> {
+    // Without root listings no directory needs per-open state: ENOSYS tells the kernel to
+    // skip OPENDIR/RELEASEDIR from now on and cache listings (two round trips less per
+    // directory visited).
+    if (!this.#o.listRoot) throw new FuseErrno(Errno.ENOSYS);
     if (ino !== ROOT_INO) {
       if (this.#data(ino).kind !== "directory") throw new FuseErrno(Errno.ENOTDIR);
       // The Directory itself is fetched by the first readdir (as in the seed).
       return { fh: 0, keepCache: true };
     }
-    if (!this.#o.listRoot) return { fh: 0, keepCache: false };
     // A snapshot per open, so paging through a changing store stays consistent.
     const entries: DirEntry[] = [
       { name: DOT, attr: ROOT_ATTR, lookup: false },
