@@ -73,8 +73,16 @@ export function register(program: Command): void {
         log: (level, message) => log.log(level, message),
       });
       log.info(`mounted the store at ${handle.mountpoint}`);
+      // The first signal unmounts; a busy mount is detached and served until its files are
+      // closed. A second signal exits at once: closing /dev/fuse aborts the connection, and
+      // files still open fail with ENOTCONN.
+      let signals = 0;
       const stop = () => {
-        log.info("unmounting");
+        if (++signals > 1) {
+          log.warn("second signal: exiting; open files on the mount fail from now on");
+          Deno.exit(1);
+        }
+        log.info("unmounting (send the signal again to exit at once)");
         handle.unmount().catch((e) => log.error(`unmount failed: ${(e as Error).message}`));
       };
       Deno.addSignalListener("SIGINT", stop);

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { B3Digest } from "../castore/digest.ts";
 import { type AnyNode, type Directory, directoryNodes } from "../castore/directory.ts";
 
 /** The root inode of every FUSE filesystem. */
@@ -30,11 +29,11 @@ export interface DirChildren {
 
 /** What an inode stands for. */
 export type InodeData =
-  | { kind: "file"; digest: B3Digest; size: number; executable: boolean }
+  | { kind: "file"; digest: Uint8Array; size: number; executable: boolean }
   | { kind: "symlink"; target: Uint8Array }
   | {
     kind: "directory";
-    digest: B3Digest;
+    digest: Uint8Array;
     size: number;
     /** Null until the Directory has been fetched (directories are fetched lazily). */
     children: DirChildren | null;
@@ -42,9 +41,10 @@ export type InodeData =
 
 /** Bytes as a string with one char per byte: a cheap, exact Map key. */
 export function bytesKey(b: Uint8Array): string {
+  if (b.length <= 4096) return String.fromCharCode.apply(null, b as unknown as number[]);
   let s = "";
   for (let i = 0; i < b.length; i += 4096) {
-    s += String.fromCharCode(...b.subarray(i, i + 4096));
+    s += String.fromCharCode.apply(null, b.subarray(i, i + 4096) as unknown as number[]);
   }
   return s;
 }
@@ -70,8 +70,8 @@ export class InodeTracker {
   put(node: AnyNode): number {
     switch (node.case) {
       case "file": {
-        const digest = B3Digest.fromBytes(node.value.digest);
-        const key = digest.key + (node.value.executable ? "x" : "");
+        const digest = node.value.digest;
+        const key = bytesKey(digest) + (node.value.executable ? "x" : "");
         return this.#intern(this.#files, key, () => ({
           kind: "file",
           digest,
@@ -84,8 +84,8 @@ export class InodeTracker {
         return this.#intern(this.#symlinks, bytesKey(target), () => ({ kind: "symlink", target }));
       }
       case "directory": {
-        const digest = B3Digest.fromBytes(node.value.digest);
-        return this.#intern(this.#dirs, digest.key, () => ({
+        const digest = node.value.digest;
+        return this.#intern(this.#dirs, bytesKey(digest), () => ({
           kind: "directory",
           digest,
           size: node.value.size,

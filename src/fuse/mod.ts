@@ -38,6 +38,8 @@ export interface MountStoreOptions {
   method?: "syscall" | "fusermount" | "auto";
   /** Concurrent blocking reads of /dev/fuse. Default 4. */
   readers?: number;
+  /** Kernel readahead in KiB (root only). Default 1024. */
+  readaheadKb?: number;
   /** Log sink; EIO causes are logged at `error`. */
   log?: Logger;
 }
@@ -63,6 +65,7 @@ export async function mountStore(opts: MountStoreOptions): Promise<MountHandle> 
     allowOther: opts.allowOther,
     method: opts.method,
     readers: opts.readers,
+    readaheadKb: opts.readaheadKb,
     log: opts.log,
   });
   return {

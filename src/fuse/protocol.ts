@@ -96,6 +96,7 @@ export const OpenFlag = {
   DIRECT_IO: 1 << 0,
   KEEP_CACHE: 1 << 1,
   CACHE_DIR: 1 << 3,
+  NOFLUSH: 1 << 5,
 } as const;
 
 /** File type bits of `st_mode`. */
@@ -146,6 +147,12 @@ export interface DirEntry {
   lookup: boolean;
 }
 
+// 64-bit fields as two 32-bit halves: BigInt conversions are slow on hot paths.
+function setU64(dv: DataView, off: number, v: number): void {
+  dv.setUint32(off, v >>> 0, true);
+  dv.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
+}
+
 /** `d_type` from the type bits of a mode. */
 export function direntType(mode: number): number {
   return (mode & 0o170000) >> 12;
@@ -153,9 +160,9 @@ export function direntType(mode: number): number {
 
 /** Writes a `fuse_attr` at `off`. Times are the epoch and owners root, as in /nix/store. */
 export function writeAttr(dv: DataView, off: number, a: Attr): void {
-  dv.setBigUint64(off, BigInt(a.ino), true);
-  dv.setBigUint64(off + 8, BigInt(a.size), true);
-  dv.setBigUint64(off + 16, BigInt(Math.ceil(a.size / 512)), true); // blocks
+  setU64(dv, off, a.ino);
+  setU64(dv, off + 8, a.size);
+  setU64(dv, off + 16, Math.ceil(a.size / 512)); // blocks
   // atime/mtime/ctime (24..47) and their nsec (48..59) stay zero.
   dv.setUint32(off + 60, a.mode, true);
   dv.setUint32(off + 64, a.nlink, true);
@@ -165,13 +172,10 @@ export function writeAttr(dv: DataView, off: number, a: Attr): void {
 
 /** Writes a `fuse_entry_out` at `off`; `ttl` seconds for both the entry and its attributes. */
 export function writeEntry(dv: DataView, off: number, attr: Attr, ttl: number): void {
-  const t = BigInt(ttl);
-  dv.setBigUint64(off, BigInt(attr.ino), true); // nodeid
-  dv.setBigUint64(off + 8, 0n, true); // generation: inode numbers are never reused
-  dv.setBigUint64(off + 16, t, true);
-  dv.setBigUint64(off + 24, t, true);
-  dv.setUint32(off + 32, 0, true);
-  dv.setUint32(off + 36, 0, true);
+  setU64(dv, off, attr.ino); // nodeid
+  // generation (off + 8) stays 0: inode numbers are never reused.
+  setU64(dv, off + 16, ttl); // entry_valid
+  setU64(dv, off + 24, ttl); // attr_valid; the nsec parts stay 0
   writeAttr(dv, off + 40, attr);
 }
 
@@ -186,7 +190,7 @@ export function encodeEntry(attr: Attr, ttl: number): Uint8Array {
 export function encodeAttrOut(attr: Attr, ttl: number): Uint8Array {
   const b = new Uint8Array(ATTR_OUT_SIZE);
   const dv = new DataView(b.buffer);
-  dv.setBigUint64(0, BigInt(ttl), true);
+  setU64(dv, 0, ttl);
   writeAttr(dv, 16, attr);
   return b;
 }
@@ -195,7 +199,7 @@ export function encodeAttrOut(attr: Attr, ttl: number): Uint8Array {
 export function encodeOpenOut(fh: number, openFlags: number): Uint8Array {
   const b = new Uint8Array(16);
   const dv = new DataView(b.buffer);
-  dv.setBigUint64(0, BigInt(fh), true);
+  setU64(dv, 0, fh);
   dv.setUint32(8, openFlags, true);
   return b;
 }
@@ -204,7 +208,7 @@ export function encodeOpenOut(fh: number, openFlags: number): Uint8Array {
 export function encodeStatfs(files: number): Uint8Array {
   const b = new Uint8Array(80);
   const dv = new DataView(b.buffer);
-  dv.setBigUint64(24, BigInt(files), true);
+  setU64(dv, 24, files);
   dv.setUint32(40, 4096, true); // bsize
   dv.setUint32(44, 255, true); // namelen
   dv.setUint32(48, 4096, true); // frsize
@@ -236,8 +240,8 @@ export function encodeDirents(
       if (e.lookup) writeEntry(dv, pos, e.attr, ttl);
       pos += ENTRY_OUT_SIZE;
     }
-    dv.setBigUint64(pos, BigInt(e.attr.ino), true);
-    dv.setBigUint64(pos + 8, BigInt(i + 1), true);
+    setU64(dv, pos, e.attr.ino);
+    setU64(dv, pos + 8, i + 1);
     dv.setUint32(pos + 16, e.name.length, true);
     dv.setUint32(pos + 20, direntType(e.attr.mode), true);
     out.set(e.name, pos + DIRENT_SIZE);

@@ -89,6 +89,12 @@ export interface SessionOptions {
   readers?: number;
   /** Entry and attribute cache timeout in seconds. Default one day (contents are immutable). */
   ttl?: number;
+  /**
+   * Kernel readahead for the mount in KiB (root only, via /sys/class/bdi). The kernel starts
+   * FUSE mounts at 128 KiB and INIT can only lower it; 1 MiB halves the cost of cold sequential
+   * reads. Default 1024; 0 leaves it alone.
+   */
+  readaheadKb?: number;
   /** Log sink. */
   log?: Logger;
 }
@@ -138,6 +144,8 @@ export class FuseSession {
   readonly closed: Promise<void>;
   /** INIT details (kernel version and negotiated flags), once known. */
   initInfo = "";
+  /** Requests received, by opcode. */
+  readonly requestCounts: number[] = [];
 
   #fd: number;
   #dev = "";
@@ -164,6 +172,14 @@ export class FuseSession {
     this.#ttl = opts.ttl ?? 86400;
     this.#log = opts.log ?? (() => {});
     this.#dev = readMountInfo().findLast((m) => m.mountpoint === mountpoint)?.dev ?? "";
+    const ra = opts.readaheadKb ?? 1024;
+    if (ra > 0 && this.#dev && libc().getuid() === 0) {
+      try {
+        Deno.writeTextFileSync(`/sys/class/bdi/${this.#dev}/read_ahead_kb`, String(ra));
+      } catch (e) {
+        this.#log("debug", `cannot set readahead: ${e instanceof Error ? e.message : e}`);
+      }
+    }
     const readers = Math.max(1, opts.readers ?? 4);
     this.closed = Promise.all(Array.from({ length: readers }, () => this.#readerLoop()))
       .then(() => void libc().close(this.#fd));
@@ -259,6 +275,7 @@ export class FuseSession {
       failures = 0;
       const dv = new DataView(buf.buffer, 0, n);
       const opcode = dv.getUint32(4, true);
+      this.requestCounts[opcode] = (this.requestCounts[opcode] ?? 0) + 1;
       if (opcode === Op.INIT) {
         this.#init(dv);
         continue;
@@ -340,7 +357,10 @@ export class FuseSession {
         const flags = dv.getUint32(B, true);
         if ((flags & 3) !== 0) return this.#reply(unique, -Errno.EROFS);
         return answer(() =>
-          then(ops.open(nodeid), (o) => encodeOpenOut(o.fh, o.keepCache ? OpenFlag.KEEP_CACHE : 0))
+          // NOFLUSH: close(2) need not wait for us. Besides saving a round trip, a close on
+          // the serving thread (Deno closes files synchronously) would otherwise deadlock.
+          then(ops.open(nodeid), (o) =>
+            encodeOpenOut(o.fh, OpenFlag.NOFLUSH | (o.keepCache ? OpenFlag.KEEP_CACHE : 0)))
         );
       }
       case Op.READ: {
@@ -376,7 +396,6 @@ export class FuseSession {
       }
       case Op.STATFS:
         return this.#reply(unique, 0, encodeStatfs(ops.inodeCount()));
-      case Op.FLUSH:
       case Op.FSYNC:
       case Op.FSYNCDIR:
         return this.#reply(unique, 0);

@@ -7,6 +7,7 @@
  * @module
  */
 import type { BlobReader, BlobService } from "../castore/blob/service.ts";
+import { B3Digest } from "../castore/digest.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory/service.ts";
 import type { PathInfoService } from "../store/path_info/service.ts";
@@ -136,16 +137,17 @@ export class StoreFs implements FuseOps {
     let p = this.#dirFetches.get(ino);
     if (!p) {
       p = (async () => {
+        const digest = B3Digest.fromBytes(data.digest);
         let dir;
         try {
-          dir = await this.#o.directories.get(data.digest);
+          dir = await this.#o.directories.get(digest);
         } catch (e) {
           throw new FuseErrno(
             Errno.EIO,
-            `directory ${data.digest}: ${e instanceof Error ? e.message : e}`,
+            `directory ${digest}: ${e instanceof Error ? e.message : e}`,
           );
         }
-        if (!dir) throw new FuseErrno(Errno.EIO, `directory ${data.digest} not found`);
+        if (!dir) throw new FuseErrno(Errno.EIO, `directory ${digest} not found`);
         return this.#tracker.populate(ino, dir);
       })().finally(() => this.#dirFetches.delete(ino));
       this.#dirFetches.set(ino, p);
@@ -170,13 +172,14 @@ export class StoreFs implements FuseOps {
   async open(ino: number): Promise<Opened> {
     const data = ino === ROOT_INO ? null : this.#data(ino);
     if (data?.kind !== "file") throw new FuseErrno(Errno.EISDIR);
+    const digest = B3Digest.fromBytes(data.digest);
     let reader;
     try {
-      reader = await this.#o.blobs.openRead(data.digest);
+      reader = await this.#o.blobs.openRead(digest);
     } catch (e) {
-      throw new FuseErrno(Errno.EIO, `blob ${data.digest}: ${e instanceof Error ? e.message : e}`);
+      throw new FuseErrno(Errno.EIO, `blob ${digest}: ${e instanceof Error ? e.message : e}`);
     }
-    if (!reader) throw new FuseErrno(Errno.EIO, `blob ${data.digest} not found`);
+    if (!reader) throw new FuseErrno(Errno.EIO, `blob ${digest} not found`);
     const fh = this.#nextFh++;
     this.#files.set(fh, reader);
     return { fh, keepCache: true };
@@ -221,12 +224,15 @@ export class StoreFs implements FuseOps {
 
   /** @inheritdoc */
   async opendir(ino: number): Promise<Opened> {
+    // Without root listings no directory needs per-open state: ENOSYS tells the kernel to
+    // skip OPENDIR/RELEASEDIR from now on and cache listings (two round trips less per
+    // directory visited).
+    if (!this.#o.listRoot) throw new FuseErrno(Errno.ENOSYS);
     if (ino !== ROOT_INO) {
       if (this.#data(ino).kind !== "directory") throw new FuseErrno(Errno.ENOTDIR);
       // The Directory itself is fetched by the first readdir (as in the seed).
       return { fh: 0, keepCache: true };
     }
-    if (!this.#o.listRoot) return { fh: 0, keepCache: false };
     // A snapshot per open, so paging through a changing store stays consistent.
     const entries: DirEntry[] = [
       { name: DOT, attr: ROOT_ATTR, lookup: false },

@@ -235,7 +235,7 @@ export type LogLines = string[];
 export async function withMount(
   svcs: Services,
   fn: (mnt: string, logs: LogLines, handle: MountHandle) => Promise<void>,
-  opts: Partial<MountStoreOptions> = {},
+  opts: Partial<MountStoreOptions> & { watchdogMs?: number } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "nixcas-fuse-" });
   const logs: LogLines = [];
@@ -247,7 +247,18 @@ export async function withMount(
       log: (level, msg) => logs.push(`${level}: ${msg}`),
       ...opts,
     });
-    await fn(handle.mountpoint, logs, handle);
+    // A hung request would hang this process for good (its own threads wait on itself), so a
+    // watchdog aborts the connection: pending file operations then fail instead.
+    const h = handle;
+    const watchdog = setTimeout(() => {
+      console.error(`watchdog: aborting the mount at ${dir}`);
+      h.unmount({ force: true }).catch(() => {});
+    }, opts.watchdogMs ?? 60_000);
+    try {
+      await fn(handle.mountpoint, logs, handle);
+    } finally {
+      clearTimeout(watchdog);
+    }
   } finally {
     if (handle) await unmountOrDetach(handle, dir);
     await Deno.remove(dir).catch(() => {});
