@@ -61,6 +61,20 @@ export interface SqliteHandle {
 
 const open = new Map<string, { db: DatabaseSync; refs: number }>();
 
+// Bytes of each database file SQLite may map into memory (0: plain reads).
+let mmapBytes = 0;
+
+/**
+ * Reads database files through memory mapping in this process, for every connection open now
+ * or later. Meant for long-running read servers (the FUSE mount, the daemon): 1 MiB chunk reads
+ * go from ~590 to ~1,000 MiB/s (measured). Mapped pages are page cache, but they count toward
+ * the process's RSS, so one-shot commands leave this off.
+ */
+export function useMemoryMappedReads(bytes = 8 * 1024 ** 3): void {
+  mmapBytes = bytes;
+  for (const { db } of open.values()) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
+}
+
 /**
  * Opens (creating if needed) the database at `path`, or a private in-memory one for
  * `":memory:"`. Opening the same path again in this process shares the connection.
@@ -83,6 +97,7 @@ export function openDatabase(path: string): SqliteHandle {
     // WAL + NORMAL: commits are atomic and durable up to the last checkpoint, without an fsync
     // per transaction.
     db.exec("PRAGMA synchronous = NORMAL");
+    if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
     migrate(db);
   } catch (e) {
     throw new StorageError(`cannot open SQLite database ${path}: ${(e as Error).message}`, {
