@@ -259,17 +259,10 @@ export async function importPath(
     failure ??= { error };
   };
 
-  // A counting semaphore for uploads.
-  let free = limit;
-  const waiters: (() => void)[] = [];
-  const acquire = async () => {
-    while (free === 0) await new Promise<void>((r) => waiters.push(r));
-    free--;
-  };
-  const release = () => {
-    free++;
-    waiters.shift()?.();
-  };
+  // Uploads in flight: big files share `limit` permits (each holds two 1 MiB buffers); small
+  // files, read in one synchronous pread, get more, so their blob commits can be batched.
+  const bigPermits = semaphore(limit);
+  const smallPermits = semaphore(limit * 8);
   const inflight = new Set<Promise<unknown>>();
 
   const pool: Uint8Array[] = [];
@@ -328,8 +321,17 @@ export async function importPath(
         throw new StorageError(`file changed while importing: ${libc.displayPath(path)}`);
       }
       w = await blobs.openWrite();
-      bufs.push(getBuffer());
-      if (size <= CHUNK_SIZE) {
+      if (size <= SYNC_READ_MAX) {
+        // A small file gets its own exact buffer: many are in flight at once.
+        const chunk = new Uint8Array(size);
+        await readFull(fd, chunk, 0, path);
+        if (size > 0) {
+          await slot?.write(chunk);
+          await w.write(chunk);
+          written(size);
+        }
+      } else if (size <= CHUNK_SIZE) {
+        bufs.push(getBuffer());
         const chunk = bufs[0].subarray(0, size);
         await readFull(fd, chunk, 0, path);
         if (size > 0) {
@@ -341,7 +343,7 @@ export async function importPath(
         // Two buffers: the next chunk is read on the thread pool while this one is hashed and
         // written. A writer may keep `data` only until its next call, so a buffer is refilled
         // only after the write of the other one has been started.
-        bufs.push(getBuffer());
+        bufs.push(getBuffer(), getBuffer());
         let cur = bufs[0], next = bufs[1];
         let off = 0;
         let len = Math.min(CHUNK_SIZE, size);
@@ -425,16 +427,17 @@ export async function importPath(
           break;
         }
         case "file": {
-          await acquire();
+          const permits = e.size <= SYNC_READ_MAX ? smallPermits : bigPermits;
+          await permits.acquire();
           if (failure) {
-            release();
+            permits.release();
             break;
           }
           let fd: number;
           try {
             fd = e.open();
           } catch (err) {
-            release();
+            permits.release();
             throw err;
           }
           let slot: NarSlot | null = null;
@@ -445,7 +448,7 @@ export async function importPath(
             slot = opts.narHasher!.slot(e.size);
             nar.fileEnd();
           }
-          const uploading = upload(fd, e.path, slot, e.executable).finally(release);
+          const uploading = upload(fd, e.path, slot, e.executable).finally(permits.release);
           inflight.add(uploading);
           uploading.catch(fail).finally(() => inflight.delete(uploading));
           const node = quiet(uploading.then((r): FileNode => ({
@@ -512,6 +515,22 @@ export async function importPath(
   // Let running uploads notice the failure, abort their writers and release their files.
   while (inflight.size > 0) await Promise.allSettled([...inflight]);
   throw failure!.error;
+}
+
+/** A counting semaphore. */
+function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
+  let free = n;
+  const waiters: (() => void)[] = [];
+  return {
+    async acquire() {
+      while (free === 0) await new Promise<void>((r) => waiters.push(r));
+      free--;
+    },
+    release() {
+      free++;
+      waiters.shift()?.();
+    },
+  };
 }
 
 function sameDigest(a: B3Digest, b: Uint8Array): boolean {

@@ -246,11 +246,9 @@ export class NarWriter {
   /** Hands the buffered bytes to the sink now (they are flushed automatically when full). */
   flush(): void {
     if (this.#pos === 0) return;
-    const out = this.#buf.subarray(0, this.#pos);
-    if (!this.#reuse) {
-      this.#buf = new Uint8Array(this.#buf.length);
-      this.#view = new DataView(this.#buf.buffer);
-    }
+    // Without reuse the sink may keep what it gets: hand it a copy of just the bytes used
+    // (flushes are often small, e.g. one file header) and keep the buffer.
+    const out = this.#reuse ? this.#buf.subarray(0, this.#pos) : this.#buf.slice(0, this.#pos);
     this.#pos = 0;
     this.#sink(out);
   }

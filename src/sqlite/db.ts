@@ -76,8 +76,9 @@ export function openDatabase(path: string): SqliteHandle {
   let db: DatabaseSync;
   try {
     db = new DatabaseSync(path, { timeout: 30_000 });
-    // 64 KiB pages: 1 MiB chunks span 16 pages instead of 256 (2.5x faster writes, measured).
-    db.exec("PRAGMA page_size = 65536");
+    // 16 KiB pages: 1 MiB chunks write 2.5x faster than with 4 KiB pages (measured; 64 KiB is
+    // no faster), while each small commit writes 4x less WAL than with 64 KiB pages.
+    db.exec("PRAGMA page_size = 16384");
     if (path !== ":memory:") db.exec("PRAGMA journal_mode = WAL");
     // WAL + NORMAL: commits are atomic and durable up to the last checkpoint, without an fsync
     // per transaction.

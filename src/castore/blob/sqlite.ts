@@ -5,6 +5,7 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
+import { setImmediate } from "node:timers";
 import { type B3Digest, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
 import {
@@ -194,15 +195,15 @@ export class SqliteBlobService implements BlobService {
           throw storageError("writing blob chunk", e);
         }
       },
-      // deno-lint-ignore require-await
       close: async () => {
         if (aborted) throw new InvalidRequestError("blob writer was aborted");
         if (result) return result;
         const digest = hasher.digest();
         try {
           if (id === null) {
-            // Everything is still in memory (at most one chunk): one row, one statement.
-            this.#insertInline.run(digest.bytes, size, take(pendingLen));
+            // Everything is still in memory (at most one chunk): one row, committed together
+            // with the rows of other writers closing at the same time.
+            await this.#commitInline(digest.bytes, size, take(pendingLen));
           } else {
             transaction(this.#h.db, () => {
               const exists = this.#has.get(digest.bytes) !== undefined;
@@ -239,6 +240,33 @@ export class SqliteBlobService implements BlobService {
         }
       },
     };
+  }
+
+  // Small blobs closing together share one transaction: with 64 KiB pages every commit writes
+  // at least one 64 KiB WAL frame, so a commit per small file dominated importing many files.
+  #batch: { rows: [Uint8Array, number, Uint8Array][]; done: Promise<void> } | null = null;
+
+  #commitInline(digest: Uint8Array, size: number, data: Uint8Array): Promise<void> {
+    if (!this.#batch) {
+      const { promise, resolve, reject } = Promise.withResolvers<void>();
+      const batch = { rows: [] as [Uint8Array, number, Uint8Array][], done: promise };
+      batch.done.catch(() => {}); // each closer sees the error through its own await
+      this.#batch = batch;
+      // After the current burst of I/O callbacks: writers that finish together join the batch.
+      setImmediate(() => {
+        if (this.#batch === batch) this.#batch = null;
+        try {
+          transaction(this.#h.db, () => {
+            for (const [d, n, bytes] of batch.rows) this.#insertInline.run(d, n, bytes);
+          });
+          resolve();
+        } catch (e) {
+          reject(storageError(`storing ${batch.rows.length} small blobs`, e));
+        }
+      });
+    }
+    this.#batch.rows.push([digest, size, data]);
+    return this.#batch.done;
   }
 
   /** The {@linkcode BlobService} method of the same name. */
