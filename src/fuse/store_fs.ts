@@ -15,7 +15,7 @@ import { Errno } from "./ffi.ts";
 import { bytesKey, type DirChildren, type InodeData, InodeTracker, ROOT_INO } from "./inodes.ts";
 import { type Attr, type DirEntry, S_IFDIR, S_IFLNK, S_IFREG } from "./protocol.ts";
 import { FuseErrno, type FuseOps, type Logger, type Opened } from "./session.ts";
-import { parseStorePathBasename } from "./store_path_name.ts";
+import { StorePath } from "../store/store_path.ts";
 
 /** The services and switches behind a {@linkcode StoreFs}. */
 export interface StoreFsOptions {
@@ -98,8 +98,12 @@ export class StoreFs implements FuseOps {
     const known = this.#roots.get(key);
     if (known !== undefined) return known;
     // Anything that is not a store path basename simply does not exist.
-    const parsed = parseStorePathBasename(name);
-    if (!parsed) return null;
+    let parsed: StorePath;
+    try {
+      parsed = StorePath.fromBytes(name);
+    } catch {
+      return null;
+    }
     let p = this.#rootLookups.get(key);
     if (!p) {
       p = this.#fetchRoot(key, parsed.digest, name).finally(() => this.#rootLookups.delete(key));
