@@ -515,7 +515,12 @@ async function fusermountOpen(
   if (!status.success || fd < 0) {
     if (fd >= 0) lc.close(fd);
     const msg = new TextDecoder().decode(status.stderr).trim();
-    throw new Error(`fusermount3 failed to mount ${mountpoint}: ${msg || `exit ${status.code}`}`);
+    const hint = /open \/dev\/fuse: Permission denied/.test(msg)
+      ? " (/dev/fuse must be readable and writable by you: usually mode 0666; or mount as root)"
+      : "";
+    throw new Error(
+      `fusermount3 failed to mount ${mountpoint}: ${msg || `exit ${status.code}`}${hint}`,
+    );
   }
   lc.fcntl(fd, F_SETFD, FD_CLOEXEC);
   return fd;

@@ -15,7 +15,7 @@ import { Errno } from "./ffi.ts";
 import { bytesKey, type DirChildren, type InodeData, InodeTracker, ROOT_INO } from "./inodes.ts";
 import { type Attr, type DirEntry, S_IFDIR, S_IFLNK, S_IFREG } from "./protocol.ts";
 import { FuseErrno, type FuseOps, type Logger, type Opened } from "./session.ts";
-import { parseStorePathBasename } from "./store_path_name.ts";
+import { StorePath } from "../store/store_path.ts";
 
 /** The services and switches behind a {@linkcode StoreFs}. */
 export interface StoreFsOptions {
@@ -68,7 +68,7 @@ export class StoreFs implements FuseOps {
     this.#log = opts.log ?? (() => {});
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   inodeCount(): number {
     return this.#tracker.count;
   }
@@ -79,7 +79,7 @@ export class StoreFs implements FuseOps {
     return d;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   async lookup(parent: number, name: Uint8Array): Promise<Attr> {
     if (parent === ROOT_INO) {
       const ino = await this.#lookupRoot(name);
@@ -98,8 +98,12 @@ export class StoreFs implements FuseOps {
     const known = this.#roots.get(key);
     if (known !== undefined) return known;
     // Anything that is not a store path basename simply does not exist.
-    const parsed = parseStorePathBasename(name);
-    if (!parsed) return null;
+    let parsed: StorePath;
+    try {
+      parsed = StorePath.fromBytes(name);
+    } catch {
+      return null;
+    }
     let p = this.#rootLookups.get(key);
     if (!p) {
       p = this.#fetchRoot(key, parsed.digest, name).finally(() => this.#rootLookups.delete(key));
@@ -155,20 +159,20 @@ export class StoreFs implements FuseOps {
     return p;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   getattr(ino: number): Attr {
     if (ino === ROOT_INO) return ROOT_ATTR;
     return attrOf(ino, this.#data(ino));
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   readlink(ino: number): Uint8Array {
     const data = ino === ROOT_INO ? null : this.#data(ino);
     if (data?.kind !== "symlink") throw new FuseErrno(Errno.EINVAL);
     return data.target;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   async open(ino: number): Promise<Opened> {
     const data = ino === ROOT_INO ? null : this.#data(ino);
     if (data?.kind !== "file") throw new FuseErrno(Errno.EISDIR);
@@ -185,7 +189,7 @@ export class StoreFs implements FuseOps {
     return { fh, keepCache: true };
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   async read(ino: number, fh: number, offset: number, size: number): Promise<Uint8Array> {
     const reader = this.#files.get(fh);
     if (!reader) throw new FuseErrno(Errno.EBADF, `unknown file handle ${fh}`);
@@ -215,14 +219,14 @@ export class StoreFs implements FuseOps {
     }
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   async release(_ino: number, fh: number): Promise<void> {
     const reader = this.#files.get(fh);
     this.#files.delete(fh);
     await reader?.close().catch((e) => this.#log("warn", `closing blob reader: ${e}`));
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   async opendir(ino: number): Promise<Opened> {
     // Without root listings no directory needs per-open state: ENOSYS tells the kernel to
     // skip OPENDIR/RELEASEDIR from now on and cache listings (two round trips less per
@@ -262,7 +266,7 @@ export class StoreFs implements FuseOps {
     return { fh, keepCache: false };
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   async readdir(ino: number, fh: number): Promise<readonly DirEntry[]> {
     if (ino === ROOT_INO) {
       const l = this.#rootListings.get(fh);
@@ -289,7 +293,7 @@ export class StoreFs implements FuseOps {
     return entries;
   }
 
-  /** @inheritdoc */
+  /** The {@linkcode FuseOps} method of the same name. */
   releasedir(ino: number, fh: number): void {
     if (ino === ROOT_INO) this.#rootListings.delete(fh);
   }

@@ -11,11 +11,6 @@ import {
 } from "../../src/castore/directory.ts";
 import type { DirectoryService } from "../../src/castore/directory/service.ts";
 import { type B3Digest, blake3 } from "../../src/castore/digest.ts";
-import {
-  decodeNixBase32,
-  encodeNixBase32,
-  parseStorePathBasename,
-} from "../../src/fuse/store_path_name.ts";
 import { mountStore } from "../../src/fuse/mod.ts";
 import {
   b,
@@ -34,20 +29,6 @@ import {
 } from "./helpers.ts";
 
 const STORE_DIR_NAME = "7777777777777777777777777777777a-tree";
-
-Deno.test("nixbase32 round trip and store path names", () => {
-  const d = pattern(20, 3);
-  const s = encodeNixBase32(d);
-  assert.equal(s.length, 32);
-  assert.deepEqual(decodeNixBase32(s, 20), d);
-  assert.deepEqual(decodeNixBase32("00000000000000000000000000000000", 20), new Uint8Array(20));
-  assert.equal(decodeNixBase32("e0000000000000000000000000000000", 20), null, "bad char");
-  assert.deepEqual(parseStorePathBasename(b(`${s}-hello-1.0`))?.name, "hello-1.0");
-  assert.equal(parseStorePathBasename(b(`${s}-`)), null);
-  assert.equal(parseStorePathBasename(b(`${s}-a/b`)), null);
-  assert.equal(parseStorePathBasename(b(`${s.slice(1)}-x`)), null);
-  assert.equal(parseStorePathBasename(new Uint8Array([...b(`${s}-`), 0xff])), null);
-});
 
 /** Imports a directory tree (UTF-8 names) into the services; a stand-in for the importer. */
 async function importTree(s: Services, path: string, name: Uint8Array): Promise<AnyNode> {

@@ -20,7 +20,7 @@ import {
 import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
 import type { DirectoryService } from "../../src/castore/directory/service.ts";
 import { type MountHandle, mountStore, type MountStoreOptions } from "../../src/fuse/mod.ts";
-import { parseStorePathBasename } from "../../src/fuse/store_path_name.ts";
+import { StorePath } from "../../src/store/store_path.ts";
 import { type PathInfo, PathInfoSchema } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
 import type { NarCalculation, PathInfoService } from "../../src/store/path_info/service.ts";
 
@@ -46,8 +46,7 @@ export class MapPathInfoService implements PathInfoService {
   /** @inheritdoc */
   put(info: PathInfo): Promise<PathInfo> {
     const name = (info.node!.node.value as { name: Uint8Array }).name;
-    const parsed = parseStorePathBasename(name);
-    if (!parsed) throw new Error("bad store path name");
+    const parsed = StorePath.fromBytes(name);
     this.infos.set(toHex(parsed.digest), info);
     return Promise.resolve(info);
   }
