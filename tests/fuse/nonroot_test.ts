@@ -137,6 +137,7 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
+      // deno-lint-ignore no-control-regex
       const text = new TextDecoder().decode(out.stdout).replace(/\x1b\[[0-9;]*m/g, "");
       assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
       assert.match(text, /an unprivileged user mounts through fusermount3 \.\.\. ok/);
