@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
-import { useMemoryMappedReads } from "../sqlite/db.ts";
+import { useReadServerMode } from "../sqlite/db.ts";
 import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../grpc/address.ts";
 import { closeOnSignal, serveDaemon } from "../server/daemon.ts";
 import {
@@ -40,8 +40,8 @@ export function register(program: Command): void {
     } catch (e) {
       throw new CliError((e as Error).message, 2);
     }
-    // A long-running read server: map the SQLite file for faster blob reads.
-    useMemoryMappedReads();
+    // A long-running read server: mapped SQLite file, blob chunks read in workers.
+    useReadServerMode();
     const services = await openServices(opts);
     try {
       const daemon = await serveDaemon({

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
-import { useMemoryMappedReads } from "../sqlite/db.ts";
+import { useReadServerMode } from "../sqlite/db.ts";
 import { mountStore, readMountInfo } from "../fuse/mod.ts";
 import {
   action,
@@ -64,8 +64,8 @@ export function register(program: Command): void {
     const opts = this.opts<ServiceAddrOptions & { listRoot?: boolean; allowOther?: boolean }>();
     const log = loggerFor(this);
     const real = checkMountpoint(mountpoint);
-    // A long-running read server: map the SQLite file for faster blob reads.
-    useMemoryMappedReads();
+    // A long-running read server: mapped SQLite file, blob chunks read in workers.
+    useReadServerMode();
     const services = await openServices(opts);
     try {
       const handle = await mountStore({

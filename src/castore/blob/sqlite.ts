@@ -11,10 +11,12 @@ import { InvalidRequestError } from "../errors.ts";
 import {
   noteSqliteBytes,
   openDatabase,
+  readServerSettings,
   type SqliteHandle,
   storageError,
   transaction,
 } from "../../sqlite/db.ts";
+import { ChunkReadPool } from "../../sqlite/read_pool.ts";
 import { bufferReader } from "./memory.ts";
 import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
 
@@ -85,37 +87,62 @@ export class SqliteBlobService implements BlobService {
       noteSqliteBytes(r.data.length);
       return r.data;
     };
-    // The last chunk read: FUSE reads a file in pieces of ~128 KiB, so each 1 MiB chunk is
-    // fetched from SQLite once instead of once per piece.
-    let cachedIdx = -1;
-    let cached: Uint8Array = new Uint8Array(0);
-    const part = (idx: number, start: number, len: number): Uint8Array => {
-      if (idx !== cachedIdx) {
-        cached = chunk(idx);
-        cachedIdx = idx;
+    const pool = this.#readPool();
+    // Recently fetched chunks (as promises, so concurrent reads share a fetch): FUSE reads a
+    // file in pieces, several at once, so each 1 MiB chunk is fetched once, not once per piece.
+    const cache = new Map<number, Promise<Uint8Array>>();
+    const load = (idx: number): Promise<Uint8Array> => {
+      let p = cache.get(idx);
+      if (p) {
+        cache.delete(idx); // most recently used goes last
+      } else if (pool) {
+        p = pool.get(id, idx).catch((e) => {
+          cache.delete(idx);
+          throw storageError(`blob ${digest}`, e);
+        });
+      } else {
+        try {
+          p = Promise.resolve(chunk(idx));
+        } catch (e) {
+          return Promise.reject(e);
+        }
       }
-      return cached.subarray(start, start + len);
+      cache.set(idx, p);
+      if (cache.size > 4) cache.delete(cache.keys().next().value!);
+      return p;
+    };
+    const chunks = Math.ceil(size / CHUNK_SIZE);
+    // With read workers, fetch the next chunk while this one is used: reads are mostly sequential.
+    const prefetch = (idx: number) => {
+      if (pool && idx < chunks && !cache.has(idx)) load(idx).catch(() => {});
     };
     return Promise.resolve({
-      // deno-lint-ignore require-await
       async readAt(offset, length) {
         const end = Math.min(size, offset + length);
         if (offset >= end) return new Uint8Array(0);
         const first = Math.floor(offset / CHUNK_SIZE);
         const last = Math.floor((end - 1) / CHUNK_SIZE);
-        if (first === last) return part(first, offset - first * CHUNK_SIZE, end - offset);
+        prefetch(last + 1);
+        if (first === last) {
+          const base = first * CHUNK_SIZE;
+          return (await load(first)).subarray(offset - base, end - base);
+        }
         const out = new Uint8Array(end - offset);
+        const parts = [];
+        for (let i = first; i <= last; i++) parts.push(load(i));
         for (let i = first; i <= last; i++) {
           const base = i * CHUNK_SIZE;
           const s = Math.max(offset, base) - base;
           const e = Math.min(end, base + CHUNK_SIZE) - base;
-          out.set(part(i, s, e - s), base + s - offset);
+          out.set((await parts[i - first]).subarray(s, e), base + s - offset);
         }
         return out;
       },
       async *chunks(offset = 0) {
-        for (let i = Math.floor(offset / CHUNK_SIZE); i * CHUNK_SIZE < size; i++) {
-          const data = chunk(i);
+        for (let i = Math.floor(offset / CHUNK_SIZE); i < chunks; i++) {
+          prefetch(i + 1);
+          const data = await load(i);
+          cache.delete(i); // a sequential stream does not come back
           const skip = Math.max(0, offset - i * CHUNK_SIZE);
           yield skip ? data.subarray(skip) : data;
         }
@@ -269,8 +296,20 @@ export class SqliteBlobService implements BlobService {
     return this.#batch.done;
   }
 
+  #pool: ChunkReadPool | null = null;
+
+  /** The read workers, started on first use in read-server mode (see useReadServerMode). */
+  #readPool(): ChunkReadPool | null {
+    const { readWorkers, mmapBytes } = readServerSettings();
+    if (this.#pool || readWorkers === 0 || this.#h.path === ":memory:") return this.#pool;
+    this.#pool = new ChunkReadPool(this.#h.path, readWorkers, mmapBytes);
+    return this.#pool;
+  }
+
   /** The {@linkcode BlobService} method of the same name. */
   close(): Promise<void> {
+    this.#pool?.close();
+    this.#pool = null;
     this.#h.release();
     return Promise.resolve();
   }

@@ -1,0 +1,21 @@
+/**
+ * The blob conformance suite on an SQLite file in read-server mode: memory-mapped database, blob
+ * chunks read by worker threads (what `nixcas mount` and `nixcas daemon` use).
+ */
+import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
+import { useReadServerMode } from "../../src/sqlite/db.ts";
+import { blobServiceSuite } from "./blob.ts";
+
+useReadServerMode(2);
+
+blobServiceSuite("sqlite(file, read workers)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "nixcas-conf-rs-" });
+  const svc = new SqliteBlobService(`${dir}/store.db`);
+  return {
+    svc,
+    cleanup: async () => {
+      await svc.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});
