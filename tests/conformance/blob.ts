@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
 import type { BlobService } from "../../src/castore/blob/service.ts";
 import { collect, concat, putBlob, readBlob } from "../../src/castore/blob/util.ts";
+import { suiteTest } from "./suite.ts";
 import {
   BLOB_A,
   BLOB_A_DIGEST,
@@ -24,21 +25,7 @@ export type OpenBlobService = () => Promise<{ svc: BlobService; cleanup: () => P
 
 /** Registers every BlobService case as `Deno.test`s named `<backend> blob: <case>`. */
 export function blobServiceSuite(backend: string, open: OpenBlobService, ignore = false): void {
-  const test = (name: string, fn: (svc: BlobService) => Promise<void>) =>
-    Deno.test({
-      name: `${backend} blob: ${name}`,
-      ignore,
-      sanitizeResources: false,
-      sanitizeOps: false,
-      async fn() {
-        const { svc, cleanup } = await open();
-        try {
-          await fn(svc);
-        } finally {
-          await cleanup();
-        }
-      },
-    });
+  const test = suiteTest(`${backend} blob`, open, (o) => o.svc, ignore);
 
   test("has on an absent blob is false", async (svc) => {
     assert.equal(await svc.has(BLOB_A_DIGEST), false);

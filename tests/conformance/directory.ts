@@ -15,6 +15,7 @@ import { InvalidRequestError } from "../../src/castore/errors.ts";
 import type { DirectoryService } from "../../src/castore/directory/service.ts";
 import { descendTo } from "../../src/castore/directory/traverse.ts";
 import { collect } from "../../src/castore/blob/util.ts";
+import { suiteTest } from "./suite.ts";
 import {
   DIRECTORY_A,
   DIRECTORY_B,
@@ -44,21 +45,7 @@ export function directoryServiceSuite(
   open: OpenDirectoryService,
   ignore = false,
 ): void {
-  const test = (name: string, fn: (svc: DirectoryService) => Promise<void>) =>
-    Deno.test({
-      name: `${backend} directory: ${name}`,
-      ignore,
-      sanitizeResources: false,
-      sanitizeOps: false,
-      async fn() {
-        const { svc, cleanup } = await open();
-        try {
-          await fn(svc);
-        } finally {
-          await cleanup();
-        }
-      },
-    });
+  const test = suiteTest(`${backend} directory`, open, (o) => o.svc, ignore);
 
   test("get of an absent directory is null", async (svc) => {
     assert.equal(await svc.get(directoryDigest(DIRECTORY_A)), null);

@@ -19,6 +19,7 @@ import {
 import { renderNar } from "../../src/nar/render.ts";
 import type { PathInfoService } from "../../src/store/path_info/service.ts";
 import { StorePath } from "../../src/store/store_path.ts";
+import { suiteTest } from "./suite.ts";
 import {
   BLOB_B,
   BLOB_B_DIGEST,
@@ -67,21 +68,7 @@ export function pathInfoServiceSuite(
   open: OpenPathInfoService,
   ignore = false,
 ): void {
-  const test = (name: string, fn: (s: Awaited<ReturnType<OpenPathInfoService>>) => Promise<void>) =>
-    Deno.test({
-      name: `${backend} path info: ${name}`,
-      ignore,
-      sanitizeResources: false,
-      sanitizeOps: false,
-      async fn() {
-        const s = await open();
-        try {
-          await fn(s);
-        } finally {
-          await s.cleanup();
-        }
-      },
-    });
+  const test = suiteTest(`${backend} path info`, open, (o) => o, ignore);
 
   test("get of an absent path is null", async ({ svc }) => {
     assert.equal(await svc.get(StorePath.parse(`${HASH_A}-foo`).digest), null);

@@ -18,6 +18,7 @@ import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
 import { FileNodeSchema, SymlinkNodeSchema } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
+import { collect, concat } from "../../src/castore/blob/util.ts";
 import { sourceStorePath } from "../../src/store/store_path.ts";
 
 const te = new TextEncoder();
@@ -81,15 +82,7 @@ async function importPath(
 }
 
 async function renderAll(node: AnyNode, blobs: MemoryBlobService, dirs: MemoryDirectoryService) {
-  const parts: Uint8Array[] = [];
-  for await (const p of renderNar(node, blobs, dirs)) parts.push(p);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(await collect(renderNar(node, blobs, dirs)));
 }
 
 /** Builds the test tree: modes, symlinks, byte-order names, padding, a multi-chunk file. */

@@ -19,6 +19,7 @@ import {
 } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
+import { collect, concat } from "../../src/castore/blob/util.ts";
 import {
   DIRECTORY_COMPLICATED,
   EMPTY_BLOB_DIGEST,
@@ -38,15 +39,7 @@ async function render(
   blobs = new MemoryBlobService(),
   dirs = new MemoryDirectoryService(),
 ): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const p of renderNar(node, blobs, dirs)) parts.push(p);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(await collect(renderNar(node, blobs, dirs)));
 }
 
 function fileNode(digest: Uint8Array, size: number, executable = false): AnyNode {

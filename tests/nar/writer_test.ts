@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { InvalidRequestError } from "../../src/castore/errors.ts";
 import { NarWriter } from "../../src/nar/writer.ts";
+import { concat } from "../../src/castore/blob/util.ts";
 import { NAR_CONTENTS_COMPLICATED, NAR_CONTENTS_HELLOWORLD } from "./fixtures.ts";
 
 const te = new TextEncoder();
@@ -10,15 +11,7 @@ function collectWriter(options = {}): { w: NarWriter; bytes: () => Uint8Array } 
   const w = new NarWriter((b) => parts.push(b.slice()), options);
   return {
     w,
-    bytes: () => {
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let o = 0;
-      for (const p of parts) {
-        out.set(p, o);
-        o += p.length;
-      }
-      return out;
-    },
+    bytes: () => concat(parts),
   };
 }
 
