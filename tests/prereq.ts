@@ -80,3 +80,45 @@ export function nixcas(
 ) {
   return run(Deno.execPath(), ["run", "-A", "--quiet", `${ROOT}/mod.ts`, ...args], opts);
 }
+
+/** A nixcas CLI process running in the background (a daemon or a mount). */
+export interface Background {
+  /** The process. */
+  child: Deno.ChildProcess;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
+  /** Resolves when stderr has ended (the process exited). */
+  drained: Promise<void>;
+}
+
+/**
+ * Starts `nixcas ARGS` and resolves once `ready` appears on its stderr (e.g. "listening",
+ * "mounted the store"); stderr keeps being read so the process never blocks on it. Throws with
+ * what it printed when it exits first. The caller stops it.
+ */
+export async function startNixcas(
+  args: string[],
+  ready: string,
+  env: Record<string, string> = {},
+): Promise<Background> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", `${ROOT}/mod.ts`, ...args],
+    env,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes(ready)) {
+    const { value, done } = await reader.read();
+    if (done) {
+      await child.status;
+      throw new Error(`nixcas ${args[0]} exited before "${ready}": ${seen}`);
+    }
+    seen += value;
+  }
+  const drained = (async () => {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) seen += r.value;
+  })();
+  return { child, stderr: () => seen, drained };
+}

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { readMountInfo } from "../../src/fuse/mod.ts";
-import { have, nixcas, ROOT, run } from "../prereq.ts";
+import { have, nixcas, run, startNixcas } from "../prereq.ts";
 
 const td = new TextDecoder();
 const FUSE = have("FUSE mount CLI tests", ["diff"], ["/dev/fuse"]);
@@ -29,23 +29,8 @@ Deno.test({
     const storePath = td.decode(imported.stdout).trim();
     const base = storePath.slice("/nix/store/".length);
 
-    const daemon = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `${ROOT}/mod.ts`, "mount", mnt],
-      env,
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const reader = daemon.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
+    const { child: daemon } = await startNixcas(["mount", mnt], "mounted the store", env);
     try {
-      while (!seen.includes("mounted the store")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`mount exited early: ${seen}`);
-        seen += value;
-      }
-      (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })();
       // Lookups and reads happen in other processes: the server must not serve itself.
       const diff = await run("diff", ["-r", `${tmp}/src`, `${mnt}/${base}`]);
       assert.equal(diff.code, 0, td.decode(diff.stdout) + diff.stderr);

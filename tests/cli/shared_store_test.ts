@@ -4,7 +4,7 @@
  * the file directly while the daemon runs.
  */
 import assert from "node:assert/strict";
-import { nixcas, ROOT } from "../prereq.ts";
+import { nixcas, startNixcas } from "../prereq.ts";
 
 const td = new TextDecoder();
 
@@ -12,26 +12,12 @@ Deno.test("daemon and CLI share one SQLite file; import via grpc+unix equals a l
   const tmp = await Deno.makeTempDir({ prefix: "nixcas-shared-" });
   const sock = `${tmp}/daemon.sock`;
   const env = { NIXCAS_DIR: `${tmp}/shared` };
-  const daemon = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", `${ROOT}/mod.ts`, "daemon", "--listen-address", `unix:${sock}`],
+  const { child: daemon } = await startNixcas(
+    ["daemon", "--listen-address", `unix:${sock}`],
+    "listening",
     env,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
+  );
   try {
-    // Wait for "listening" on stderr.
-    const reader = daemon.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!seen.includes("listening")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`daemon exited early: ${seen}`);
-      seen += value;
-    }
-    // Keep draining stderr so the daemon never blocks on a full pipe.
-    (async () => {
-      while (!(await reader.read()).done) { /* drain */ }
-    })();
-
     await Deno.mkdir(`${tmp}/tree/sub`, { recursive: true });
     await Deno.writeTextFile(`${tmp}/tree/sub/file`, "shared\n".repeat(1000));
     await Deno.writeFile(`${tmp}/tree/big`, new Uint8Array(3 << 20).fill(7));

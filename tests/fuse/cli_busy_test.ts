@@ -2,7 +2,7 @@
 // the open directory), a second SIGTERM exits at once.
 import assert from "node:assert/strict";
 import { readMountInfo } from "../../src/fuse/mod.ts";
-import { nixcas, ROOT } from "../prereq.ts";
+import { nixcas, startNixcas } from "../prereq.ts";
 import { HAVE_FUSE } from "./helpers.ts";
 
 const td = new TextDecoder();
@@ -22,24 +22,13 @@ Deno.test({
     assert.equal(imported.code, 0, imported.stderr);
     const base = td.decode(imported.stdout).trim().slice("/nix/store/".length);
 
-    const server = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `${ROOT}/mod.ts`, "mount", mnt],
+    const { child: server, stderr, drained } = await startNixcas(
+      ["mount", mnt],
+      "mounted the store",
       env,
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    );
     let holder: Deno.ChildProcess | null = null;
-    const reader = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
     try {
-      while (!seen.includes("mounted the store")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`mount exited early: ${seen}`);
-        seen += value;
-      }
-      const drained = (async () => {
-        for (let r = await reader.read(); !r.done; r = await reader.read()) seen += r.value;
-      })();
       // A process whose working directory is inside the mount keeps it busy.
       holder = new Deno.Command("sleep", { args: ["30"], cwd: `${mnt}/${base}` }).spawn();
       server.kill("SIGTERM");
@@ -56,7 +45,7 @@ Deno.test({
       const status = await server.status;
       await drained;
       assert.equal(status.code, 1);
-      assert.match(seen, /second signal/);
+      assert.match(stderr(), /second signal/);
     } finally {
       try {
         server.kill("SIGKILL");
