@@ -34,5 +34,11 @@ if (import.meta.main) await runCli();
 export * from "./src/castore/import.ts";
 export * from "./src/store/path_info.ts";
 export * from "./src/store/path_info/memory.ts";
-export * from "./src/gen/tvix/castore/protos/castore_pb.ts";
-export * from "./src/gen/tvix/store/protos/pathinfo_pb.ts";
+export type {
+  NARInfo,
+  NARInfo_Signature,
+  PathInfo,
+} from "./src/gen/tvix/store/protos/pathinfo_pb.ts";
+export type { Message, UnknownField } from "@bufbuild/protobuf";
+export type { WireType } from "@bufbuild/protobuf/wire";
+export type { FileKind } from "./src/sys/libc.ts";

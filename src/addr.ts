@@ -194,7 +194,7 @@ export interface Store {
  *
  * @example
  * ```ts
- * import { openStore } from "./mod.ts";
+ * import { openStore } from "../mod.ts";
  * const store = await openStore("memory://");
  * await store.close();
  * ```

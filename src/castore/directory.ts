@@ -19,7 +19,6 @@ import { B3_LEN, B3Digest, blake3, toBase64 } from "./digest.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 export type { Directory, DirectoryNode, FileNode, Node, SymlinkNode };
-export { DirectorySchema, NodeSchema };
 
 /** One node of a directory, tagged by kind (the `node` oneof of the `Node` message). */
 export type AnyNode =

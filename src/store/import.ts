@@ -4,13 +4,12 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
 import type { BlobService } from "../castore/blob/service.ts";
-import { type AnyNode, renameNode, toNodeMessage } from "../castore/directory.ts";
+import type { AnyNode } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory/service.ts";
 import { importPath, type ImportProgress } from "../castore/import.ts";
 import { OrderedNarHasher } from "../nar/hash.ts";
-import { NARInfoSchema, PathInfoSchema } from "../gen/tvix/store/protos/pathinfo_pb.ts";
+import { makePathInfo } from "./path_info.ts";
 import { sourceStorePath, type StorePath, validateName } from "./store_path.ts";
 import type { PathInfo, PathInfoService } from "./path_info/service.ts";
 
@@ -72,16 +71,7 @@ export async function importStorePath(
   });
   const { narSize, narSha256 } = narHasher.result();
   const storePath = sourceStorePath(name, narSha256);
-  const info = create(PathInfoSchema, {
-    node: toNodeMessage(renameNode(root, new TextEncoder().encode(storePath.toString()))),
-    references: [],
-    narinfo: create(NARInfoSchema, {
-      narSize: BigInt(narSize),
-      narSha256,
-      signatures: [],
-      referenceNames: [],
-    }),
-  });
+  const info = makePathInfo({ storePath, node: root, narSize, narSha256 });
   const pathInfo = await services.pathInfos.put(info);
   return { storePath, pathInfo };
 }

@@ -4,9 +4,15 @@
  * @module
  */
 import { B3_LEN, toBase64 } from "../castore/digest.ts";
-import { displayName } from "../castore/directory.ts";
 import { InvalidRequestError } from "../castore/errors.ts";
-import type { PathInfo } from "../gen/tvix/store/protos/pathinfo_pb.ts";
+import { create } from "@bufbuild/protobuf";
+import { type AnyNode, displayName, renameNode, toNodeMessage } from "../castore/directory.ts";
+import {
+  NARInfo_SignatureSchema,
+  NARInfoSchema,
+  type PathInfo,
+  PathInfoSchema,
+} from "../gen/tvix/store/protos/pathinfo_pb.ts";
 import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
 
 /** Why a PathInfo is invalid; the kinds of tvix's `ValidatePathInfoError`, plus NAR sha256. */
@@ -110,4 +116,50 @@ export function validatePathInfo(info: PathInfo): StorePath {
       { cause: e },
     );
   }
+}
+
+/** What {@linkcode makePathInfo} needs. */
+export interface PathInfoInit {
+  /** The store path this PathInfo describes; the root node is renamed to its basename. */
+  storePath: StorePath;
+  /** The castore root node (any name). */
+  node: AnyNode;
+  /** Size of the NAR serialisation. */
+  narSize: number;
+  /** SHA-256 of the NAR serialisation (32 bytes). */
+  narSha256: Uint8Array;
+  /** Store paths this one refers to. */
+  references?: StorePath[];
+  /** Narinfo signatures. */
+  signatures?: { name: string; data: Uint8Array }[];
+}
+
+/**
+ * Builds a PathInfo message (not yet validated; {@linkcode validatePathInfo} and every
+ * PathInfoService `put` check it).
+ *
+ * @example
+ * ```ts
+ * import { makePathInfo, StorePath } from "../../mod.ts";
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: { case: "symlink", value: { $typeName: "tvix.castore.v1.SymlinkNode", name: new Uint8Array(), target: new TextEncoder().encode("/nix/store/x") } },
+ *   narSize: 120,
+ *   narSha256: new Uint8Array(32),
+ * });
+ * console.log(info.references.length); // 0
+ * ```
+ */
+export function makePathInfo(init: PathInfoInit): PathInfo {
+  const refs = init.references ?? [];
+  return create(PathInfoSchema, {
+    node: toNodeMessage(renameNode(init.node, new TextEncoder().encode(init.storePath.toString()))),
+    references: refs.map((r) => r.digest),
+    narinfo: create(NARInfoSchema, {
+      narSize: BigInt(init.narSize),
+      narSha256: init.narSha256,
+      signatures: (init.signatures ?? []).map((s) => create(NARInfo_SignatureSchema, s)),
+      referenceNames: refs.map((r) => r.toString()),
+    }),
+  });
 }

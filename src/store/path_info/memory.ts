@@ -7,7 +7,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { BlobService } from "../../castore/blob/service.ts";
 import { toHex } from "../../castore/digest.ts";
 import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
-import { NodeSchema } from "../../castore/directory.ts";
+import { NodeSchema } from "../../gen/tvix/castore/protos/castore_pb.ts";
 import type { DirectoryService } from "../../castore/directory/service.ts";
 import { InvalidRequestError } from "../../castore/errors.ts";
 import { type PathInfo, PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";

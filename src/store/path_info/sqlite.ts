@@ -6,7 +6,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { StatementSync } from "node:sqlite";
 import type { BlobService } from "../../castore/blob/service.ts";
-import { type AnyNode, NodeSchema, renameNode } from "../../castore/directory.ts";
+import { type AnyNode, renameNode } from "../../castore/directory.ts";
+import { NodeSchema } from "../../gen/tvix/castore/protos/castore_pb.ts";
 import type { DirectoryService } from "../../castore/directory/service.ts";
 import { InvalidRequestError } from "../../castore/errors.ts";
 import { PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";

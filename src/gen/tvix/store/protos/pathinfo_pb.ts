@@ -91,15 +91,21 @@ export const NARInfoSchema: GenMessage<NARInfo> = /*@__PURE__*/
   messageDesc(file_tvix_store_protos_pathinfo, 1);
 
 /**
+ * A signature over the narinfo fingerprint, e.g. by a binary cache key.
+ *
  * @generated from message tvix.store.v1.NARInfo.Signature
  */
 export type NARInfo_Signature = Message<"tvix.store.v1.NARInfo.Signature"> & {
   /**
+   * Name of the key, e.g. "cache.nixos.org-1".
+   *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
+   * The ed25519 signature bytes.
+   *
    * @generated from field: bytes data = 2;
    */
   data: Uint8Array;
