@@ -11,8 +11,13 @@
 import { GrpcBlobService } from "../src/castore/blob/grpc.ts";
 import { putBlob } from "../src/castore/blob/util.ts";
 import { startDaemonProcess } from "../tests/server/helpers.ts";
-import { generateStubs, havePythonGrpc, INTEROP_DIR, PYTHON } from "../tests/interop/pystubs.ts";
-import { startPyServer } from "../tests/interop/python_server_test.ts";
+import {
+  generateStubs,
+  havePythonGrpc,
+  INTEROP_DIR,
+  PYTHON,
+  startPyServer,
+} from "../tests/interop/pystubs.ts";
 
 // Usage: bench/grpc.ts [MIB] [ROUNDS] [--quick] [--rows]; --rows adds a JSON line for bench/main.ts.
 const positional = Deno.args.filter((a) => !a.startsWith("--"));

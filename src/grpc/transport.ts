@@ -92,7 +92,8 @@ export function createTransport(
     });
   } else {
     baseUrl = t.baseUrl;
-    sessionManager = new Http2SessionManager(baseUrl, ping);
+    const ca = baseUrl.startsWith("https:") ? caBundle() : undefined;
+    sessionManager = new Http2SessionManager(baseUrl, ping, ca ? { ca } : undefined);
   }
   return {
     address,
@@ -138,4 +139,23 @@ function isConnectionLoss(e: ConnectError): boolean {
   const text = `${e.rawMessage} ${String((e.cause as Error | undefined)?.message ?? "")}`;
   return /ECONNREFUSED|ENOENT|ECONNRESET|EPIPE|socket hang up|GOAWAY|session|closed|ERR_HTTP2/i
     .test(text);
+}
+
+/**
+ * The CA certificates to trust for `grpc+https://`, when set: `NIX_SSL_CERT_FILE` or
+ * `SSL_CERT_FILE` name a PEM bundle (as for Nix and OpenSSL tools); otherwise the built-in roots.
+ */
+function caBundle(): string | undefined {
+  let file: string | undefined;
+  try {
+    file = Deno.env.get("NIX_SSL_CERT_FILE") ?? Deno.env.get("SSL_CERT_FILE");
+  } catch {
+    return undefined; // no env permission: built-in roots
+  }
+  if (!file) return undefined;
+  try {
+    return Deno.readTextFileSync(file);
+  } catch (e) {
+    throw new UnavailableError(`cannot read the CA bundle ${file}: ${(e as Error).message}`);
+  }
 }

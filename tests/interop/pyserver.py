@@ -2,7 +2,7 @@
 """A small grpcio server with the three tvix services in memory, for our remote backends to
 talk to (and the python baseline of the benchmark).
 
-usage: PYGEN=stubdir pyserver.py TARGET [--corrupt]
+usage: PYGEN=stubdir pyserver.py TARGET [--corrupt] [--tls CERT KEY]
 TARGET is 127.0.0.1:0 (prints the port) or unix:///abs/sock. Prints "listening ADDR".
 --corrupt flips one byte of every blob read, to prove clients check BLAKE3.
 """
@@ -135,7 +135,16 @@ bgrpc.add_BlobServiceServicer_to_server(Blobs(), srv)
 dgrpc.add_DirectoryServiceServicer_to_server(Dirs(), srv)
 pgrpc.add_PathInfoServiceServicer_to_server(Infos(), srv)
 target = sys.argv[1]
-port = srv.add_insecure_port(target)
+if "--tls" in sys.argv:
+    # --tls CERT KEY: serve over TLS (for grpc+https:// clients).
+    i = sys.argv.index("--tls")
+    with open(sys.argv[i + 1], "rb") as f:
+        cert = f.read()
+    with open(sys.argv[i + 2], "rb") as f:
+        key = f.read()
+    port = srv.add_secure_port(target, grpc.ssl_server_credentials([(key, cert)]))
+else:
+    port = srv.add_insecure_port(target)
 srv.start()
 print("listening", target if target.startswith("unix:") else f"127.0.0.1:{port}", flush=True)
 srv.wait_for_termination()

@@ -59,3 +59,44 @@ export async function generateStubs(): Promise<string> {
 
 /** Directory of the python scripts. */
 export const INTEROP_DIR = new URL(".", import.meta.url).pathname;
+
+/** Starts pyserver.py; returns its grpc+ URL and a stopper. */
+export async function startPyServer(
+  stubs: string,
+  listen: string,
+  extra: string[] = [],
+): Promise<{ url: string; address: string; stop: () => Promise<void> }> {
+  const child = new Deno.Command(PYTHON, {
+    args: [`${INTEROP_DIR}/pyserver.py`, listen, ...extra],
+    env: { PYGEN: stubs, PYTHONPATH: INTEROP_DIR },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  let m: RegExpExecArray | null = null;
+  while (!m) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+    m = /listening (\S+)/.exec(out);
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+  };
+  if (!m) {
+    await stop();
+    throw new Error(`pyserver did not start: ${out}`);
+  }
+  const address = m[1];
+  const url = address.startsWith("unix:")
+    ? `grpc+unix://${address.replace(/^unix:(\/\/)?/, "")}`
+    : `grpc+http://${address}`;
+  return { url, address, stop };
+}
