@@ -223,8 +223,3 @@ export function directoryNodeFor(name: Uint8Array, directory: Directory): Direct
     size: directorySize(directory),
   };
 }
-
-/** The digest of a directory or file node as a {@linkcode B3Digest}. */
-export function nodeDigest(node: DirectoryNode | FileNode): B3Digest {
-  return B3Digest.fromBytes(node.digest);
-}

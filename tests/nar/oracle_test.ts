@@ -1,24 +1,14 @@
 // Real Nix as the oracle: NAR bytes against `nix-store --dump`, store paths against
-// `nix-store --add` in a throw-away store. Castore data is built by hand (no importer yet).
+// `nix-store --add` in a throw-away store, for trees imported by the castore importer.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { putBlob } from "../../src/castore/blob/util.ts";
-import {
-  type AnyNode,
-  compareBytes,
-  type DirectoryNode,
-  directoryNodeFor,
-  type FileNode,
-  makeDirectory,
-  type SymlinkNode,
-} from "../../src/castore/directory.ts";
+import type { AnyNode } from "../../src/castore/directory.ts";
 import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { FileNodeSchema, SymlinkNodeSchema } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
 import { collect, concat } from "../../src/castore/blob/util.ts";
+import { importPath } from "../../src/castore/import.ts";
 import { sourceStorePath } from "../../src/store/store_path.ts";
 
 const te = new TextEncoder();
@@ -41,44 +31,6 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<Ui
     throw new Error(`${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
   return out.stdout;
-}
-
-/** A minimal importer for the test: walks `path` (lstat), puts blobs and directories. */
-async function importPath(
-  path: string,
-  blobs: MemoryBlobService,
-  dirs: MemoryDirectoryService,
-): Promise<AnyNode> {
-  const name = te.encode(path.split("/").at(-1)!);
-  const st = await Deno.lstat(path);
-  if (st.isSymlink) {
-    const target = te.encode(await Deno.readLink(path));
-    return { case: "symlink", value: create(SymlinkNodeSchema, { name, target }) };
-  }
-  if (st.isFile) {
-    const data = await Deno.readFile(path);
-    const digest = await putBlob(blobs, data);
-    const executable = ((st.mode ?? 0) & 0o100) !== 0;
-    return {
-      case: "file",
-      value: create(FileNodeSchema, { name, digest: digest.bytes, size: data.length, executable }),
-    };
-  }
-  const ds: DirectoryNode[] = [], fs: FileNode[] = [], ss: SymlinkNode[] = [];
-  for await (const e of Deno.readDir(path)) {
-    const child = await importPath(`${path}/${e.name}`, blobs, dirs);
-    if (child.case === "directory") ds.push(child.value);
-    else if (child.case === "file") fs.push(child.value);
-    else ss.push(child.value);
-  }
-  const byName = (a: { name: Uint8Array }, b: { name: Uint8Array }) => compareBytes(a.name, b.name);
-  const dir = makeDirectory({
-    directories: ds.sort(byName),
-    files: fs.sort(byName),
-    symlinks: ss.sort(byName),
-  });
-  await dirs.put(dir);
-  return { case: "directory", value: directoryNodeFor(name, dir) };
 }
 
 async function renderAll(node: AnyNode, blobs: MemoryBlobService, dirs: MemoryDirectoryService) {

@@ -18,7 +18,7 @@ import type { DirectoryService } from "./service.ts";
 
 /**
  * Breadth-first from `root`, each directory once (a digest reached twice is sent once), each
- * validated and checked against its digest. Throws {@linkcode StorageError} naming the digest
+ * validated. Throws {@linkcode StorageError} naming the digest
  * when one is missing or invalid: the store is inconsistent.
  */
 export async function* traverseDirectories(
@@ -101,11 +101,4 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** Checks that a directory fetched for `digest` really has that digest. */
-export function checkDirectoryDigest(digest: B3Digest, dir: Directory): void {
-  if (!directoryDigest(dir).equals(digest)) {
-    throw new StorageError(`directory ${digest} does not match its contents`);
-  }
 }
