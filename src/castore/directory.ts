@@ -15,7 +15,7 @@ import {
   NodeSchema,
   type SymlinkNode,
 } from "../gen/tvix/castore/protos/castore_pb.ts";
-import { B3_LEN, B3Digest, blake3, toBase64 } from "./digest.ts";
+import { B3_LEN, type B3Digest, blake3, toBase64 } from "./digest.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 export type { Directory, DirectoryNode, FileNode, Node, SymlinkNode };

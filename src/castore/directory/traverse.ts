@@ -8,7 +8,6 @@ import { B3Digest } from "../digest.ts";
 import {
   type AnyNode,
   type Directory,
-  directoryDigest,
   directoryNodes,
   displayName,
   validateDirectory,
