@@ -18,9 +18,8 @@ import { InvalidRequestError } from "./castore/errors.ts";
 import { MemoryPathInfoService } from "./store/path_info/memory.ts";
 import type { PathInfoService } from "./store/path_info/service.ts";
 import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
-import { GrpcBlobService } from "./castore/blob/grpc.ts";
-import { GrpcDirectoryService } from "./castore/directory/grpc.ts";
-import { GrpcPathInfoService } from "./store/path_info/grpc.ts";
+// The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened: a
+// local import then starts ~50 ms sooner.
 
 /** A parsed service address. */
 export type ServiceAddr =
@@ -137,7 +136,7 @@ export async function openBlobService(addr: string): Promise<BlobService> {
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqliteBlobService(a.path);
     case "grpc":
-      return new GrpcBlobService(addr);
+      return new (await import("./castore/blob/grpc.ts")).GrpcBlobService(addr);
   }
 }
 
@@ -151,7 +150,7 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqliteDirectoryService(a.path);
     case "grpc":
-      return new GrpcDirectoryService(addr);
+      return new (await import("./castore/directory/grpc.ts")).GrpcDirectoryService(addr);
   }
 }
 
@@ -172,7 +171,7 @@ export async function openPathInfoService(
       if (a.path !== ":memory:") await ensureParent(a.path);
       return new SqlitePathInfoService(a.path, blobs, directories);
     case "grpc":
-      return new GrpcPathInfoService(addr);
+      return new (await import("./store/path_info/grpc.ts")).GrpcPathInfoService(addr);
   }
 }
 

@@ -6,7 +6,6 @@
 import type { Command } from "commander";
 import { useReadServerMode } from "../sqlite/db.ts";
 import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../grpc/address.ts";
-import { closeOnSignal, serveDaemon } from "../server/daemon.ts";
 import {
   action,
   addServiceAddrOptions,
@@ -40,6 +39,8 @@ export function register(program: Command): void {
     } catch (e) {
       throw new CliError((e as Error).message, 2);
     }
+    // Loaded here, not at startup: other commands never need the server (or node:http2).
+    const { closeOnSignal, serveDaemon } = await import("../server/daemon.ts");
     // A long-running read server: mapped SQLite file, blob chunks read in workers.
     useReadServerMode();
     const services = await openServices(opts);

@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { useReadServerMode } from "../sqlite/db.ts";
-import { mountStore, readMountInfo } from "../fuse/mod.ts";
+import type { readMountInfo } from "../fuse/mod.ts";
 import {
   action,
   addServiceAddrOptions,
@@ -16,7 +16,7 @@ import {
 } from "./common.ts";
 
 /** Refuses mountpoints that cannot work, with advice for a stale mount. */
-function checkMountpoint(mountpoint: string): string {
+function checkMountpoint(mountpoint: string, mounts: typeof readMountInfo): string {
   let real: string;
   try {
     real = Deno.realPathSync(mountpoint);
@@ -34,7 +34,7 @@ function checkMountpoint(mountpoint: string): string {
     throw new CliError(`mountpoint ${mountpoint}: ${msg}`);
   }
   if (!Deno.statSync(real).isDirectory) throw new CliError(`mountpoint ${real} is not a directory`);
-  if (readMountInfo().some((m) => m.mountpoint === real)) {
+  if (mounts().some((m) => m.mountpoint === real)) {
     throw new CliError(`${real} is busy: something is already mounted there`);
   }
   try {
@@ -63,7 +63,9 @@ export function register(program: Command): void {
   ).action(action(async function (this: Command, mountpoint: string) {
     const opts = this.opts<ServiceAddrOptions & { listRoot?: boolean; allowOther?: boolean }>();
     const log = loggerFor(this);
-    const real = checkMountpoint(mountpoint);
+    // Loaded here, not at startup: other commands never need the FUSE layer.
+    const { mountStore, readMountInfo } = await import("../fuse/mod.ts");
+    const real = checkMountpoint(mountpoint, readMountInfo);
     // A long-running read server: mapped SQLite file, blob chunks read in workers.
     useReadServerMode();
     const services = await openServices(opts);

@@ -11,30 +11,34 @@ import vm from "node:vm";
 import { StorageError } from "../castore/errors.ts";
 
 /** Schema version stored in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
+// Tables holding bytes are rowid tables with a separate unique index on the digest: in a
+// WITHOUT ROWID table every row sits in the key's B-tree, so rows of kilobytes made random
+// inserts split pages constantly (5,000 small blobs: 133-186 ms vs 33 ms; 1 MiB chunk rows:
+// 2.3-3 ms vs 1.2 ms each, measured).
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
-  digest BLOB PRIMARY KEY,        -- 32-byte BLAKE3 of the contents
+  digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the contents
   size INTEGER NOT NULL,
   data BLOB,                      -- the contents of a blob of at most one chunk (1 MiB), else NULL
   data_id INTEGER                 -- else: chunks.data_id holding the bytes
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS chunks (
   data_id INTEGER NOT NULL,
   idx INTEGER NOT NULL,           -- chunk i holds bytes [i MiB, (i+1) MiB)
   data BLOB NOT NULL,
   PRIMARY KEY (data_id, idx)
-) WITHOUT ROWID;
+);
 -- Uploads in progress: their chunks are invisible until a blobs row points at them.
 CREATE TABLE IF NOT EXISTS uploads (
   data_id INTEGER PRIMARY KEY AUTOINCREMENT,
   started INTEGER NOT NULL        -- unix ms, to clean up after crashed writers
 );
 CREATE TABLE IF NOT EXISTS directories (
-  digest BLOB PRIMARY KEY,        -- 32-byte BLAKE3 of the canonical encoding
+  digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the canonical encoding
   data BLOB NOT NULL              -- the canonical encoding
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS path_infos (
   digest BLOB PRIMARY KEY,        -- 20-byte store path digest
   data BLOB NOT NULL              -- encoded tvix.store.v1.PathInfo
@@ -45,6 +49,14 @@ CREATE TABLE IF NOT EXISTS nar_cache (
   nar_sha256 BLOB NOT NULL
 ) WITHOUT ROWID;
 `;
+
+// Version 1 kept blobs, chunks and directories in WITHOUT ROWID tables; same columns.
+const MIGRATE_FROM_V1 =
+  ["blobs", "chunks", "directories"].map((t) => `ALTER TABLE ${t} RENAME TO ${t}_v1;`).join("\n") +
+  SCHEMA +
+  ["blobs", "chunks", "directories"].map((t) =>
+    `INSERT INTO ${t} SELECT * FROM ${t}_v1; DROP TABLE ${t}_v1;`
+  ).join("\n");
 
 // Uploads older than this are from writers that died; their chunks can go.
 const STALE_UPLOAD_MS = 24 * 3600 * 1000;
@@ -144,7 +156,10 @@ function migrate(db: DatabaseSync): void {
   }
   if (row.user_version < SCHEMA_VERSION) {
     transaction(db, () => {
-      db.exec(SCHEMA);
+      // Read again under the write lock: another process may have migrated meanwhile.
+      const { user_version: v } = db.prepare("PRAGMA user_version").get() as typeof row;
+      if (v === SCHEMA_VERSION) return;
+      db.exec(v === 1 ? MIGRATE_FROM_V1 : SCHEMA);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     });
   }
