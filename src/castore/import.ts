@@ -23,6 +23,7 @@ import {
 } from "./directory.ts";
 import { InvalidRequestError, StorageError } from "./errors.ts";
 import { type BlobService, type BlobWriter, CHUNK_SIZE } from "./blob/service.ts";
+import { putSmallBlob } from "./blob/util.ts";
 import type { DirectoryPutter, DirectoryService } from "./directory/service.ts";
 import * as libc from "../sys/libc.ts";
 import type { NarSlot, OrderedNarHasher } from "../nar/hash.ts";
@@ -73,6 +74,11 @@ export interface WalkFile extends WalkEntryBase {
   /** The owner-execute bit (`mode & 0o100`), the rule Nix uses. */
   executable: boolean;
   /**
+   * True when `mode` and `size` were read (fstat) from the descriptor that the first
+   * {@linkcode WalkFile.open} call returns, so they describe exactly what will be read.
+   */
+  statFromDescriptor: boolean;
+  /**
    * Opens the file for reading (O_NOFOLLOW) relative to its already open parent directory and
    * returns the descriptor, which the caller must close. Only valid until the walk advances.
    */
@@ -117,6 +123,43 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
   }
   // Bumped on every resume, so a file entry's open() can refuse once its parent fd may be gone.
   let step = 0;
+  // A file the walk opened itself (to stat it through its descriptor) and has not handed over.
+  let unclaimed = -1;
+  const release = () => {
+    if (unclaimed >= 0) libc.close(unclaimed);
+    unclaimed = -1;
+  };
+  const fileEntry = (
+    dirfd: number,
+    at: Uint8Array,
+    path: Uint8Array,
+    name: Uint8Array,
+    depth: number,
+    st: libc.Stat,
+    fd: number,
+  ): WalkFile => {
+    const mine = step;
+    unclaimed = fd;
+    return {
+      kind: "file",
+      path,
+      name,
+      depth,
+      mode: st.mode,
+      size: st.size,
+      executable: (st.mode & 0o100) !== 0,
+      statFromDescriptor: fd >= 0,
+      open: () => {
+        if (step !== mine) throw new Error("WalkFile.open() called after the walk moved on");
+        if (unclaimed >= 0) {
+          const mineFd = unclaimed;
+          unclaimed = -1;
+          return mineFd;
+        }
+        return libc.openFileAt(dirfd, at, path);
+      },
+    };
+  };
   const entry = (
     dirfd: number,
     at: Uint8Array,
@@ -131,29 +174,58 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
         return { kind, path, name, depth, mode: st.mode };
       case "symlink":
         return { kind, path, name, depth, target: libc.readlinkAt(dirfd, at, st.size, path) };
-      case "file": {
-        const mine = step;
-        return {
-          kind,
-          path,
-          name,
-          depth,
-          mode: st.mode,
-          size: st.size,
-          executable: (st.mode & 0o100) !== 0,
-          open: () => {
-            if (step !== mine) throw new Error("WalkFile.open() called after the walk moved on");
-            return libc.openFileAt(dirfd, at, path);
-          },
-        };
-      }
+      case "file":
+        return fileEntry(dirfd, at, path, name, depth, st, -1);
       default:
         throw new UnsupportedFileTypeError(kind, path);
     }
   };
+  // What readdir's d_type promises is checked on the object itself, saving the lstat: a
+  // regular file is opened (O_NOFOLLOW, O_NONBLOCK) and stat'ed through its descriptor, a
+  // symlink is read with readlinkat. If the entry changed meanwhile, lstat decides as usual.
+  const child = (
+    dirfd: number,
+    d: libc.DirEntry,
+    path: Uint8Array,
+    depth: number,
+  ): WalkEntry => {
+    if (d.type === libc.DT_REG) {
+      let fd = -1;
+      try {
+        fd = libc.openFileAt(dirfd, d.name, path);
+      } catch (e) {
+        if (!(e instanceof libc.LibcError && e.code === "ELOOP")) throw e;
+      }
+      if (fd >= 0) {
+        let st: libc.Stat;
+        try {
+          st = libc.fstat(fd, path);
+        } catch (e) {
+          libc.close(fd);
+          throw e;
+        }
+        if (libc.fileKind(st.mode) === "file") {
+          return fileEntry(dirfd, d.name, path, d.name, depth, st, fd);
+        }
+        libc.close(fd);
+      }
+    } else if (d.type === libc.DT_LNK) {
+      try {
+        const target = libc.readlinkAt(dirfd, d.name, 0, path);
+        return { kind: "symlink", path, name: d.name, depth, target };
+      } catch (e) {
+        if (!(e instanceof libc.LibcError && e.code === "EINVAL")) throw e;
+      }
+    }
+    return entry(dirfd, d.name, path, d.name, depth, libc.lstatAt(dirfd, d.name, path));
+  };
 
   const first = entry(libc.AT_FDCWD, root, root, rootName, 0, libc.lstatAt(libc.AT_FDCWD, root));
-  yield first;
+  try {
+    yield first;
+  } finally {
+    release();
+  }
   step++;
   if (first.kind !== "directory") return;
 
@@ -161,15 +233,15 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
     fd: number;
     path: Uint8Array;
     name: Uint8Array;
-    names: Uint8Array[];
+    entries: libc.DirEntry[];
     next: number;
   }
   const stack: Level[] = [];
   const enter = (dirfd: number, at: Uint8Array, path: Uint8Array, name: Uint8Array) => {
     const fd = libc.openDirAt(dirfd, at, path);
     try {
-      const names = libc.readDir(fd, path).map((e) => e.name).sort(compareBytes);
-      stack.push({ fd, path, name, names, next: 0 });
+      const entries = libc.readDir(fd, path).sort((a, b) => compareBytes(a.name, b.name));
+      stack.push({ fd, path, name, entries, next: 0 });
     } catch (e) {
       libc.close(fd);
       throw e;
@@ -179,21 +251,23 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
     enter(libc.AT_FDCWD, root, root, rootName);
     while (stack.length > 0) {
       const top = stack[stack.length - 1];
-      if (top.next === top.names.length) {
+      if (top.next === top.entries.length) {
         stack.pop();
         libc.close(top.fd);
         yield { kind: "end", path: top.path, name: top.name, depth: stack.length };
         step++;
         continue;
       }
-      const name = top.names[top.next++];
-      const path = libc.joinPath(top.path, name);
-      const e = entry(top.fd, name, path, name, stack.length, libc.lstatAt(top.fd, name, path));
+      const d = top.entries[top.next++];
+      const path = libc.joinPath(top.path, d.name);
+      const e = child(top.fd, d, path, stack.length);
       yield e;
+      release();
       step++;
-      if (e.kind === "directory") enter(top.fd, name, path, name);
+      if (e.kind === "directory") enter(top.fd, d.name, path, d.name);
     }
   } finally {
+    release();
     for (const level of stack) libc.close(level.fd);
   }
 }
@@ -222,6 +296,8 @@ export interface ImportOptions {
 // Files up to this size are read with one synchronous pread: from the page cache that takes a
 // few microseconds, less than a round trip through the blocking thread pool.
 const SYNC_READ_MAX = 64 * 1024;
+// Past this many bytes held for the NAR hash behind a big file, the walk waits for uploads.
+const HELD_MAX = 32 << 20;
 // castore's FileNode.size is a uint32.
 const MAX_FILE_SIZE = 0xffff_ffff;
 
@@ -299,14 +375,15 @@ export async function importPath(
     fd: number,
     path: Uint8Array,
     slot: NarSlot | null,
-    walkedExecutable: boolean,
+    walked: WalkFile,
   ) => {
     let w: BlobWriter | null = null;
     const bufs: Uint8Array[] = [];
+    const walkedExecutable = walked.executable;
     try {
       // Size and mode from the descriptor we read, so the node matches the blob even if the
       // path was replaced after the walk stat'ed it.
-      const st = libc.fstat(fd, path);
+      const st = walked.statFromDescriptor ? walked : libc.fstat(fd, path);
       const kind = libc.fileKind(st.mode);
       if (kind !== "file") throw new UnsupportedFileTypeError(kind, path);
       const size = st.size;
@@ -388,13 +465,56 @@ export async function importPath(
   // NAR structure, written in walk order when the caller wants the NAR hash too.
   const nar = opts.narHasher ? new NarWriter(opts.narHasher.sink) : null;
 
+  // Small blobs being stored (backends batch them, so many share one promise).
+  const storing = new Set<Promise<void>>();
+
+  /**
+   * A small file whose size and mode the walk read from its open descriptor: read, hashed and
+   * queued for storage without awaiting anything, which for trees of small files is most of
+   * the work. Its contents are owned, so the NAR hasher may keep them without a copy.
+   */
+  const importSmallFile = (e: WalkFile): FileNode => {
+    const fd = e.open();
+    const data = new Uint8Array(e.size);
+    try {
+      for (let got = 0; got < data.length;) {
+        const n = libc.pread(fd, data.subarray(got), got, e.path);
+        if (n === 0) {
+          throw new StorageError(`file shrank while importing: ${libc.displayPath(e.path)}`);
+        }
+        got += n;
+      }
+    } finally {
+      libc.close(fd);
+    }
+    if (nar) {
+      nar.fileStart(e.executable, e.size);
+      nar.fileChunk(data);
+      nar.fileEnd();
+    }
+    const { digest, stored } = putSmallBlob(blobs, data);
+    if (!storing.has(stored)) {
+      storing.add(stored);
+      stored.then(() => storing.delete(stored), fail);
+    }
+    progress.files++;
+    written(e.size);
+    return {
+      $typeName: "tvix.castore.v1.FileNode",
+      name: e.name,
+      digest: digest.bytes,
+      size: e.size,
+      executable: e.executable,
+    };
+  };
+
   let putter: DirectoryPutter | null = null;
   const putDigests = new Set<string>();
   let putChain: Promise<void> = Promise.resolve();
 
   interface Frame {
     dirs: Promise<DirectoryNode>[];
-    files: Promise<FileNode>[];
+    files: (FileNode | Promise<FileNode>)[];
     symlinks: SymlinkNode[];
   }
   const frames: Frame[] = [];
@@ -427,6 +547,16 @@ export async function importPath(
           break;
         }
         case "file": {
+          if (e.statFromDescriptor && e.size <= SYNC_READ_MAX) {
+            const node = importSmallFile(e);
+            if (e.depth === 0) root = Promise.resolve({ case: "file", value: node });
+            else frames[frames.length - 1].files.push(node);
+            // Files waiting behind a big one hold their contents for the NAR hash: bound it.
+            while (opts.narHasher && opts.narHasher.heldBytes > HELD_MAX && inflight.size > 0) {
+              await Promise.race(inflight);
+            }
+            break;
+          }
           const permits = e.size <= SYNC_READ_MAX ? smallPermits : bigPermits;
           await permits.acquire();
           if (failure) {
@@ -448,7 +578,7 @@ export async function importPath(
             slot = opts.narHasher!.slot(e.size);
             nar.fileEnd();
           }
-          const uploading = upload(fd, e.path, slot, e.executable).finally(permits.release);
+          const uploading = upload(fd, e.path, slot, e).finally(permits.release);
           inflight.add(uploading);
           uploading.catch(fail).finally(() => inflight.delete(uploading));
           const node = quiet(uploading.then((r): FileNode => ({
@@ -499,6 +629,7 @@ export async function importPath(
       nar?.finish();
       const node = await root!;
       await putChain;
+      await Promise.all(storing);
       if (node.case === "directory") {
         const digest = await putter!.close();
         if (!sameDigest(digest, node.value.digest)) {

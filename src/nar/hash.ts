@@ -47,11 +47,26 @@ export class OrderedNarHasher {
   #size = 0;
   #queue: (Uint8Array | NarSlot)[] = [];
   #head: NarSlot | null = null;
+  #held = 0;
+
+  /** Bytes held because a file ahead of them is not hashed yet (for callers bounding memory). */
+  get heldBytes(): number {
+    return this.#held;
+  }
+
+  /** @internal Adjusts {@linkcode OrderedNarHasher.heldBytes}. */
+  noteHeld(delta: number): void {
+    this.#held += delta;
+  }
 
   /** The sink for a NarWriter (without `reuseBuffer`: queued arrays must stay valid). */
   readonly sink: NarSink = (bytes) => {
-    if (this.#idle()) this.update(bytes);
-    else this.#queue.push(bytes);
+    if (this.#idle()) {
+      this.update(bytes);
+    } else {
+      this.#queue.push(bytes);
+      this.#held += bytes.length;
+    }
   };
 
   /** Reserves the place of one file's `size` content bytes at the current end of the stream. */
@@ -86,6 +101,7 @@ export class OrderedNarHasher {
       const next = this.#queue.shift()!;
       if (next instanceof Uint8Array) {
         this.update(next);
+        this.#held -= next.length;
         continue;
       }
       next.drainInto();
@@ -131,9 +147,26 @@ export class NarSlot {
     if (this.#owner.isHead(this)) {
       this.#owner.update(data);
     } else {
-      this.#held.push(data.slice());
-      this.#heldBytes += data.length;
+      this.#hold(data.slice());
     }
+  }
+
+  /**
+   * Adds the next content bytes synchronously, keeping a reference to `data` (which must not
+   * change afterwards) if it cannot be hashed yet. No back-pressure: the caller bounds memory,
+   * e.g. with {@linkcode OrderedNarHasher.heldBytes}.
+   */
+  writeOwned(data: Uint8Array): void {
+    this.#got += data.length;
+    if (this.#got > this.size) throw new Error(`file grew past ${this.size} bytes while importing`);
+    if (this.#owner.isHead(this)) this.#owner.update(data);
+    else this.#hold(data);
+  }
+
+  #hold(data: Uint8Array): void {
+    this.#held.push(data);
+    this.#heldBytes += data.length;
+    this.#owner.noteHeld(data.length);
   }
 
   /** Marks the contents complete; throws when fewer bytes than declared arrived. */
@@ -150,6 +183,7 @@ export class NarSlot {
   /** @internal Hashes what was held. */
   drainInto(): void {
     for (const b of this.#held) this.#owner.update(b);
+    this.#owner.noteHeld(-this.#heldBytes);
     this.#held = [];
     this.#heldBytes = 0;
   }

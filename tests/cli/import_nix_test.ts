@@ -77,6 +77,18 @@ function buildTrees(base: string): string[] {
   for (let o = 0; o < data.length; o += 65536) data[o] = (o >> 16) & 0xff;
   data[data.length - 1] = 1;
   file(big, data);
+
+  // A big file sorting before many small ones: their contents wait behind it for the NAR hash
+  // (more than the importer holds at once, so the walk has to wait for the upload).
+  const behind = add("big-then-small");
+  dir(behind);
+  file(join(behind, "0-big"), data.subarray(0, 24 << 20));
+  for (let f = 0; f < 700; f++) {
+    const small = new Uint8Array(60_000);
+    small.fill(f & 0xff);
+    small[f] = 0xaa;
+    file(join(behind, `s${f}`), small);
+  }
   return trees;
 }
 

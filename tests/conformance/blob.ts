@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
 import type { BlobService } from "../../src/castore/blob/service.ts";
-import { collect, concat, putBlob, readBlob } from "../../src/castore/blob/util.ts";
+import { collect, concat, putBlob, putSmallBlob, readBlob } from "../../src/castore/blob/util.ts";
+import { CHUNK_SIZE } from "../../src/castore/blob/service.ts";
+import { blake3 } from "../../src/castore/digest.ts";
 import { suiteTest } from "./suite.ts";
 import {
   BLOB_A,
@@ -145,5 +147,26 @@ export function blobServiceSuite(backend: string, open: OpenBlobService, ignore 
     for (let i = 0; i < blobs.length; i++) {
       assert.deepEqual(await readBlob(svc, digests[i]), blobs[i]);
     }
+  });
+
+  test("small blobs stored without a writer: digest at once, readable once stored", async (svc) => {
+    // Thousands at once, none awaited until the end: backends batch them (SQLite commits every
+    // few MiB even without yielding), and a blob stored twice is harmless.
+    const datas = Array.from({ length: 5000 }, (_, i) => {
+      const d = new Uint8Array(i % 3 === 0 ? 0 : 100 + (i * 37) % 9000);
+      for (let j = 0; j < d.length; j++) d[j] = (i + j * 7) & 0xff;
+      return d;
+    });
+    datas.push(new Uint8Array(CHUNK_SIZE).fill(9), datas[1].slice());
+    const puts = datas.map((d) => putSmallBlob(svc, d));
+    for (let i = 0; i < datas.length; i++) {
+      assert.equal(puts[i].digest.toString(), blake3(datas[i]).toString(), `blob ${i}`);
+    }
+    await Promise.all(puts.map((p) => p.stored));
+    for (const i of [0, 1, 2, 4999, 5000, 5001]) {
+      assert.deepEqual(await readBlob(svc, puts[i].digest), datas[i], `blob ${i}`);
+    }
+    assert.equal(await svc.has(blake3(datas[2500])), true);
+    assert.throws(() => putSmallBlob(svc, new Uint8Array(CHUNK_SIZE + 1)), /at most/);
   });
 }

@@ -3,9 +3,15 @@
  *
  * @module
  */
-import { type B3Digest, createBlake3Hasher } from "../digest.ts";
+import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
-import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
+import {
+  type BlobReader,
+  type BlobService,
+  type BlobWriter,
+  CHUNK_SIZE,
+  type SmallBlobPut,
+} from "./service.ts";
 import { concat } from "./util.ts";
 
 /**
@@ -31,6 +37,16 @@ export class MemoryBlobService implements BlobService {
   openRead(digest: B3Digest): Promise<BlobReader | null> {
     const data = this.#blobs.get(digest.key);
     return Promise.resolve(data ? bufferReader(data) : null);
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
+  putSmall(data: Uint8Array): SmallBlobPut {
+    if (data.length > CHUNK_SIZE) {
+      throw new InvalidRequestError(`putSmall takes at most ${CHUNK_SIZE} bytes`);
+    }
+    const digest = blake3(data);
+    if (!this.#blobs.has(digest.key)) this.#blobs.set(digest.key, data);
+    return { digest, stored: Promise.resolve() };
   }
 
   /** The {@linkcode BlobService} method of the same name. */

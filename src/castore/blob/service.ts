@@ -18,8 +18,23 @@ export interface BlobService {
   openRead(digest: B3Digest): Promise<BlobReader | null>;
   /** Starts writing a new blob; its digest is known when the writer is closed. */
   openWrite(): Promise<BlobWriter>;
+  /**
+   * Optional fast path for a small blob held whole in memory (at most {@linkcode CHUNK_SIZE}
+   * bytes): the digest is returned at once and the write completes with `stored`, so backends
+   * can batch many small blobs into one commit. `data` must not be modified afterwards. Use
+   * {@linkcode putSmallBlob} to call it on any backend.
+   */
+  putSmall?(data: Uint8Array): SmallBlobPut;
   /** Releases resources (connections, database handles). */
   close(): Promise<void>;
+}
+
+/** What {@linkcode BlobService.putSmall} returns. */
+export interface SmallBlobPut {
+  /** The blob's digest, computed synchronously. */
+  digest: B3Digest;
+  /** Settles when the blob is stored (rejects with the storage error otherwise). */
+  stored: Promise<void>;
 }
 
 /** Reads one blob, sequentially or at any offset. */

@@ -6,7 +6,7 @@
  */
 import type { StatementSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
-import { type B3Digest, createBlake3Hasher } from "../digest.ts";
+import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
 import {
   noteSqliteBytes,
@@ -18,7 +18,26 @@ import {
 } from "../../sqlite/db.ts";
 import { ChunkReadPool } from "../../sqlite/read_pool.ts";
 import { bufferReader } from "./memory.ts";
-import { type BlobReader, type BlobService, type BlobWriter, CHUNK_SIZE } from "./service.ts";
+import {
+  type BlobReader,
+  type BlobService,
+  type BlobWriter,
+  CHUNK_SIZE,
+  type SmallBlobPut,
+} from "./service.ts";
+
+// A batch of small blobs is committed once it holds this many rows or bytes, even before the
+// event loop turns: memory stays bounded when a caller stores thousands without yielding.
+const BATCH_ROWS = 4096;
+const BATCH_BYTES = 16 << 20;
+
+/** Small blobs waiting to be committed together. */
+interface InlineBatch {
+  rows: [digest: Uint8Array, size: number, data: Uint8Array][];
+  bytes: number;
+  done: Promise<void>;
+  commit(): void;
+}
 
 /**
  * Blobs in SQLite (`sqlite:///abs/path.db`). A blob becomes visible in one transaction when its
@@ -152,6 +171,16 @@ export class SqliteBlobService implements BlobService {
   }
 
   /** The {@linkcode BlobService} method of the same name. */
+  putSmall(data: Uint8Array): SmallBlobPut {
+    if (data.length > CHUNK_SIZE) {
+      throw new InvalidRequestError(`putSmall takes at most ${CHUNK_SIZE} bytes`);
+    }
+    const digest = blake3(data);
+    const stored = this.#commitInline(digest.bytes, data.length, data);
+    return { digest, stored };
+  }
+
+  /** The {@linkcode BlobService} method of the same name. */
   async openWrite(): Promise<BlobWriter> {
     const hasher = await createBlake3Hasher();
     let pending: Uint8Array[] = [];
@@ -269,19 +298,29 @@ export class SqliteBlobService implements BlobService {
     };
   }
 
-  // Small blobs closing together share one transaction: with 64 KiB pages every commit writes
-  // at least one 64 KiB WAL frame, so a commit per small file dominated importing many files.
-  #batch: { rows: [Uint8Array, number, Uint8Array][]; done: Promise<void> } | null = null;
+  // Small blobs closing together share one transaction: every commit writes at least one WAL
+  // frame, so a commit per small file dominated importing many files.
+  #batch: InlineBatch | null = null;
 
   #commitInline(digest: Uint8Array, size: number, data: Uint8Array): Promise<void> {
-    if (!this.#batch) {
-      const { promise, resolve, reject } = Promise.withResolvers<void>();
-      const batch = { rows: [] as [Uint8Array, number, Uint8Array][], done: promise };
-      batch.done.catch(() => {}); // each closer sees the error through its own await
-      this.#batch = batch;
-      // After the current burst of I/O callbacks: writers that finish together join the batch.
-      setImmediate(() => {
-        if (this.#batch === batch) this.#batch = null;
+    const batch = this.#batch ??= this.#newBatch();
+    batch.rows.push([digest, size, data]);
+    batch.bytes += data.length;
+    // A caller storing many blobs without yielding gets them committed every few MiB.
+    if (batch.rows.length >= BATCH_ROWS || batch.bytes >= BATCH_BYTES) batch.commit();
+    return batch.done;
+  }
+
+  #newBatch(): InlineBatch {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(() => {}); // each caller sees the error through its own await
+    const batch: InlineBatch = {
+      rows: [],
+      bytes: 0,
+      done: promise,
+      commit: () => {
+        if (this.#batch !== batch) return; // already committed
+        this.#batch = null;
         try {
           transaction(this.#h.db, () => {
             for (const [d, n, bytes] of batch.rows) this.#insertInline.run(d, n, bytes);
@@ -290,10 +329,11 @@ export class SqliteBlobService implements BlobService {
         } catch (e) {
           reject(storageError(`storing ${batch.rows.length} small blobs`, e));
         }
-      });
-    }
-    this.#batch.rows.push([digest, size, data]);
-    return this.#batch.done;
+      },
+    };
+    // After the current burst of I/O callbacks: writers that finish together join the batch.
+    setImmediate(batch.commit);
+    return batch;
   }
 
   #pool: ChunkReadPool | null = null;

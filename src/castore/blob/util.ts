@@ -3,9 +3,9 @@
  *
  * @module
  */
-import type { B3Digest } from "../digest.ts";
-import { NotFoundError } from "../errors.ts";
-import { type BlobReader, type BlobService, CHUNK_SIZE } from "./service.ts";
+import { type B3Digest, blake3 } from "../digest.ts";
+import { InvalidRequestError, NotFoundError, StorageError } from "../errors.ts";
+import { type BlobReader, type BlobService, CHUNK_SIZE, type SmallBlobPut } from "./service.ts";
 
 /** Stores a whole buffer (or a stream of buffers) as one blob and returns its digest. */
 export async function putBlob(
@@ -26,6 +26,27 @@ export async function putBlob(
     await w.abort().catch(() => {});
     throw e;
   }
+}
+
+/**
+ * Stores a small in-memory blob (at most {@linkcode CHUNK_SIZE} bytes) through the backend's
+ * {@linkcode BlobService.putSmall} when it has one, else through a writer. The digest is known
+ * at once; `stored` settles when the blob is stored. `data` must not be modified afterwards.
+ */
+export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut {
+  if (data.length > CHUNK_SIZE) {
+    throw new InvalidRequestError(
+      `putSmallBlob takes at most ${CHUNK_SIZE} bytes, got ${data.length}`,
+    );
+  }
+  if (blobs.putSmall) return blobs.putSmall(data);
+  const digest = blake3(data);
+  const stored = putBlob(blobs, data).then((got) => {
+    if (!got.equals(digest)) {
+      throw new StorageError(`blob service stored ${got} for a blob whose digest is ${digest}`);
+    }
+  });
+  return { digest, stored };
 }
 
 /** Reads a whole blob into memory; throws {@linkcode NotFoundError} when absent. For tests and small blobs. */
