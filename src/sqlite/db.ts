@@ -9,6 +9,7 @@ import { DatabaseSync } from "node:sqlite";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { StorageError } from "../castore/errors.ts";
+import { Checkpointer } from "./checkpointer.ts";
 
 /** Schema version stored in `PRAGMA user_version`. */
 export const SCHEMA_VERSION = 2;
@@ -67,11 +68,22 @@ export interface SqliteHandle {
   readonly db: DatabaseSync;
   /** Where it lives (`:memory:` for a private in-memory database). */
   readonly path: string;
+  /**
+   * Tells the handle that a transaction just committed a lot of data (a blob chunk): the WAL
+   * is then checkpointed in a worker thread instead of by the next commit on this thread.
+   */
+  wroteBulk(): void;
   /** Drops this reference; the connection closes with the last one. */
-  release(): void;
+  release(): Promise<void>;
 }
 
-const open = new Map<string, { db: DatabaseSync; refs: number }>();
+interface Connection {
+  db: DatabaseSync;
+  refs: number;
+  checkpointer: Checkpointer | null;
+}
+
+const open = new Map<string, Connection>();
 
 // Bytes of each database file SQLite may map into memory (0: plain reads).
 let mmapBytes = 0;
@@ -105,7 +117,7 @@ export function openDatabase(path: string): SqliteHandle {
     const shared = open.get(path);
     if (shared) {
       shared.refs++;
-      return handle(path, shared.db);
+      return handle(path, shared);
     }
   }
   let db: DatabaseSync;
@@ -125,24 +137,36 @@ export function openDatabase(path: string): SqliteHandle {
       cause: e,
     });
   }
-  if (path !== ":memory:") open.set(path, { db, refs: 1 });
-  return handle(path, db);
+  const conn: Connection = { db, refs: 1, checkpointer: null };
+  if (path !== ":memory:") open.set(path, conn);
+  return handle(path, conn);
 }
 
-function handle(path: string, db: DatabaseSync): SqliteHandle {
+function handle(path: string, conn: Connection): SqliteHandle {
   let released = false;
   return {
-    db,
+    db: conn.db,
     path,
-    release() {
+    wroteBulk() {
+      if (path === ":memory:") return;
+      if (!conn.checkpointer) {
+        conn.checkpointer = new Checkpointer(path);
+        // From now on the worker checkpoints; a commit here only appends to the WAL.
+        conn.db.exec("PRAGMA wal_autocheckpoint = 0");
+      }
+      conn.checkpointer.poke();
+    },
+    async release() {
       if (released) return;
       released = true;
-      const shared = open.get(path);
-      if (shared && shared.db === db) {
-        if (--shared.refs > 0) return;
+      if (open.get(path) === conn) {
+        if (--conn.refs > 0) return;
         open.delete(path);
       }
-      db.close();
+      // The worker copies what is left into the database file; closing the last connection
+      // then finds the WAL checkpointed and only removes it.
+      await conn.checkpointer?.close();
+      conn.db.close();
     },
   };
 }

@@ -42,7 +42,7 @@ Deno.test("a new database gets the current schema version with rowid blob tables
       sql: string;
     };
     assert.deepEqual(/WITHOUT ROWID/i.test(sql.sql), false);
-    h.release();
+    await h.release();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -117,6 +117,46 @@ Deno.test("a database from a newer nixcas is refused with its version named", as
       (e) =>
         e instanceof StorageError && e.message.includes(`version ${SCHEMA_VERSION + 1} is newer`),
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bulk writes are checkpointed in a worker: data is in the database file at close", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/bulk.db`;
+  try {
+    const blobs = new SqliteBlobService(path);
+    const data = pattern(24 * 1024 * 1024 + 5, 4);
+    const w = await blobs.openWrite();
+    for (let o = 0; o < data.length; o += 1 << 20) await w.write(data.subarray(o, o + (1 << 20)));
+    const digest = await w.close();
+    // This connection no longer checkpoints; the worker does, while we go on.
+    const probe = openDatabase(path);
+    const auto = probe.db.prepare("PRAGMA wal_autocheckpoint").get() as Record<string, number>;
+    assert.equal(Object.values(auto)[0], 0);
+    await probe.release();
+    const deadline = Date.now() + 10_000;
+    while ((await Deno.stat(path)).size < 16 << 20) {
+      assert.ok(Date.now() < deadline, "the worker never checkpointed");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // A second writer while the checkpointer may still be busy.
+    const more = pattern(3 * 1024 * 1024, 5);
+    const w2 = await blobs.openWrite();
+    await w2.write(more);
+    await w2.close();
+    await blobs.close();
+    // The last connection is closed: the WAL is gone and every page is in the main file.
+    await assert.rejects(() => Deno.stat(`${path}-wal`), Deno.errors.NotFound);
+    assert.ok((await Deno.stat(path)).size > data.length + more.length);
+    const again = new SqliteBlobService(path);
+    try {
+      assert.deepEqual(await readBlob(again, digest), data);
+      assert.deepEqual(await readBlob(again, blake3(more)), more);
+    } finally {
+      await again.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

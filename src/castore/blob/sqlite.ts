@@ -238,6 +238,7 @@ export class SqliteBlobService implements BlobService {
           } catch (e) {
             throw storageError("writing blob chunk", e);
           }
+          this.#h.wroteBulk();
           return;
         }
         // Copy: callers may reuse their buffer once write() resolves.
@@ -246,6 +247,7 @@ export class SqliteBlobService implements BlobService {
         try {
           while (pendingLen >= CHUNK_SIZE) {
             this.#insertChunk.run(upload(), idx++, take(CHUNK_SIZE));
+            this.#h.wroteBulk();
           }
         } catch (e) {
           throw storageError("writing blob chunk", e);
@@ -350,7 +352,6 @@ export class SqliteBlobService implements BlobService {
   close(): Promise<void> {
     this.#pool?.close();
     this.#pool = null;
-    this.#h.release();
-    return Promise.resolve();
+    return this.#h.release();
   }
 }

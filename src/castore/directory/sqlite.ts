@@ -83,7 +83,6 @@ export class SqliteDirectoryService implements DirectoryService {
 
   /** The {@linkcode DirectoryService} method of the same name. */
   close(): Promise<void> {
-    this.#h.release();
-    return Promise.resolve();
+    return this.#h.release();
   }
 }

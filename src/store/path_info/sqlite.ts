@@ -101,7 +101,6 @@ export class SqlitePathInfoService implements PathInfoService {
 
   /** The {@linkcode PathInfoService} method of the same name. */
   close(): Promise<void> {
-    this.#h.release();
-    return Promise.resolve();
+    return this.#h.release();
   }
 }
