@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { createBLAKE3, type IHasher } from "hash-wasm";
+import { Blake3, blake3Hash } from "./blake3.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 /** Length in bytes of a BLAKE3 digest. */
@@ -104,15 +104,9 @@ export class B3Digest {
   }
 }
 
-// One hasher for synchronous one-shot digests (directories, small buffers). Safe because each
-// use runs init/update/digest without yielding to the event loop.
-const oneShot: IHasher = await createBLAKE3();
-
 /** BLAKE3 of a buffer, computed synchronously. */
 export function blake3(data: Uint8Array): B3Digest {
-  oneShot.init();
-  oneShot.update(data);
-  return B3Digest.fromBytes(oneShot.digest("binary"));
+  return B3Digest.fromBytes(blake3Hash(data));
 }
 
 /** An incremental BLAKE3 hasher (for streams). */
@@ -123,17 +117,16 @@ export interface Blake3Hasher {
   digest(): B3Digest;
 }
 
-// Building a wasm hasher costs ~70 µs, more than hashing a small file: finished hashers are kept
-// for reuse (bounded, so a burst of concurrent writers does not pin memory forever).
-const idle: IHasher[] = [];
+// Finished hashers (18 KiB each) are kept for reuse, bounded so that a burst of concurrent
+// writers does not pin memory forever.
+const idle: Blake3[] = [];
 const IDLE_MAX = 32;
 
 /** Creates an incremental BLAKE3 hasher. */
-export async function createBlake3Hasher(): Promise<Blake3Hasher> {
-  const h = idle.pop() ?? await createBLAKE3();
-  h.init();
+export function createBlake3Hasher(): Promise<Blake3Hasher> {
+  const h = idle.pop()?.reset() ?? new Blake3();
   let done = false;
-  return {
+  return Promise.resolve({
     update: (data) => {
       if (done) throw new Error("BLAKE3 hasher used after digest()");
       h.update(data);
@@ -141,9 +134,9 @@ export async function createBlake3Hasher(): Promise<Blake3Hasher> {
     digest: () => {
       if (done) throw new Error("BLAKE3 hasher used after digest()");
       done = true;
-      const d = B3Digest.fromBytes(h.digest("binary"));
+      const d = B3Digest.fromBytes(h.digest());
       if (idle.length < IDLE_MAX) idle.push(h);
       return d;
     },
-  };
+  });
 }
