@@ -247,3 +247,10 @@ Deno.test("blake3: returned digests are independent copies", () => {
   assert.equal(hex(a), hex(c));
   assert.equal(a.buffer.byteLength, 32);
 });
+
+Deno.test("the stored wasm module is the one blake3_gen.ts emits", async () => {
+  const { BLAKE3_WASM } = await import("../../src/castore/blake3_wasm.ts");
+  const { buildBlake3Wasm } = await import("../../src/castore/blake3_gen.ts");
+  const stored = Uint8Array.from(atob(BLAKE3_WASM), (c) => c.charCodeAt(0));
+  assert.deepEqual(stored, buildBlake3Wasm(), "stale: run deno task gen");
+});
