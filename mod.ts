@@ -34,11 +34,5 @@ if (import.meta.main) await runCli();
 export * from "./src/castore/import.ts";
 export * from "./src/store/path_info.ts";
 export * from "./src/store/path_info/memory.ts";
-export type {
-  NARInfo,
-  NARInfo_Signature,
-  PathInfo,
-} from "./src/gen/tvix/store/protos/pathinfo_pb.ts";
-export type { Message, UnknownField } from "@bufbuild/protobuf";
-export type { WireType } from "@bufbuild/protobuf/wire";
+export * from "./src/types.ts";
 export type { FileKind } from "./src/sys/libc.ts";

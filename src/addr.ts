@@ -21,13 +21,42 @@ import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
 // The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened: a
 // local import then starts ~50 ms sooner.
 
-/** A parsed service address. */
+/**
+ * A parsed service address, as {@linkcode parseAddr} returns it.
+ *
+ * @example
+ * ```ts
+ * import { parseAddr, type ServiceAddr } from "../mod.ts";
+ * function describe(addr: ServiceAddr): string {
+ *   switch (addr.kind) {
+ *     case "memory":
+ *       return "in this process";
+ *     case "sqlite":
+ *       return addr.path === ":memory:" ? "private SQLite database" : `SQLite file ${addr.path}`;
+ *     case "grpc":
+ *       return `daemon at ${addr.unixPath ?? addr.url}`;
+ *   }
+ * }
+ * describe(parseAddr("sqlite:///var/lib/nixcas.db")); // => "SQLite file /var/lib/nixcas.db"
+ * describe(parseAddr("grpc+unix:///run/nixcas.sock")); // => "daemon at /run/nixcas.sock"
+ * ```
+ */
 export type ServiceAddr =
   | { kind: "memory" }
   | { kind: "sqlite"; path: string } // ":memory:" for a private in-memory database
   | { kind: "grpc"; url: string; unixPath?: string };
 
-/** Thrown for an address that cannot be used; the message quotes it and says why. */
+/**
+ * Thrown for an address that cannot be used; the message quotes it and says why.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AddressError, parseAddr } from "../mod.ts";
+ * assert.throws(() => parseAddr("sqlite://store.db"), AddressError); // a host, not a path
+ * assert.throws(() => parseAddr("redis://localhost"), AddressError); // unknown scheme
+ * ```
+ */
 export class AddressError extends InvalidRequestError {
   /** Creates the error for `addr`. */
   constructor(addr: string, why: string) {
@@ -36,7 +65,26 @@ export class AddressError extends InvalidRequestError {
   }
 }
 
-/** Parses an address, rejecting unknown schemes, stray hosts, and relative paths. */
+/**
+ * Parses an address, rejecting unknown schemes, stray hosts, and relative paths. Throws
+ * {@linkcode AddressError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseAddr } from "../mod.ts";
+ * assert.deepEqual(parseAddr("memory://"), { kind: "memory" });
+ * assert.deepEqual(parseAddr("sqlite://"), { kind: "sqlite", path: ":memory:" });
+ * assert.deepEqual(parseAddr("sqlite:///var/lib/nixcas/store.db"), {
+ *   kind: "sqlite",
+ *   path: "/var/lib/nixcas/store.db",
+ * });
+ * assert.deepEqual(parseAddr("grpc+http://localhost:8000"), {
+ *   kind: "grpc",
+ *   url: "http://localhost:8000",
+ * });
+ * ```
+ */
 export function parseAddr(addr: string): ServiceAddr {
   let url: URL;
   try {
@@ -103,7 +151,18 @@ export function parseAddr(addr: string): ServiceAddr {
   }
 }
 
-/** The directory holding the default store: `$NIXCAS_DIR`, else `$XDG_DATA_HOME/nixcas`, else `~/.local/share/nixcas`. */
+/**
+ * The directory holding the default store: `$NIXCAS_DIR`, else `$XDG_DATA_HOME/nixcas`, else
+ * `~/.local/share/nixcas`. Throws {@linkcode InvalidRequestError} when none of these variables
+ * is set.
+ *
+ * @example
+ * ```ts
+ * import { nixcasDir } from "../mod.ts";
+ * const dir = nixcasDir(); // e.g. "/home/alice/.local/share/nixcas"
+ * console.log(`the default store is ${dir}/store.db`);
+ * ```
+ */
 export function nixcasDir(): string {
   const explicit = Deno.env.get("NIXCAS_DIR");
   if (explicit) return explicit;
@@ -114,7 +173,19 @@ export function nixcasDir(): string {
   return `${home}/.local/share/nixcas`;
 }
 
-/** The default address of all three services: the embedded store `sqlite://$NIXCAS_DIR/store.db`. */
+/**
+ * The default address of all three services: the embedded store `sqlite://$NIXCAS_DIR/store.db`
+ * (see {@linkcode nixcasDir}), with an absolute path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultStoreAddr, nixcasDir, parseAddr } from "../mod.ts";
+ * const addr = defaultStoreAddr(); // e.g. "sqlite:///home/alice/.local/share/nixcas/store.db"
+ * assert.equal(parseAddr(addr).kind, "sqlite");
+ * assert(addr.endsWith(`${nixcasDir()}/store.db`));
+ * ```
+ */
 export function defaultStoreAddr(): string {
   const dir = nixcasDir();
   const abs = dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`;
@@ -126,7 +197,19 @@ async function ensureParent(path: string): Promise<void> {
   if (dir) await Deno.mkdir(dir, { recursive: true });
 }
 
-/** Opens a BlobService by address. */
+/**
+ * Opens a BlobService by address (see {@linkcode parseAddr}). A `sqlite://` file and its
+ * parent directories are created when missing.
+ *
+ * @example
+ * ```ts
+ * import { openBlobService, putBlob, readBlob } from "../mod.ts";
+ * const blobs = await openBlobService("memory://");
+ * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
+ * console.log(new TextDecoder().decode(await readBlob(blobs, digest))); // "Hello, world!\n"
+ * await blobs.close();
+ * ```
+ */
 export async function openBlobService(addr: string): Promise<BlobService> {
   const a = parseAddr(addr);
   switch (a.kind) {
@@ -140,7 +223,26 @@ export async function openBlobService(addr: string): Promise<BlobService> {
   }
 }
 
-/** Opens a DirectoryService by address. */
+/**
+ * Opens a DirectoryService by address (see {@linkcode parseAddr}). A `sqlite://` file and its
+ * parent directories are created when missing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeDirectory, openDirectoryService } from "../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const addr = `sqlite://${dir}/store.db`;
+ * let directories = await openDirectoryService(addr);
+ * const digest = await directories.put(makeDirectory({}));
+ * await directories.close();
+ * // Still there after reopening:
+ * directories = await openDirectoryService(addr);
+ * assert.notEqual(await directories.get(digest), null);
+ * await directories.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function openDirectoryService(addr: string): Promise<DirectoryService> {
   const a = parseAddr(addr);
   switch (a.kind) {
@@ -157,6 +259,18 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
 /**
  * Opens a PathInfoService by address. Local backends calculate NARs from `blobs` and
  * `directories`; a remote daemon calculates them from its own.
+ *
+ * @example
+ * ```ts
+ * import { openBlobService, openDirectoryService, openPathInfoService } from "../mod.ts";
+ * const blobs = await openBlobService("sqlite://");
+ * const directories = await openDirectoryService("sqlite://");
+ * const pathInfos = await openPathInfoService("sqlite://", blobs, directories);
+ * for await (const info of pathInfos.list()) console.log(info); // a new store: nothing
+ * await pathInfos.close();
+ * await directories.close();
+ * await blobs.close();
+ * ```
  */
 export async function openPathInfoService(
   addr: string,
@@ -175,7 +289,18 @@ export async function openPathInfoService(
   }
 }
 
-/** The three services of one store, as {@linkcode openStore} returns them. */
+/**
+ * The three services of one store, as {@linkcode openStore} returns them.
+ *
+ * @example
+ * ```ts
+ * import { openStore, putBlob, type Store } from "../mod.ts";
+ * const store: Store = await openStore("memory://");
+ * const digest = await putBlob(store.blobs, new TextEncoder().encode("hi"));
+ * console.log(await store.blobs.has(digest)); // true
+ * await store.close();
+ * ```
+ */
 export interface Store {
   /** Blob service. */
   blobs: BlobService;
@@ -193,9 +318,14 @@ export interface Store {
  *
  * @example
  * ```ts
- * import { openStore } from "../mod.ts";
+ * import { importStorePath, openStore } from "../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
  * const store = await openStore("memory://");
+ * const { storePath } = await importStorePath(`${dir}/hello.txt`, store);
+ * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
  * await store.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function openStore(

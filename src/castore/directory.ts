@@ -6,27 +6,181 @@
  * @module
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import {
-  type Directory,
-  type DirectoryNode,
-  DirectorySchema,
-  type FileNode,
-  type Node,
-  NodeSchema,
-  type SymlinkNode,
-} from "../gen/tvix/castore/protos/castore_pb.ts";
+import { DirectorySchema, NodeSchema } from "../gen/tvix/castore/protos/castore_pb.ts";
+import type { Message } from "../types.ts";
 import { B3_LEN, type B3Digest, blake3, toBase64 } from "./digest.ts";
 import { InvalidRequestError } from "./errors.ts";
 
-export type { Directory, DirectoryNode, FileNode, Node, SymlinkNode };
+// The message types below have the shape protobuf-es generates for tvix/castore/protos/
+// castore.proto (src/gen/tvix/castore/protos/castore_pb.ts); they are declared here so that the
+// public API documents them. Values of either are accepted where the other is expected.
 
-/** One node of a directory, tagged by kind (the `node` oneof of the `Node` message). */
+/**
+ * A directory listing (`tvix.castore.v1.Directory`): three lists of nodes, each sorted by name,
+ * with no name in more than one list. Its digest is the BLAKE3 of its canonical encoding
+ * ({@linkcode directoryDigest}); {@linkcode validateDirectory} checks the rules.
+ *
+ * @example
+ * ```ts
+ * import { type Directory, makeDirectory, validateDirectory } from "../../mod.ts";
+ * const dir: Directory = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("latest"),
+ *     target: new TextEncoder().encode("v2"),
+ *   }],
+ * });
+ * validateDirectory(dir); // does not throw
+ * ```
+ */
+export type Directory = Message<"tvix.castore.v1.Directory"> & {
+  /** The subdirectories, sorted by name. */
+  directories: DirectoryNode[];
+  /** The regular files, sorted by name. */
+  files: FileNode[];
+  /** The symlinks, sorted by name. */
+  symlinks: SymlinkNode[];
+};
+
+/**
+ * A subdirectory in a {@linkcode Directory} (`tvix.castore.v1.DirectoryNode`): its name, the
+ * digest of its Directory message, and its size ({@linkcode directorySize}).
+ * {@linkcode directoryNodeFor} fills in digest and size.
+ *
+ * @example
+ * ```ts
+ * import { type DirectoryNode, directoryNodeFor, makeDirectory } from "../../mod.ts";
+ * const node: DirectoryNode = directoryNodeFor(new TextEncoder().encode("lib"), makeDirectory({}));
+ * console.log(node.digest.length, node.size); // 32 0
+ * ```
+ */
+export type DirectoryNode = Message<"tvix.castore.v1.DirectoryNode"> & {
+  /** The basename of the directory. */
+  name: Uint8Array;
+  /** The BLAKE3 of the child Directory message in canonical encoding (32 bytes). */
+  digest: Uint8Array;
+  /**
+   * The number of entries below the child, counted recursively: its files and symlinks, plus for
+   * each of its subdirectories one plus that directory's size.
+   */
+  size: number;
+};
+
+/**
+ * A regular file in a {@linkcode Directory} (`tvix.castore.v1.FileNode`): its name, the BLAKE3
+ * of its contents (the blob's digest), its size and whether it is executable.
+ *
+ * @example
+ * ```ts
+ * import { type FileNode, MemoryBlobService, putBlob } from "../../mod.ts";
+ * const contents = new TextEncoder().encode("#!/bin/sh\necho hi\n");
+ * const digest = await putBlob(new MemoryBlobService(), contents);
+ * const file: FileNode = {
+ *   $typeName: "tvix.castore.v1.FileNode",
+ *   name: new TextEncoder().encode("hello.sh"),
+ *   digest: digest.bytes,
+ *   size: contents.length,
+ *   executable: true,
+ * };
+ * ```
+ */
+export type FileNode = Message<"tvix.castore.v1.FileNode"> & {
+  /** The basename of the file. */
+  name: Uint8Array;
+  /** The BLAKE3 of the file contents (32 bytes). */
+  digest: Uint8Array;
+  /** The length of the file contents in bytes. */
+  size: number;
+  /** Whether the file is executable. */
+  executable: boolean;
+};
+
+/**
+ * A symbolic link in a {@linkcode Directory} (`tvix.castore.v1.SymlinkNode`): its name and
+ * its target, both raw bytes.
+ *
+ * @example
+ * ```ts
+ * import type { SymlinkNode } from "../../mod.ts";
+ * const link: SymlinkNode = {
+ *   $typeName: "tvix.castore.v1.SymlinkNode",
+ *   name: new TextEncoder().encode("sh"),
+ *   target: new TextEncoder().encode("bash"),
+ * };
+ * ```
+ */
+export type SymlinkNode = Message<"tvix.castore.v1.SymlinkNode"> & {
+  /** The basename of the symlink. */
+  name: Uint8Array;
+  /** The target of the symlink (not empty, no NUL byte). */
+  target: Uint8Array;
+};
+
+/**
+ * Any one node (`tvix.castore.v1.Node`), as found at the root of a PathInfo: a oneof of a
+ * {@linkcode DirectoryNode}, a {@linkcode FileNode} or a {@linkcode SymlinkNode}. Convert with
+ * {@linkcode toNodeMessage} and {@linkcode fromNodeMessage}.
+ *
+ * @example
+ * ```ts
+ * import { type Node, toNodeMessage } from "../../mod.ts";
+ * const node: Node = toNodeMessage({
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("result"),
+ *     target: new TextEncoder().encode("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   },
+ * });
+ * console.log(node.node.case); // "symlink"
+ * ```
+ */
+export type Node = Message<"tvix.castore.v1.Node"> & {
+  /** The node, tagged by kind; `case` is undefined when it is not set. */
+  node:
+    | { case: "directory"; value: DirectoryNode }
+    | { case: "file"; value: FileNode }
+    | { case: "symlink"; value: SymlinkNode }
+    | { case: undefined; value?: undefined };
+};
+
+/**
+ * One node of a directory, tagged by kind (the `node` oneof of the {@linkcode Node} message).
+ * {@linkcode directoryNodes} yields them; most functions of this library take one as a root.
+ *
+ * @example
+ * ```ts
+ * import { type AnyNode, nodeName } from "../../mod.ts";
+ * const node: AnyNode = {
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("bin"),
+ *     target: new TextEncoder().encode("sbin"),
+ *   },
+ * };
+ * console.log(new TextDecoder().decode(nodeName(node))); // "bin"
+ * ```
+ */
 export type AnyNode =
   | { case: "directory"; value: DirectoryNode }
   | { case: "file"; value: FileNode }
   | { case: "symlink"; value: SymlinkNode };
 
-/** Why a Directory is invalid; the same kinds as tvix's `ValidateDirectoryError`. */
+/**
+ * Why a Directory is invalid; the same kinds as tvix's `ValidateDirectoryError`. Found on
+ * {@linkcode ValidateDirectoryError.kind}.
+ *
+ * @example
+ * ```ts
+ * import { type DirectoryErrorKind, ValidateDirectoryError } from "../../mod.ts";
+ * function describe(kind: DirectoryErrorKind): string {
+ *   return kind === "InvalidDigestLen" ? "bad digest" : "bad name";
+ * }
+ * const err = new ValidateDirectoryError("DuplicateName", new TextEncoder().encode("bin"));
+ * console.log(describe(err.kind)); // "bad name"
+ * ```
+ */
 export type DirectoryErrorKind =
   | "InvalidName"
   | "WrongSorting"
@@ -35,7 +189,16 @@ export type DirectoryErrorKind =
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** A node name for messages: UTF-8 when it is, base64 otherwise. */
+/**
+ * A node name for messages: JSON-quoted UTF-8 when it is, base64 otherwise.
+ *
+ * @example
+ * ```ts
+ * import { displayName } from "../../mod.ts";
+ * displayName(new TextEncoder().encode("bin")); // => "\"bin\""
+ * displayName(new Uint8Array([0xff])); // => "base64:/w=="
+ * ```
+ */
 export function displayName(name: Uint8Array): string {
   try {
     return JSON.stringify(decoder.decode(name));
@@ -44,7 +207,28 @@ export function displayName(name: Uint8Array): string {
   }
 }
 
-/** A Directory failed validation. `kind` and `detail` say why (the name, or the bad length). */
+/**
+ * A Directory failed validation. `kind` and `detail` say why (the name, or the bad length).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeDirectory, validateDirectory, ValidateDirectoryError } from "../../mod.ts";
+ * const dir = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode(".."),
+ *     target: new TextEncoder().encode("/"),
+ *   }],
+ * });
+ * assert.throws(() => validateDirectory(dir), (e) => {
+ *   assert(e instanceof ValidateDirectoryError);
+ *   assert.equal(e.kind, "InvalidName");
+ *   assert.equal(e.message, 'invalid name ".."');
+ *   return true;
+ * });
+ * ```
+ */
 export class ValidateDirectoryError extends InvalidRequestError {
   /** The rule that was broken. */
   readonly kind: DirectoryErrorKind;
@@ -67,7 +251,17 @@ export class ValidateDirectoryError extends InvalidRequestError {
   }
 }
 
-/** Byte-wise comparison of two names (negative, zero, positive), the order castore uses. */
+/**
+ * Byte-wise comparison of two names (negative, zero, positive), the order castore uses.
+ *
+ * @example
+ * ```ts
+ * import { compareBytes } from "../../mod.ts";
+ * const names = ["b", "B", "a", "ab"].map((n) => new TextEncoder().encode(n));
+ * names.sort(compareBytes);
+ * console.log(names.map((n) => new TextDecoder().decode(n))); // ["B", "a", "ab", "b"]
+ * ```
+ */
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
@@ -76,7 +270,18 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** True when `name` is a valid node name: not empty, `.` or `..`, no `/` and no NUL. */
+/**
+ * True when `name` is a valid node name: not empty, `.` or `..`, no `/` and no NUL.
+ *
+ * @example
+ * ```ts
+ * import { isValidName } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * isValidName(enc.encode("hello.txt")); // => true
+ * isValidName(enc.encode("..")); // => false
+ * isValidName(enc.encode("a/b")); // => false
+ * ```
+ */
 export function isValidName(name: Uint8Array): boolean {
   if (name.length === 0) return false;
   if (name.length === 1 && name[0] === 0x2e) return false;
@@ -87,17 +292,62 @@ export function isValidName(name: Uint8Array): boolean {
 /**
  * The canonical encoding of a Directory: proto3, fields in number order, defaults omitted, no
  * unknown fields. Its BLAKE3 is the directory's digest.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeDirectory, encodeDirectory, makeDirectory } from "../../mod.ts";
+ * const dir = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("a"),
+ *     target: new TextEncoder().encode("b"),
+ *   }],
+ * });
+ * const bytes = encodeDirectory(dir);
+ * assert.deepEqual(decodeDirectory(bytes), dir);
+ * assert.deepEqual(encodeDirectory(makeDirectory({})), new Uint8Array()); // empty: no bytes
+ * ```
  */
 export function encodeDirectory(directory: Directory): Uint8Array {
   return toBinary(DirectorySchema, directory, { writeUnknownFields: false });
 }
 
-/** Decodes a Directory (does not validate). */
+/**
+ * Decodes a Directory (does not validate; see {@linkcode validateDirectory}). The bytes fields
+ * of the result are views into `bytes`.
+ *
+ * @example
+ * ```ts
+ * import { decodeDirectory, encodeDirectory, makeDirectory } from "../../mod.ts";
+ * const bytes = encodeDirectory(makeDirectory({
+ *   files: [{
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("empty"),
+ *     digest: new Uint8Array(32),
+ *     size: 0,
+ *     executable: false,
+ *   }],
+ * }));
+ * const dir = decodeDirectory(bytes);
+ * console.log(new TextDecoder().decode(dir.files[0].name)); // "empty"
+ * ```
+ */
 export function decodeDirectory(bytes: Uint8Array): Directory {
   return fromBinary(DirectorySchema, bytes, { readUnknownFields: false });
 }
 
-/** The BLAKE3 of the canonical encoding. */
+/**
+ * The BLAKE3 of the canonical encoding: the key of a directory in a DirectoryService.
+ *
+ * @example
+ * ```ts
+ * import { directoryDigest, makeDirectory } from "../../mod.ts";
+ * // The empty directory encodes to no bytes, so its digest is BLAKE3 of nothing.
+ * directoryDigest(makeDirectory({})).toHex();
+ * // => "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+ * ```
+ */
 export function directoryDigest(directory: Directory): B3Digest {
   return blake3(encodeDirectory(directory));
 }
@@ -105,6 +355,20 @@ export function directoryDigest(directory: Directory): B3Digest {
 /**
  * The size of a directory as castore defines it: the number of files and symlinks, plus for
  * each child directory one plus its own size.
+ *
+ * @example
+ * ```ts
+ * import { directoryNodeFor, directorySize, makeDirectory } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const link = (name: string) => ({
+ *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
+ *   name: enc.encode(name),
+ *   target: enc.encode("x"),
+ * });
+ * const lib = makeDirectory({ symlinks: [link("a"), link("b")] }); // size 2
+ * const root = makeDirectory({ directories: [directoryNodeFor(enc.encode("lib"), lib)] });
+ * directorySize(root); // => 3
+ * ```
  */
 export function directorySize(directory: Directory): number {
   let size = directory.files.length + directory.symlinks.length;
@@ -116,6 +380,23 @@ export function directorySize(directory: Directory): number {
  * Checks every rule of a Directory: valid names, 32-byte digests, each list sorted, no name
  * twice across the three lists. Throws {@linkcode ValidateDirectoryError} at the first problem,
  * in the order tvix checks (directories, then files, then symlinks).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeDirectory, validateDirectory, ValidateDirectoryError } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const link = (name: string) => ({
+ *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
+ *   name: enc.encode(name),
+ *   target: enc.encode("x"),
+ * });
+ * validateDirectory(makeDirectory({ symlinks: [link("a"), link("b")] })); // fine
+ * assert.throws(
+ *   () => validateDirectory(makeDirectory({ symlinks: [link("b"), link("a")] })),
+ *   ValidateDirectoryError, // "a" is not sorted
+ * );
+ * ```
  */
 export function validateDirectory(directory: Directory): void {
   const seen = new Set<string>();
@@ -156,6 +437,27 @@ export function validateDirectory(directory: Directory): void {
 /**
  * All nodes of a directory in name order, merging the three sorted lists (as tvix's
  * `Directory::nodes`). The lists must be sorted; {@linkcode validateDirectory} checks that.
+ *
+ * @example
+ * ```ts
+ * import { directoryNodeFor, directoryNodes, makeDirectory } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const link = (name: string, target: string) => ({
+ *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
+ *   name: enc.encode(name),
+ *   target: enc.encode(target),
+ * });
+ * const dir = makeDirectory({
+ *   directories: [directoryNodeFor(enc.encode("lib"), makeDirectory({}))],
+ *   symlinks: [link("bin", "x"), link("sbin", "bin")],
+ * });
+ * for (const node of directoryNodes(dir)) {
+ *   console.log(node.case, new TextDecoder().decode(node.value.name));
+ * }
+ * // symlink bin
+ * // directory lib
+ * // symlink sbin
+ * ```
  */
 export function* directoryNodes(directory: Directory): Generator<AnyNode> {
   const { directories: ds, files: fs, symlinks: ss } = directory;
@@ -173,22 +475,95 @@ export function* directoryNodes(directory: Directory): Generator<AnyNode> {
   }
 }
 
-/** The name of a node. */
+/**
+ * The name of a node.
+ *
+ * @example
+ * ```ts
+ * import { type AnyNode, nodeName } from "../../mod.ts";
+ * const node: AnyNode = {
+ *   case: "file",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("README"),
+ *     digest: new Uint8Array(32),
+ *     size: 0,
+ *     executable: false,
+ *   },
+ * };
+ * new TextDecoder().decode(nodeName(node)); // => "README"
+ * ```
+ */
 export function nodeName(node: AnyNode): Uint8Array {
   return node.value.name;
 }
 
-/** A copy of a node with another name. */
+/**
+ * A copy of a node with another name (the node itself is not changed).
+ *
+ * @example
+ * ```ts
+ * import { type AnyNode, renameNode } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const node: AnyNode = {
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: enc.encode("old"),
+ *     target: enc.encode("x"),
+ *   },
+ * };
+ * const renamed = renameNode(node, enc.encode("new"));
+ * new TextDecoder().decode(renamed.value.name); // => "new"
+ * new TextDecoder().decode(node.value.name); // => "old"
+ * ```
+ */
 export function renameNode(node: AnyNode, name: Uint8Array): AnyNode {
   return { case: node.case, value: { ...node.value, name } } as AnyNode;
 }
 
-/** Wraps a node in the `Node` message (for PathInfo and CalculateNAR). */
+/**
+ * Wraps a node in the `Node` message (for PathInfo and CalculateNAR).
+ *
+ * @example
+ * ```ts
+ * import { directoryNodeFor, makeDirectory, toNodeMessage } from "../../mod.ts";
+ * const root = directoryNodeFor(new TextEncoder().encode("out"), makeDirectory({}));
+ * const message = toNodeMessage({ case: "directory", value: root });
+ * console.log(message.$typeName, message.node.case); // "tvix.castore.v1.Node" "directory"
+ * ```
+ */
 export function toNodeMessage(node: AnyNode): Node {
   return create(NodeSchema, { node });
 }
 
-/** Unwraps a `Node` message; throws {@linkcode InvalidRequestError} when the oneof is unset. */
+/**
+ * Unwraps a `Node` message; throws {@linkcode InvalidRequestError} when the oneof is unset.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fromNodeMessage, InvalidRequestError, makePathInfo, StorePath } from "../../mod.ts";
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(),
+ *       target: new TextEncoder().encode("/nix/store/x"),
+ *     },
+ *   },
+ *   narSize: 120,
+ *   narSha256: new Uint8Array(32),
+ * });
+ * const root = fromNodeMessage(info.node);
+ * assert.equal(root.case, "symlink");
+ * const name = new TextDecoder().decode(root.value.name);
+ * assert.equal(name, "00bgd045z0d4icpbc2yyz4gx48ak44la-hello");
+ * assert.throws(() => fromNodeMessage(undefined), InvalidRequestError);
+ * ```
+ */
 export function fromNodeMessage(node: Node | undefined): AnyNode {
   if (!node || node.node.case === undefined) throw new InvalidRequestError("node is not set");
   return node.node as AnyNode;
@@ -196,7 +571,24 @@ export function fromNodeMessage(node: Node | undefined): AnyNode {
 
 /**
  * Validates a root node as found in a PathInfo or a CalculateNAR request: a valid name and, for
- * directories and files, a 32-byte digest.
+ * directories and files, a 32-byte digest. Throws {@linkcode ValidateDirectoryError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type AnyNode, validateNode, ValidateDirectoryError } from "../../mod.ts";
+ * const file: AnyNode = {
+ *   case: "file",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("hello"),
+ *     digest: new Uint8Array(20), // too short for BLAKE3
+ *     size: 5,
+ *     executable: false,
+ *   },
+ * };
+ * assert.throws(() => validateNode(file), ValidateDirectoryError);
+ * ```
  */
 export function validateNode(node: AnyNode): void {
   if (!isValidName(node.value.name)) {
@@ -207,14 +599,43 @@ export function validateNode(node: AnyNode): void {
   }
 }
 
-/** Creates a Directory from partial fields. */
+/**
+ * Creates a Directory from partial fields (missing lists are empty).
+ *
+ * @example
+ * ```ts
+ * import { makeDirectory } from "../../mod.ts";
+ * const dir = makeDirectory({
+ *   files: [{
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("empty"),
+ *     digest: new Uint8Array(32),
+ *     size: 0,
+ *     executable: false,
+ *   }],
+ * });
+ * console.log(dir.files.length, dir.directories.length); // 1 0
+ * ```
+ */
 export function makeDirectory(
   init: Partial<Pick<Directory, "directories" | "files" | "symlinks">>,
 ): Directory {
   return create(DirectorySchema, init);
 }
 
-/** A DirectoryNode pointing at `directory` under `name`, with its digest and size filled in. */
+/**
+ * A DirectoryNode pointing at `directory` under `name`, with its digest and size filled in.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { directoryDigest, directoryNodeFor, makeDirectory } from "../../mod.ts";
+ * const child = makeDirectory({});
+ * const node = directoryNodeFor(new TextEncoder().encode("empty"), child);
+ * assert.deepEqual(node.digest, directoryDigest(child).bytes);
+ * assert.equal(node.size, 0);
+ * ```
+ */
 export function directoryNodeFor(name: Uint8Array, directory: Directory): DirectoryNode {
   return {
     $typeName: "tvix.castore.v1.DirectoryNode",

@@ -5,7 +5,17 @@
  * @module
  */
 
-/** A request was malformed: bad digest length, invalid Directory, broken closure, ... */
+/**
+ * A request was malformed: bad digest length, invalid Directory, broken closure, ... The gRPC
+ * server answers it with INVALID_ARGUMENT.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { B3Digest, InvalidRequestError } from "../../mod.ts";
+ * assert.throws(() => B3Digest.fromBytes(new Uint8Array(20)), InvalidRequestError);
+ * ```
+ */
 export class InvalidRequestError extends Error {
   /** Creates the error with a message that names the culprit. */
   constructor(message: string, options?: ErrorOptions) {
@@ -14,7 +24,19 @@ export class InvalidRequestError extends Error {
   }
 }
 
-/** Something that must exist does not (a blob, a directory, a path info). */
+/**
+ * Something that must exist does not (a blob, a directory, a path info). The gRPC server answers
+ * it with NOT_FOUND.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3, MemoryBlobService, NotFoundError, readBlob } from "../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const missing = blake3(new TextEncoder().encode("never stored"));
+ * await assert.rejects(readBlob(blobs, missing), NotFoundError);
+ * ```
+ */
 export class NotFoundError extends Error {
   /** Creates the error with a message that names what is missing. */
   constructor(message: string, options?: ErrorOptions) {
@@ -23,7 +45,29 @@ export class NotFoundError extends Error {
   }
 }
 
-/** A backend failed: I/O, database, corrupt data, an inconsistent store. */
+/**
+ * A backend failed: I/O, database, corrupt data, an inconsistent store. The gRPC server answers
+ * it with INTERNAL.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   MemoryDirectoryService,
+ *   StorageError,
+ * } from "../../mod.ts";
+ * const directories = new MemoryDirectoryService();
+ * // A parent whose child was never stored: the closure is incomplete.
+ * const child = makeDirectory({});
+ * const parent = makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("child"), child)],
+ * });
+ * const root = await directories.put(parent);
+ * await assert.rejects(Array.fromAsync(directories.getRecursive(root)), StorageError);
+ * ```
+ */
 export class StorageError extends Error {
   /** Creates the error with a message that names the backend and the object. */
   constructor(message: string, options?: ErrorOptions) {
@@ -32,7 +76,22 @@ export class StorageError extends Error {
   }
 }
 
-/** A remote service could not be reached or the connection was lost. */
+/**
+ * A remote service could not be reached or the connection was lost. Worth retrying later, unlike
+ * the other errors.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3, openBlobService, UnavailableError } from "../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * // No daemon listens on this socket.
+ * const blobs = await openBlobService(`grpc+unix://${dir}/nixcas.sock`);
+ * await assert.rejects(blobs.has(blake3(new Uint8Array())), UnavailableError);
+ * await blobs.close();
+ * await Deno.remove(dir);
+ * ```
+ */
 export class UnavailableError extends Error {
   /** Creates the error with a message that names the address. */
   constructor(message: string, options?: ErrorOptions) {

@@ -32,7 +32,28 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI with `args` (default: `Deno.args`). */
+/**
+ * Runs the CLI with `args` (default: `Deno.args`): what `deno run -A mod.ts <args>` does.
+ * Output goes to stdout and stderr; a failing command exits the process with code 1.
+ *
+ * @example
+ * ```ts
+ * import { main } from "../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const store = `sqlite://${dir}/store.db`;
+ * const flags = [
+ *   "--blob-service-addr", store,
+ *   "--directory-service-addr", store,
+ *   "--path-info-service-addr", store,
+ * ];
+ * await main(["import", "--quiet", ...flags, `${dir}/hello.txt`]);
+ * // prints /nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt
+ * await main(["cat", ...flags, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"]);
+ * // prints Hello, world!
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export async function main(args: string[] = Deno.args): Promise<void> {
   await buildProgram().parseAsync(args, { from: "user" });
 }

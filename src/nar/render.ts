@@ -20,6 +20,40 @@ import { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
  * Throws {@linkcode NotFoundError} when a blob or directory is missing,
  * {@linkcode StorageError} when a blob's length differs from its node's size, and
  * {@linkcode InvalidRequestError} for a root node with a bad digest.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type AnyNode,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   NarWriter,
+ *   putBlob,
+ *   walkNar,
+ * } from "../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const contents = new TextEncoder().encode("Hello, world!\n");
+ * const root: AnyNode = {
+ *   case: "file",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("hello.txt"),
+ *     digest: (await putBlob(blobs, contents)).bytes,
+ *     size: contents.length,
+ *     executable: false,
+ *   },
+ * };
+ * let pending: Uint8Array[] = [];
+ * const writer = new NarWriter((bytes) => pending.push(bytes));
+ * let sent = 0;
+ * for await (const _ of walkNar(writer, root, blobs, new MemoryDirectoryService())) {
+ *   // Drain what the writer produced so far, e.g. to a socket.
+ *   for (const bytes of pending) sent += bytes.length;
+ *   pending = [];
+ * }
+ * for (const bytes of pending) sent += bytes.length; // finish() flushed the rest
+ * console.log(sent); // 128
+ * ```
  */
 export async function* walkNar(
   writer: NarWriter,
@@ -103,8 +137,30 @@ export async function* walkNar(
  * may keep it). Pulls data only as fast as the consumer reads.
  *
  * @example
- * ```ts ignore
- * for await (const bytes of renderNar(node, blobs, directories)) await out.write(bytes);
+ * ```ts
+ * import {
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   renderNar,
+ * } from "../../mod.ts";
+ * const directories = new MemoryDirectoryService();
+ * const dir = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("hosts"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   }],
+ * });
+ * await directories.put(dir);
+ * const node = { case: "directory", value: directoryNodeFor(new Uint8Array(), dir) } as const;
+ * const tmp = await Deno.makeTempDir();
+ * const file = await Deno.open(`${tmp}/out.nar`, { write: true, create: true });
+ * const nar = renderNar(node, new MemoryBlobService(), directories);
+ * await ReadableStream.from(nar).pipeTo(file.writable); // closes the file
+ * console.log((await Deno.stat(`${tmp}/out.nar`)).size); // 296
+ * await Deno.remove(tmp, { recursive: true });
  * ```
  */
 export async function* renderNar(
@@ -127,6 +183,30 @@ export async function* renderNar(
 /**
  * Writes the NAR of `root` to a synchronous sink (a hasher, a counter). With `reuseBuffer`
  * the sink must consume each array before returning. Returns the NAR size.
+ *
+ * @example
+ * ```ts
+ * import { createHash } from "node:crypto";
+ * import { type AnyNode, MemoryBlobService, MemoryDirectoryService, writeNar } from "../../mod.ts";
+ * const root: AnyNode = {
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("hosts"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   },
+ * };
+ * const sha256 = createHash("sha256");
+ * const size = await writeNar(
+ *   (bytes) => sha256.update(bytes),
+ *   root,
+ *   new MemoryBlobService(),
+ *   new MemoryDirectoryService(),
+ *   { reuseBuffer: true },
+ * );
+ * console.log(size, sha256.digest("hex"));
+ * // 128 "fdd8918e938e42eac4186842e30a5d8f0f6fa4f292afff46a30b90787be0e135"
+ * ```
  */
 export async function writeNar(
   sink: NarSink,

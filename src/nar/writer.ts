@@ -15,10 +15,41 @@ import { compareBytes, displayName, isValidName } from "../castore/directory.ts"
 import { InvalidRequestError } from "../castore/errors.ts";
 import { concat } from "../castore/blob/util.ts";
 
-/** Receives the NAR bytes in order. It must not modify the arrays it is given. */
+/**
+ * Receives the NAR bytes in order. It must not modify the arrays it is given.
+ *
+ * @example
+ * ```ts
+ * import { type NarSink, NarWriter } from "../../mod.ts";
+ * let size = 0;
+ * const countBytes: NarSink = (bytes) => {
+ *   size += bytes.length;
+ * };
+ * const nar = new NarWriter(countBytes);
+ * nar.symlink(new TextEncoder().encode("/etc/hosts"));
+ * nar.finish();
+ * console.log(size); // 128
+ * ```
+ */
 export type NarSink = (bytes: Uint8Array) => void;
 
-/** Options of {@linkcode NarWriter}. */
+/**
+ * Options of {@linkcode NarWriter}.
+ *
+ * @example
+ * ```ts
+ * import { createHash } from "node:crypto";
+ * import { NarWriter, type NarWriterOptions } from "../../mod.ts";
+ * const sha256 = createHash("sha256");
+ * // update() consumes each array before returning, so the buffer may be reused.
+ * const options: NarWriterOptions = { reuseBuffer: true };
+ * const nar = new NarWriter((bytes) => sha256.update(bytes), options);
+ * nar.file(false, new TextEncoder().encode("Hello, world!\n"));
+ * nar.finish();
+ * console.log(sha256.digest("hex"));
+ * // "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece"
+ * ```
+ */
 export interface NarWriterOptions {
   /**
    * When true, the writer reuses its internal buffer after handing it to the sink, so the sink
@@ -87,16 +118,22 @@ interface DirFrame {
  *
  * @example
  * ```ts
- * import { NarWriter } from "./writer.ts";
+ * import { concat, NarWriter } from "../../mod.ts";
+ * const enc = new TextEncoder();
  * const parts: Uint8Array[] = [];
  * const w = new NarWriter((b) => parts.push(b));
  * w.directoryStart();
- * w.entry(new TextEncoder().encode("hello"));
- * w.fileStart(false, 2);
- * w.fileChunk(new TextEncoder().encode("hi"));
+ * w.entry(enc.encode("hello.txt"));
+ * w.fileStart(false, 14);
+ * w.fileChunk(enc.encode("Hello, "));
+ * w.fileChunk(enc.encode("world!\n"));
  * w.fileEnd();
+ * w.entry(enc.encode("link"));
+ * w.symlink(enc.encode("hello.txt"));
  * w.directoryEnd();
  * w.finish();
+ * const nar = concat(parts);
+ * console.log(nar.length === w.bytesWritten); // true
  * ```
  */
 export class NarWriter {

@@ -7,18 +7,46 @@
  */
 import { InvalidRequestError } from "../castore/errors.ts";
 
-/** The 32 characters of Nix's base32, in digit order. */
+/**
+ * The 32 characters of Nix's base32, in digit order.
+ *
+ * @example
+ * ```ts
+ * import { NIXBASE32_ALPHABET } from "../../mod.ts";
+ * const isNixbase32 = (text: string) => [...text].every((c) => NIXBASE32_ALPHABET.includes(c));
+ * isNixbase32("00bgd045z0d4icpbc2yyz4gx48ak44la"); // => true
+ * isNixbase32("hello"); // => false (no "e" or "o")
+ * ```
+ */
 export const NIXBASE32_ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz";
 
 const DIGIT = new Int8Array(128).fill(-1);
 for (let i = 0; i < NIXBASE32_ALPHABET.length; i++) DIGIT[NIXBASE32_ALPHABET.charCodeAt(i)] = i;
 
-/** Number of characters the encoding of `n` bytes takes: ceil(8n / 5). */
+/**
+ * Number of characters the encoding of `n` bytes takes: ceil(8n / 5).
+ *
+ * @example
+ * ```ts
+ * import { encodedLength } from "../../mod.ts";
+ * encodedLength(20); // => 32 (a store path digest)
+ * encodedLength(32); // => 52 (a SHA-256)
+ * ```
+ */
 export function encodedLength(n: number): number {
   return Math.ceil((n * 8) / 5);
 }
 
-/** Number of bytes a valid encoding of `n` characters decodes to: floor(5n / 8). */
+/**
+ * Number of bytes a valid encoding of `n` characters decodes to: floor(5n / 8).
+ *
+ * @example
+ * ```ts
+ * import { decodedLength } from "../../mod.ts";
+ * decodedLength(32); // => 20
+ * decodedLength(52); // => 32
+ * ```
+ */
 export function decodedLength(n: number): number {
   return Math.floor((n * 5) / 8);
 }
@@ -29,8 +57,9 @@ export function decodedLength(n: number): number {
  *
  * @example
  * ```ts
- * import { encode } from "./nixbase32.ts";
- * encode(new Uint8Array(20)); // "00000000000000000000000000000000"
+ * import { encode } from "../../mod.ts";
+ * encode(new Uint8Array(20)); // => "00000000000000000000000000000000"
+ * encode(new Uint8Array([0xde, 0xad, 0xbe, 0xef])); // => "3pvxbfy"
  * ```
  */
 export function encode(bytes: Uint8Array): string {
@@ -47,7 +76,16 @@ export function encode(bytes: Uint8Array): string {
   return out;
 }
 
-/** A string is not valid Nix base32; the message names the text and the problem. */
+/**
+ * A string is not valid Nix base32; the message names the text and the problem.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decode, Nixbase32DecodeError } from "../../mod.ts";
+ * assert.throws(() => decode("3pvxbfe"), Nixbase32DecodeError); // "e" is not in the alphabet
+ * ```
+ */
 export class Nixbase32DecodeError extends InvalidRequestError {
   /** Creates the error for `text` with the reason. */
   constructor(text: string, reason: string) {
@@ -60,6 +98,15 @@ export class Nixbase32DecodeError extends InvalidRequestError {
  * Decodes Nix base32. Rejects characters outside the alphabet, lengths no byte count encodes to,
  * and set bits beyond the last byte (as Nix does), so every accepted string round-trips.
  * If `expectedBytes` is given, the decoded length must equal it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decode } from "../../mod.ts";
+ * assert.deepEqual(decode("3pvxbfy"), new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
+ * assert.equal(decode("00bgd045z0d4icpbc2yyz4gx48ak44la", 20).length, 20);
+ * assert.throws(() => decode("3pvxbfy", 20)); // 4 bytes, not 20
+ * ```
  */
 export function decode(text: string, expectedBytes?: number): Uint8Array {
   const outLen = decodedLength(text.length);

@@ -10,12 +10,35 @@ import { type AnyNode, displayName, renameNode, toNodeMessage } from "../castore
 import {
   NARInfo_SignatureSchema,
   NARInfoSchema,
-  type PathInfo,
   PathInfoSchema,
 } from "../gen/tvix/store/protos/pathinfo_pb.ts";
+import type { PathInfo } from "./path_info/service.ts";
 import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
 
-/** Why a PathInfo is invalid; the kinds of tvix's `ValidatePathInfoError`, plus NAR sha256. */
+/**
+ * Why a PathInfo is invalid; the kinds of tvix's `ValidatePathInfoError`, plus NAR sha256.
+ * Found on {@linkcode ValidatePathInfoError.kind}.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type PathInfo,
+ *   type PathInfoErrorKind,
+ *   validatePathInfo,
+ *   ValidatePathInfoError,
+ * } from "../../mod.ts";
+ * function problem(info: PathInfo): PathInfoErrorKind | null {
+ *   try {
+ *     validatePathInfo(info);
+ *     return null;
+ *   } catch (e) {
+ *     if (e instanceof ValidatePathInfoError) return e.kind;
+ *     throw e;
+ *   }
+ * }
+ * problem({ $typeName: "tvix.store.v1.PathInfo", references: [] }); // => "NoNodePresent"
+ * ```
+ */
 export type PathInfoErrorKind =
   | "InvalidReferenceDigestLen"
   | "NoNodePresent"
@@ -26,7 +49,34 @@ export type PathInfoErrorKind =
   | "InconsistentNarinfoReferenceNameDigest"
   | "InvalidNarSha256DigestLen";
 
-/** A PathInfo failed validation. `kind` says which rule; the message says what was found. */
+/**
+ * A PathInfo failed validation. `kind` says which rule; the message says what was found.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, StorePath, validatePathInfo, ValidatePathInfoError } from "../../mod.ts";
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(),
+ *       target: new TextEncoder().encode("/nix/store/x"),
+ *     },
+ *   },
+ *   narSize: 120,
+ *   narSha256: new Uint8Array(16), // should be 32 bytes
+ * });
+ * assert.throws(() => validatePathInfo(info), (e) => {
+ *   assert(e instanceof ValidatePathInfoError);
+ *   assert.equal(e.kind, "InvalidNarSha256DigestLen");
+ *   assert.equal(e.message, "invalid PathInfo: nar_sha256 is 16 bytes (want 32)");
+ *   return true;
+ * });
+ * ```
+ */
 export class ValidatePathInfoError extends InvalidRequestError {
   /** The rule that was broken. */
   readonly kind: PathInfoErrorKind;
@@ -49,6 +99,25 @@ export class ValidatePathInfoError extends InvalidRequestError {
  *    store path basename.
  *
  * Throws {@linkcode ValidatePathInfoError} at the first broken rule.
+ *
+ * @example
+ * ```ts
+ * import { makePathInfo, StorePath, validatePathInfo } from "../../mod.ts";
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(),
+ *       target: new TextEncoder().encode("/nix/store/x"),
+ *     },
+ *   },
+ *   narSize: 120,
+ *   narSha256: new Uint8Array(32),
+ * });
+ * console.log(validatePathInfo(info).name); // "hello"
+ * ```
  */
 export function validatePathInfo(info: PathInfo): StorePath {
   info.references.forEach((ref, i) => {
@@ -118,7 +187,29 @@ export function validatePathInfo(info: PathInfo): StorePath {
   }
 }
 
-/** What {@linkcode makePathInfo} needs. */
+/**
+ * What {@linkcode makePathInfo} needs.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   makePathInfo,
+ *   type PathInfoInit,
+ *   StorePath,
+ * } from "../../mod.ts";
+ * const init: PathInfoInit = {
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-empty"),
+ *   node: { case: "directory", value: directoryNodeFor(new Uint8Array(), makeDirectory({})) },
+ *   narSize: 96,
+ *   narSha256: new Uint8Array(32),
+ *   references: [StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-glibc")],
+ * };
+ * const info = makePathInfo(init);
+ * console.log(info.narinfo?.referenceNames); // ["00bgd045z0d4icpbc2yyz4gx48ak44la-glibc"]
+ * ```
+ */
 export interface PathInfoInit {
   /** The store path this PathInfo describes; the root node is renamed to its basename. */
   storePath: StorePath;
@@ -143,7 +234,14 @@ export interface PathInfoInit {
  * import { makePathInfo, StorePath } from "../../mod.ts";
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
- *   node: { case: "symlink", value: { $typeName: "tvix.castore.v1.SymlinkNode", name: new Uint8Array(), target: new TextEncoder().encode("/nix/store/x") } },
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(), // renamed to the store path basename
+ *       target: new TextEncoder().encode("/nix/store/x"),
+ *     },
+ *   },
  *   narSize: 120,
  *   narSha256: new Uint8Array(32),
  * });

@@ -9,18 +9,83 @@ import { toHex } from "../castore/digest.ts";
 import { InvalidRequestError } from "../castore/errors.ts";
 import * as nixbase32 from "./nixbase32.ts";
 
-/** Length in bytes of a store path digest. */
+/**
+ * Length in bytes of a store path digest.
+ *
+ * @example
+ * ```ts
+ * import { STORE_PATH_DIGEST_LEN, StorePath } from "../../mod.ts";
+ * const p = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
+ * console.log(p.digest.length === STORE_PATH_DIGEST_LEN); // true
+ * ```
+ */
 export const STORE_PATH_DIGEST_LEN = 20;
-/** Length of the nixbase32 encoding of the digest (32 characters). */
+/**
+ * Length of the nixbase32 encoding of the digest (32 characters).
+ *
+ * @example
+ * ```ts
+ * import { ENCODED_DIGEST_LEN } from "../../mod.ts";
+ * const basename = "00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60";
+ * basename.slice(ENCODED_DIGEST_LEN + 1); // => "net-tools-1.60"
+ * ```
+ */
 export const ENCODED_DIGEST_LEN = 32;
-/** The store directory, without trailing slash. */
+/**
+ * The store directory, without trailing slash.
+ *
+ * @example
+ * ```ts
+ * import { STORE_DIR } from "../../mod.ts";
+ * console.log(`${STORE_DIR}/00bgd045z0d4icpbc2yyz4gx48ak44la-hello`);
+ * // "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello"
+ * ```
+ */
 export const STORE_DIR = "/nix/store";
-/** The store directory with its trailing slash, the prefix of every absolute store path. */
+/**
+ * The store directory with its trailing slash, the prefix of every absolute store path.
+ *
+ * @example
+ * ```ts
+ * import { STORE_DIR_WITH_SLASH } from "../../mod.ts";
+ * const path = "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello/bin/hello";
+ * console.log(path.startsWith(STORE_DIR_WITH_SLASH)); // true
+ * ```
+ */
 export const STORE_DIR_WITH_SLASH = "/nix/store/";
-/** Longest name Nix accepts, in bytes. */
+/**
+ * Longest name Nix accepts, in bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MAX_NAME_LEN, StorePathError, validateName } from "../../mod.ts";
+ * validateName("a".repeat(MAX_NAME_LEN)); // fine
+ * assert.throws(() => validateName("a".repeat(MAX_NAME_LEN + 1)), StorePathError);
+ * ```
+ */
 export const MAX_NAME_LEN = 211;
 
-/** Why a text is not a store path; the same kinds as nix-compat's `store_path::Error`. */
+/**
+ * Why a text is not a store path; the same kinds as nix-compat's `store_path::Error`. Found on
+ * {@linkcode StorePathError.kind}.
+ *
+ * @example
+ * ```ts
+ * import { StorePath, StorePathError, type StorePathErrorKind } from "../../mod.ts";
+ * function whyInvalid(text: string): StorePathErrorKind | null {
+ *   try {
+ *     StorePath.parseAbsolute(text);
+ *     return null;
+ *   } catch (e) {
+ *     if (e instanceof StorePathError) return e.kind;
+ *     throw e;
+ *   }
+ * }
+ * whyInvalid("/usr/bin/hello"); // => "MissingStoreDir"
+ * whyInvalid("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la_hello"); // => "MissingDash"
+ * ```
+ */
 export type StorePathErrorKind =
   | "InvalidLength"
   | "InvalidHashEncoding"
@@ -28,7 +93,21 @@ export type StorePathErrorKind =
   | "InvalidName"
   | "MissingStoreDir";
 
-/** A text is not a valid store path (or name). `text` is the whole text at fault. */
+/**
+ * A text is not a valid store path (or name). `text` is the whole text at fault.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StorePath, StorePathError } from "../../mod.ts";
+ * assert.throws(() => StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello world"), (e) => {
+ *   assert(e instanceof StorePathError);
+ *   assert.equal(e.kind, "InvalidName");
+ *   assert.equal(e.text, "00bgd045z0d4icpbc2yyz4gx48ak44la-hello world");
+ *   return true;
+ * });
+ * ```
+ */
 export class StorePathError extends InvalidRequestError {
   /** The rule that was broken. */
   readonly kind: StorePathErrorKind;
@@ -56,6 +135,15 @@ function isNameChar(c: number): boolean {
  * Checks a store path name: 1 to 211 characters of `[A-Za-z0-9+\-._?=]`. A leading `.` is
  * allowed, as in Nix 2.8 (the oracle this project is checked against). `context` is the text
  * named in the error (defaults to the name). Throws {@linkcode StorePathError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StorePathError, validateName } from "../../mod.ts";
+ * validateName("hello-2.12.1"); // fine
+ * assert.throws(() => validateName("hello world"), StorePathError); // no spaces
+ * assert.throws(() => validateName(""), StorePathError);
+ * ```
  */
 export function validateName(name: string, context: string = name): void {
   if (name.length === 0) throw new StorePathError("InvalidLength", context, "empty name");
@@ -83,9 +171,12 @@ export function validateName(name: string, context: string = name): void {
  *
  * @example
  * ```ts
- * import { StorePath } from "./store_path.ts";
+ * import assert from "node:assert/strict";
+ * import { StorePath } from "../../mod.ts";
  * const p = StorePath.parseAbsolute("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
- * p.name; // "net-tools-1.60"
+ * assert.equal(p.name, "net-tools-1.60");
+ * assert.equal(p.toString(), "00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
+ * assert.equal(p.absolute, "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
  * ```
  */
 export class StorePath {
@@ -179,6 +270,17 @@ export class StorePath {
  * `/nix/store/<basename>/bin/arp`. Returns the store path and the sub path's components
  * (empty for the store path itself; empty components from `//` or a trailing `/` are dropped;
  * `.` and `..` are rejected so the sub path cannot leave the store path).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseStorePathWithSubpath } from "../../mod.ts";
+ * const { storePath, subpath } = parseStorePathWithSubpath(
+ *   "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60/bin/arp",
+ * );
+ * assert.equal(storePath.name, "net-tools-1.60");
+ * assert.deepEqual(subpath, ["bin", "arp"]);
+ * ```
  */
 export function parseStorePathWithSubpath(
   path: string,
@@ -206,6 +308,14 @@ export function parseStorePathWithSubpath(
 
 /**
  * Folds a hash to `size` bytes by XOR (`out[i % size] ^= hash[i]`), as Nix's `compressHash`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { compressHash } from "../../mod.ts";
+ * const folded = compressHash(new Uint8Array([1, 2, 3, 4, 5, 6]), 4);
+ * assert.deepEqual(folded, new Uint8Array([1 ^ 5, 2 ^ 6, 3, 4]));
+ * ```
  */
 export function compressHash(hash: Uint8Array, size: number): Uint8Array {
   const out = new Uint8Array(size);
@@ -217,6 +327,19 @@ export function compressHash(hash: Uint8Array, size: number): Uint8Array {
  * The store path `nix-store --add` gives a tree with no references: the fingerprint
  * `source:sha256:<hex nar sha256>:/nix/store:<name>` hashed with SHA-256, folded to 20 bytes.
  * Throws when `narSha256` is not 32 bytes or the name is invalid.
+ *
+ * @example
+ * ```ts
+ * import { createHash } from "node:crypto";
+ * import { NarWriter, sourceStorePath } from "../../mod.ts";
+ * // The NAR of a file containing "Hello, world!\n", and its SHA-256:
+ * const sha256 = createHash("sha256");
+ * const nar = new NarWriter((bytes) => sha256.update(bytes));
+ * nar.file(false, new TextEncoder().encode("Hello, world!\n"));
+ * nar.finish();
+ * const storePath = sourceStorePath("hello.txt", sha256.digest());
+ * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
+ * ```
  */
 export function sourceStorePath(name: string, narSha256: Uint8Array): StorePath {
   if (narSha256.length !== 32) {

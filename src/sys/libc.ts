@@ -58,7 +58,35 @@ export const S_IFCHR = 0o020000;
 /** FIFO (named pipe). */
 export const S_IFIFO = 0o010000;
 
-/** What a `st_mode` says an inode is. */
+/**
+ * What a `st_mode` says an inode is. {@linkcode UnsupportedFileTypeError.kind} names the kind
+ * of an inode an import refused.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type FileKind,
+ *   importStorePath,
+ *   openStore,
+ *   UnsupportedFileTypeError,
+ * } from "../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const listener = Deno.listen({ transport: "unix", path: `${dir}/control.sock` });
+ * const store = await openStore("memory://");
+ * let kind: FileKind | undefined;
+ * try {
+ *   await importStorePath(dir, store);
+ * } catch (e) {
+ *   if (!(e instanceof UnsupportedFileTypeError)) throw e;
+ *   kind = e.kind;
+ * }
+ * assert.equal(kind, "socket"); // Nix stores no sockets
+ * listener.close();
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export type FileKind =
   | "file"
   | "directory"

@@ -17,6 +17,28 @@ import { InvalidRequestError } from "../errors.ts";
 /**
  * Checks directories as they arrive leaves first: each is valid, and each child it refers to
  * was added before, with the size that child really has. The last one added is the root.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   ClosureValidator,
+ *   directoryNodeFor,
+ *   InvalidRequestError,
+ *   makeDirectory,
+ * } from "../../../mod.ts";
+ * const leaf = makeDirectory({});
+ * const root = makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("lib"), leaf)],
+ * });
+ * const ok = new ClosureValidator();
+ * ok.add(leaf);
+ * const digest = ok.add(root);
+ * assert(ok.root().equals(digest));
+ * assert.equal(ok.count, 2);
+ * // The root before its child is refused:
+ * assert.throws(() => new ClosureValidator().add(root), InvalidRequestError);
+ * ```
  */
 export class ClosureValidator {
   #sizes = new Map<string, number>();

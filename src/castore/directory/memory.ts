@@ -16,7 +16,25 @@ import { ClosureValidator } from "./closure.ts";
 import type { DirectoryPutter, DirectoryService } from "./service.ts";
 import { traverseDirectories } from "./traverse.ts";
 
-/** Directories in a Map, lost when the process ends (`memory://`). */
+/**
+ * Directories in a Map, lost when the process ends (`memory://`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeDirectory, MemoryDirectoryService } from "../../../mod.ts";
+ * const directories = new MemoryDirectoryService();
+ * const dir = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("result"),
+ *     target: new TextEncoder().encode("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   }],
+ * });
+ * const digest = await directories.put(dir);
+ * assert.deepEqual(await directories.get(digest), dir);
+ * ```
+ */
 export class MemoryDirectoryService implements DirectoryService {
   // Stored encoded, so callers cannot mutate what the store holds.
   #dirs = new Map<string, Uint8Array>();
@@ -59,6 +77,30 @@ export class MemoryDirectoryService implements DirectoryService {
 /**
  * A putter that validates the closure as directories arrive and hands all of them to `commit`
  * at close, so a rejected closure stores nothing. Directories are small; a closure fits memory.
+ * Backends use it to implement {@linkcode DirectoryService.putMultipleStart}.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type B3Digest,
+ *   BufferedPutter,
+ *   directoryNodeFor,
+ *   makeDirectory,
+ * } from "../../../mod.ts";
+ * const stored = new Map<string, Uint8Array>();
+ * const putter = new BufferedPutter((dirs: [B3Digest, Uint8Array][]) => {
+ *   for (const [digest, encoded] of dirs) stored.set(digest.key, encoded);
+ *   return Promise.resolve();
+ * });
+ * const leaf = makeDirectory({});
+ * await putter.put(leaf);
+ * await putter.put(makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("empty"), leaf)],
+ * }));
+ * console.log(stored.size); // 0: nothing is committed before close
+ * const root = await putter.close();
+ * console.log(stored.size, stored.has(root.key)); // 2 true
+ * ```
  */
 export class BufferedPutter implements DirectoryPutter {
   #validator = new ClosureValidator();
@@ -71,7 +113,7 @@ export class BufferedPutter implements DirectoryPutter {
     this.#commit = commit;
   }
 
-  /** The {@linkcode DirectoryService} method of the same name. */
+  /** The {@linkcode DirectoryPutter} method of the same name. */
   // deno-lint-ignore require-await
   async put(directory: Directory): Promise<void> {
     if (this.#root) throw new InvalidRequestError("directory putter is closed");
@@ -79,7 +121,7 @@ export class BufferedPutter implements DirectoryPutter {
     this.#pending.push([digest, encodeDirectory(directory)]);
   }
 
-  /** The {@linkcode DirectoryService} method of the same name. */
+  /** The {@linkcode DirectoryPutter} method of the same name. */
   close(): Promise<B3Digest> {
     this.#root ??= (async () => {
       const root = this.#validator.root();

@@ -7,7 +7,33 @@
 import type { B3Digest } from "../digest.ts";
 import type { Directory } from "../directory.ts";
 
-/** Stores Directory messages. Backends: memory, SQLite, gRPC. */
+/**
+ * Stores Directory messages, keyed by their digest. Backends: memory
+ * ({@linkcode MemoryDirectoryService}), SQLite ({@linkcode SqliteDirectoryService}), gRPC;
+ * {@linkcode openDirectoryService} opens one by address.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   directoryNodeFor,
+ *   type DirectoryService,
+ *   makeDirectory,
+ *   MemoryDirectoryService,
+ * } from "../../../mod.ts";
+ * const directories: DirectoryService = new MemoryDirectoryService();
+ * const child = makeDirectory({});
+ * const root = makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("share"), child)],
+ * });
+ * await directories.put(child);
+ * const digest = await directories.put(root);
+ * assert.deepEqual(await directories.get(digest), root);
+ * // The root, then everything below it:
+ * assert.equal((await Array.fromAsync(directories.getRecursive(digest))).length, 2);
+ * await directories.close();
+ * ```
+ */
 export interface DirectoryService {
   /** The directory with this digest, or null when absent. */
   get(digest: B3Digest): Promise<Directory | null>;
@@ -31,6 +57,28 @@ export interface DirectoryService {
  * Puts a closure of directories, leaves first. Every child a directory refers to must have been
  * put earlier in the same putter, with a matching size. Nothing is guaranteed to be stored until
  * {@linkcode DirectoryPutter.close} resolves with the root digest (the last directory put).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   directoryDigest,
+ *   directoryNodeFor,
+ *   type DirectoryPutter,
+ *   makeDirectory,
+ *   MemoryDirectoryService,
+ * } from "../../../mod.ts";
+ * const directories = new MemoryDirectoryService();
+ * const leaf = makeDirectory({});
+ * const root = makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("lib"), leaf)],
+ * });
+ * const putter: DirectoryPutter = directories.putMultipleStart();
+ * await putter.put(leaf); // leaves first
+ * await putter.put(root); // the root last
+ * const digest = await putter.close();
+ * assert(digest.equals(directoryDigest(root)));
+ * ```
  */
 export interface DirectoryPutter {
   /** Adds the next directory; may throw at once for invalid input or later from close(). */

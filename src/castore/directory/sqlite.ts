@@ -17,7 +17,23 @@ import { BufferedPutter } from "./memory.ts";
 import type { DirectoryPutter, DirectoryService } from "./service.ts";
 import { traverseDirectories } from "./traverse.ts";
 
-/** Directories in SQLite (`sqlite:///abs/path.db`). A closure is stored in one transaction. */
+/**
+ * Directories in SQLite (`sqlite:///abs/path.db`). A closure is stored in one transaction.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeDirectory, SqliteDirectoryService } from "../../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * let directories = new SqliteDirectoryService(`${dir}/store.db`);
+ * const digest = await directories.put(makeDirectory({}));
+ * await directories.close();
+ * directories = new SqliteDirectoryService(`${dir}/store.db`);
+ * assert.deepEqual(await directories.get(digest), makeDirectory({}));
+ * await directories.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export class SqliteDirectoryService implements DirectoryService {
   #h: SqliteHandle;
   #get: StatementSync;

@@ -18,7 +18,35 @@ import type { DirectoryService } from "./service.ts";
 /**
  * Breadth-first from `root`, each directory once (a digest reached twice is sent once), each
  * validated. Throws {@linkcode StorageError} naming the digest
- * when one is missing or invalid: the store is inconsistent.
+ * when one is missing or invalid: the store is inconsistent. `get` fetches one directory; this
+ * is how the local backends implement {@linkcode DirectoryService.getRecursive}.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type B3Digest,
+ *   type Directory,
+ *   directoryDigest,
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   traverseDirectories,
+ * } from "../../../mod.ts";
+ * const enc = new TextEncoder();
+ * const empty = makeDirectory({});
+ * // Two names for the same (empty) directory: it is visited once.
+ * const root = makeDirectory({
+ *   directories: [
+ *     directoryNodeFor(enc.encode("a"), empty),
+ *     directoryNodeFor(enc.encode("b"), empty),
+ *   ],
+ * });
+ * const byKey = new Map<string, Directory>();
+ * for (const d of [empty, root]) byKey.set(directoryDigest(d).key, d);
+ * const get = (digest: B3Digest) => Promise.resolve(byKey.get(digest.key) ?? null);
+ * let count = 0;
+ * for await (const _ of traverseDirectories(get, directoryDigest(root))) count++;
+ * console.log(count); // 2
+ * ```
  */
 export async function* traverseDirectories(
   get: (digest: B3Digest) => Promise<Directory | null>,
@@ -51,6 +79,34 @@ export async function* traverseDirectories(
  * Follows `path` (components separated by `/`, raw bytes) from `root` and returns the node
  * there, or null when a component does not exist. An empty path returns `root`. Throws
  * {@linkcode StorageError} when a directory on the way is missing from the service.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type AnyNode,
+ *   descendTo,
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   MemoryDirectoryService,
+ * } from "../../../mod.ts";
+ * const enc = new TextEncoder();
+ * const directories = new MemoryDirectoryService();
+ * const bin = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: enc.encode("sh"),
+ *     target: enc.encode("bash"),
+ *   }],
+ * });
+ * const root = makeDirectory({ directories: [directoryNodeFor(enc.encode("bin"), bin)] });
+ * await directories.put(bin);
+ * await directories.put(root);
+ * const out: AnyNode = { case: "directory", value: directoryNodeFor(enc.encode("out"), root) };
+ * const sh = await descendTo(directories, out, "bin/sh");
+ * assert.equal(sh?.case, "symlink");
+ * assert.equal(await descendTo(directories, out, "bin/ls"), null);
+ * ```
  */
 export async function descendTo(
   directories: DirectoryService,
@@ -76,7 +132,24 @@ export async function descendTo(
   return node;
 }
 
-/** Finds the node called `name` in a directory. */
+/**
+ * Finds the node called `name` in a directory, or null when there is none.
+ *
+ * @example
+ * ```ts
+ * import { findNode, makeDirectory } from "../../../mod.ts";
+ * const enc = new TextEncoder();
+ * const dir = makeDirectory({
+ *   symlinks: [{
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: enc.encode("sh"),
+ *     target: enc.encode("bash"),
+ *   }],
+ * });
+ * findNode(dir, enc.encode("sh"))?.case; // => "symlink"
+ * findNode(dir, enc.encode("ls")); // => null
+ * ```
+ */
 export function findNode(dir: Directory, name: Uint8Array): AnyNode | null {
   for (const n of directoryNodes(dir)) {
     if (bytesEqual(n.value.name, name)) return n;

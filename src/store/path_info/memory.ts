@@ -10,11 +10,11 @@ import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory
 import { NodeSchema } from "../../gen/tvix/castore/protos/castore_pb.ts";
 import type { DirectoryService } from "../../castore/directory/service.ts";
 import { InvalidRequestError } from "../../castore/errors.ts";
-import { type PathInfo, PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
+import { PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
 import { calculateNar } from "../../nar/hash.ts";
 import { validatePathInfo } from "../path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
-import type { NarCalculation, PathInfoService } from "./service.ts";
+import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
 
 // fromBinary returns bytes fields as views into its input: decode a copy, so callers that
 // modify a returned message cannot modify the stored one.
@@ -28,6 +28,38 @@ const NAR_CACHE_MAX = 10_000;
 /**
  * Path infos in a Map, lost when the process ends (`memory://`). `calculateNar` renders from the
  * given blob and directory services and caches results by the root node.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type AnyNode,
+ *   makePathInfo,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ *   putBlob,
+ *   sourceStorePath,
+ * } from "../../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const pathInfos = new MemoryPathInfoService(blobs, new MemoryDirectoryService());
+ * const contents = new TextEncoder().encode("Hello, world!\n");
+ * const node: AnyNode = {
+ *   case: "file",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("hello.txt"),
+ *     digest: (await putBlob(blobs, contents)).bytes,
+ *     size: contents.length,
+ *     executable: false,
+ *   },
+ * };
+ * const { narSize, narSha256 } = await pathInfos.calculateNar(node);
+ * const storePath = sourceStorePath("hello.txt", narSha256);
+ * assert.equal(storePath.absolute, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt");
+ * await pathInfos.put(makePathInfo({ storePath, node, narSize, narSha256 }));
+ * assert.equal((await Array.fromAsync(pathInfos.list())).length, 1);
+ * ```
  */
 export class MemoryPathInfoService implements PathInfoService {
   // Stored encoded, so callers cannot mutate what the store holds.

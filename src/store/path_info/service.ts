@@ -4,12 +4,132 @@
  *
  * @module
  */
-import type { AnyNode } from "../../castore/directory.ts";
-import type { PathInfo } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
+import type { AnyNode, Node } from "../../castore/directory.ts";
+import type { Message } from "../../types.ts";
 
-export type { PathInfo };
+// The message types below have the shape protobuf-es generates for tvix/store/protos/
+// pathinfo.proto (src/gen/tvix/store/protos/pathinfo_pb.ts); they are declared here so that the
+// public API documents them. Values of either are accepted where the other is expected.
 
-/** Size and SHA-256 of the NAR serialisation of a node. */
+/**
+ * Metadata of one store path (`tvix.store.v1.PathInfo`): the castore root node, named by the
+ * store path's basename, the references, and what a Nix .narinfo needs. Build one with
+ * {@linkcode makePathInfo}; {@linkcode validatePathInfo} checks it.
+ *
+ * @example
+ * ```ts
+ * import { makePathInfo, type PathInfo, StorePath } from "../../../mod.ts";
+ * const info: PathInfo = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(),
+ *       target: new TextEncoder().encode("/nix/store/x"),
+ *     },
+ *   },
+ *   narSize: 120,
+ *   narSha256: new Uint8Array(32),
+ * });
+ * console.log(info.narinfo?.narSize, info.references.length); // 120n 0
+ * ```
+ */
+export type PathInfo = Message<"tvix.store.v1.PathInfo"> & {
+  /** The root node; its name is the store path basename. */
+  node?: Node | undefined;
+  /** 20-byte digests of referenced store paths (decoded, not nixbase32 text). */
+  references: Uint8Array[];
+  /** The NAR size and hash, reference names and signatures. */
+  narinfo?: NARInfo | undefined;
+};
+
+/**
+ * What a Nix .narinfo needs beyond the castore data (`tvix.store.v1.NARInfo`), found on
+ * {@linkcode PathInfo.narinfo}.
+ *
+ * @example
+ * ```ts
+ * import { makePathInfo, type NARInfo, StorePath } from "../../../mod.ts";
+ * const dep = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-glibc");
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(),
+ *       target: new TextEncoder().encode(dep.absolute),
+ *     },
+ *   },
+ *   narSize: 160,
+ *   narSha256: new Uint8Array(32),
+ *   references: [dep],
+ * });
+ * const narinfo: NARInfo = info.narinfo!;
+ * console.log(narinfo.referenceNames); // ["00bgd045z0d4icpbc2yyz4gx48ak44la-glibc"]
+ * ```
+ */
+export type NARInfo = Message<"tvix.store.v1.NARInfo"> & {
+  /** Length of the NAR serialisation in bytes. */
+  narSize: bigint;
+  /** SHA-256 of the NAR serialisation (32 bytes). */
+  narSha256: Uint8Array;
+  /** Signatures over the narinfo fingerprint. */
+  signatures: NARInfo_Signature[];
+  /** Basenames of the references, in the order of {@linkcode PathInfo.references}. */
+  referenceNames: string[];
+};
+
+/**
+ * A signature over the narinfo fingerprint (`tvix.store.v1.NARInfo.Signature`), e.g. by a
+ * binary cache key.
+ *
+ * @example
+ * ```ts
+ * import type { NARInfo_Signature } from "../../../mod.ts";
+ * const signature: NARInfo_Signature = {
+ *   $typeName: "tvix.store.v1.NARInfo.Signature",
+ *   name: "cache.nixos.org-1",
+ *   data: new Uint8Array(64), // the ed25519 signature bytes
+ * };
+ * ```
+ */
+export type NARInfo_Signature = Message<"tvix.store.v1.NARInfo.Signature"> & {
+  /** Name of the key, e.g. `cache.nixos.org-1`. */
+  name: string;
+  /** The ed25519 signature bytes. */
+  data: Uint8Array;
+};
+
+/**
+ * Size and SHA-256 of the NAR serialisation of a node, as
+ * {@linkcode PathInfoService.calculateNar} returns them.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ *   type NarCalculation,
+ *   toHex,
+ * } from "../../../mod.ts";
+ * const pathInfos = new MemoryPathInfoService(
+ *   new MemoryBlobService(),
+ *   new MemoryDirectoryService(),
+ * );
+ * const nar: NarCalculation = await pathInfos.calculateNar({
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("link"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   },
+ * });
+ * console.log(nar.narSize, toHex(nar.narSha256).length); // 128 64
+ * ```
+ */
 export interface NarCalculation {
   /** Length of the NAR in bytes. */
   narSize: number;
@@ -17,7 +137,44 @@ export interface NarCalculation {
   narSha256: Uint8Array;
 }
 
-/** Stores PathInfo messages. Backends: memory, SQLite, gRPC. */
+/**
+ * Stores PathInfo messages. Backends: memory ({@linkcode MemoryPathInfoService}), SQLite
+ * ({@linkcode SqlitePathInfoService}), gRPC; {@linkcode openPathInfoService} opens one by
+ * address.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type AnyNode,
+ *   makePathInfo,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ *   type PathInfoService,
+ *   sourceStorePath,
+ * } from "../../../mod.ts";
+ * const pathInfos: PathInfoService = new MemoryPathInfoService(
+ *   new MemoryBlobService(),
+ *   new MemoryDirectoryService(),
+ * );
+ * const node: AnyNode = {
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("hosts"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   },
+ * };
+ * // The store path `nix-store --add` would give this symlink:
+ * const { narSize, narSha256 } = await pathInfos.calculateNar(node);
+ * const storePath = sourceStorePath("hosts", narSha256);
+ * await pathInfos.put(makePathInfo({ storePath, node, narSize, narSha256 }));
+ * const info = await pathInfos.get(storePath.digest);
+ * assert.equal(info?.narinfo?.narSize, BigInt(narSize));
+ * await pathInfos.close();
+ * ```
+ */
 export interface PathInfoService {
   /** The PathInfo whose store path has this 20-byte digest, or null when absent. */
   get(digest: Uint8Array): Promise<PathInfo | null>;

@@ -17,7 +17,45 @@ import { validatePathInfo } from "../path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
 
-/** Path infos in SQLite (`sqlite:///abs/path.db`), usually the same file as blobs and directories. */
+/**
+ * Path infos in SQLite (`sqlite:///abs/path.db`), usually the same file as blobs and directories.
+ * NAR calculations are cached in the database too.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type AnyNode,
+ *   makePathInfo,
+ *   sourceStorePath,
+ *   SqliteBlobService,
+ *   SqliteDirectoryService,
+ *   SqlitePathInfoService,
+ * } from "../../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const db = `${dir}/store.db`;
+ * const blobs = new SqliteBlobService(db);
+ * const directories = new SqliteDirectoryService(db);
+ * const pathInfos = new SqlitePathInfoService(db, blobs, directories);
+ * const node: AnyNode = {
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("hosts"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   },
+ * };
+ * const { narSize, narSha256 } = await pathInfos.calculateNar(node);
+ * const storePath = sourceStorePath("hosts", narSha256);
+ * await pathInfos.put(makePathInfo({ storePath, node, narSize, narSha256 }));
+ * const info = await pathInfos.get(storePath.digest);
+ * assert.deepEqual(info?.references, []);
+ * await pathInfos.close();
+ * await directories.close();
+ * await blobs.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export class SqlitePathInfoService implements PathInfoService {
   #h: SqliteHandle;
   #blobs: BlobService;
