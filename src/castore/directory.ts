@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { DirectorySchema, NodeSchema } from "../gen/tvix/castore/protos/castore_pb.ts";
+import { decodeDirectoryWire, encodeDirectoryWire } from "./wire.ts";
 import type { Message } from "../types.ts";
 import { B3_LEN, type B3Digest, blake3, toBase64 } from "./digest.ts";
 import { InvalidRequestError } from "./errors.ts";
@@ -310,12 +309,12 @@ export function isValidName(name: Uint8Array): boolean {
  * ```
  */
 export function encodeDirectory(directory: Directory): Uint8Array {
-  return toBinary(DirectorySchema, directory, { writeUnknownFields: false });
+  return encodeDirectoryWire(directory);
 }
 
 /**
- * Decodes a Directory (does not validate; see {@linkcode validateDirectory}). The bytes fields
- * of the result are views into `bytes`.
+ * Decodes a Directory (does not validate; see {@linkcode validateDirectory}). Unknown fields
+ * are dropped, as tvix drops them. Throws `WireError` on malformed bytes.
  *
  * @example
  * ```ts
@@ -334,7 +333,7 @@ export function encodeDirectory(directory: Directory): Uint8Array {
  * ```
  */
 export function decodeDirectory(bytes: Uint8Array): Directory {
-  return fromBinary(DirectorySchema, bytes, { readUnknownFields: false });
+  return decodeDirectoryWire(bytes);
 }
 
 /**
@@ -534,7 +533,7 @@ export function renameNode(node: AnyNode, name: Uint8Array): AnyNode {
  * ```
  */
 export function toNodeMessage(node: AnyNode): Node {
-  return create(NodeSchema, { node });
+  return { $typeName: "tvix.castore.v1.Node", node };
 }
 
 /**
@@ -620,7 +619,12 @@ export function validateNode(node: AnyNode): void {
 export function makeDirectory(
   init: Partial<Pick<Directory, "directories" | "files" | "symlinks">>,
 ): Directory {
-  return create(DirectorySchema, init);
+  return {
+    $typeName: "tvix.castore.v1.Directory",
+    directories: [...(init.directories ?? [])],
+    files: [...(init.files ?? [])],
+    symlinks: [...(init.symlinks ?? [])],
+  };
 }
 
 /**

@@ -16,9 +16,10 @@ import type {
   Node,
   SymlinkNode,
 } from "../gen/tvix/castore/protos/castore_pb.ts";
+import { InvalidRequestError } from "./errors.ts";
 
 /** Thrown for bytes that are not a valid encoding of the expected message. */
-export class WireError extends Error {
+export class WireError extends InvalidRequestError {
   /** Creates the error; `what` names the message being decoded. */
   constructor(what: string, why: string) {
     super(`cannot decode ${what}: ${why}`);

@@ -5,13 +5,7 @@
  */
 import { B3_LEN, toBase64 } from "../castore/digest.ts";
 import { InvalidRequestError } from "../castore/errors.ts";
-import { create } from "@bufbuild/protobuf";
 import { type AnyNode, displayName, renameNode, toNodeMessage } from "../castore/directory.ts";
-import {
-  NARInfo_SignatureSchema,
-  NARInfoSchema,
-  PathInfoSchema,
-} from "../gen/tvix/store/protos/pathinfo_pb.ts";
 import type { PathInfo } from "./path_info/service.ts";
 import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
 
@@ -250,14 +244,20 @@ export interface PathInfoInit {
  */
 export function makePathInfo(init: PathInfoInit): PathInfo {
   const refs = init.references ?? [];
-  return create(PathInfoSchema, {
+  return {
+    $typeName: "tvix.store.v1.PathInfo",
     node: toNodeMessage(renameNode(init.node, new TextEncoder().encode(init.storePath.toString()))),
     references: refs.map((r) => r.digest),
-    narinfo: create(NARInfoSchema, {
+    narinfo: {
+      $typeName: "tvix.store.v1.NARInfo",
       narSize: BigInt(init.narSize),
       narSha256: init.narSha256,
-      signatures: (init.signatures ?? []).map((s) => create(NARInfo_SignatureSchema, s)),
+      signatures: (init.signatures ?? []).map((s) => ({
+        $typeName: "tvix.store.v1.NARInfo.Signature",
+        name: s.name,
+        data: s.data,
+      })),
       referenceNames: refs.map((r) => r.toString()),
-    }),
-  });
+    },
+  };
 }

@@ -42,8 +42,8 @@ export class MemoryDirectoryService implements DirectoryService {
   /** The {@linkcode DirectoryService} method of the same name. */
   get(digest: B3Digest): Promise<Directory | null> {
     const bytes = this.#dirs.get(digest.key);
-    // Decode from a copy: protobuf-es returns bytes fields as views into its input.
-    return Promise.resolve(bytes ? decodeDirectory(bytes.slice()) : null);
+    // Decoding copies every bytes field: callers cannot modify the stored directory.
+    return Promise.resolve(bytes ? decodeDirectory(bytes) : null);
   }
 
   /** The {@linkcode DirectoryService} method of the same name. */

@@ -3,23 +3,22 @@
  *
  * @module
  */
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { BlobService } from "../../castore/blob/service.ts";
 import { toHex } from "../../castore/digest.ts";
 import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
-import { NodeSchema } from "../../gen/tvix/castore/protos/castore_pb.ts";
+import { encodeNodeWire } from "../../castore/wire.ts";
+import { decodePathInfoWire, encodePathInfoWire } from "../wire.ts";
 import type { DirectoryService } from "../../castore/directory/service.ts";
 import { InvalidRequestError } from "../../castore/errors.ts";
-import { PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
 import { calculateNar } from "../../nar/hash.ts";
 import { validatePathInfo } from "../path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
 
-// fromBinary returns bytes fields as views into its input: decode a copy, so callers that
-// modify a returned message cannot modify the stored one.
+// Decoding copies every bytes field, so callers that modify a returned message cannot modify
+// the stored one.
 function decode(bytes: Uint8Array): PathInfo {
-  return fromBinary(PathInfoSchema, bytes.slice());
+  return decodePathInfoWire(bytes);
 }
 
 /** Most NAR calculations the cache keeps (oldest dropped first). */
@@ -91,7 +90,7 @@ export class MemoryPathInfoService implements PathInfoService {
   put(info: PathInfo): Promise<PathInfo> {
     try {
       const storePath = validatePathInfo(info);
-      const bytes = toBinary(PathInfoSchema, info);
+      const bytes = encodePathInfoWire(info);
       // Like tvix, a put replaces an existing entry for the same digest.
       this.#infos.set(toHex(storePath.digest), bytes);
       return Promise.resolve(decode(bytes));
@@ -103,7 +102,7 @@ export class MemoryPathInfoService implements PathInfoService {
   /** The {@linkcode PathInfoService} method of the same name. */
   calculateNar(node: AnyNode): Promise<NarCalculation> {
     // The NAR does not depend on the root's name, so the key leaves it out.
-    const key = toHex(toBinary(NodeSchema, toNodeMessage(renameNode(node, new Uint8Array()))));
+    const key = toHex(encodeNodeWire(toNodeMessage(renameNode(node, new Uint8Array()))));
     let result = this.#narCache.get(key);
     if (!result) {
       result = calculateNar(node, this.#blobs, this.#directories);

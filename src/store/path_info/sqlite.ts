@@ -3,14 +3,13 @@
  *
  * @module
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { StatementSync } from "node:sqlite";
 import type { BlobService } from "../../castore/blob/service.ts";
-import { type AnyNode, renameNode } from "../../castore/directory.ts";
-import { NodeSchema } from "../../gen/tvix/castore/protos/castore_pb.ts";
+import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
+import { encodeNodeWire } from "../../castore/wire.ts";
+import { decodePathInfoWire, encodePathInfoWire } from "../wire.ts";
 import type { DirectoryService } from "../../castore/directory/service.ts";
 import { InvalidRequestError } from "../../castore/errors.ts";
-import { PathInfoSchema } from "../../gen/tvix/store/protos/pathinfo_pb.ts";
 import { calculateNar } from "../../nar/hash.ts";
 import { openDatabase, type SqliteHandle, storageError } from "../../sqlite/db.ts";
 import { validatePathInfo } from "../path_info.ts";
@@ -95,29 +94,26 @@ export class SqlitePathInfoService implements PathInfoService {
     } catch (e) {
       throw storageError("reading path info", e);
     }
-    return row ? fromBinary(PathInfoSchema, row.data) : null;
+    return row ? decodePathInfoWire(row.data) : null;
   }
 
   /** The {@linkcode PathInfoService} method of the same name. */
   // deno-lint-ignore require-await
   async put(info: PathInfo): Promise<PathInfo> {
     const storePath = validatePathInfo(info);
-    const bytes = toBinary(PathInfoSchema, info);
+    const bytes = encodePathInfoWire(info);
     try {
       this.#put.run(storePath.digest, bytes);
     } catch (e) {
       throw storageError(`storing path info ${storePath}`, e);
     }
-    return fromBinary(PathInfoSchema, bytes);
+    return decodePathInfoWire(bytes);
   }
 
   /** The {@linkcode PathInfoService} method of the same name. */
   async calculateNar(node: AnyNode): Promise<NarCalculation> {
     // The NAR does not depend on the root's name, so the cache key leaves it out.
-    const key = toBinary(
-      NodeSchema,
-      create(NodeSchema, { node: renameNode(node, new Uint8Array()) }),
-    );
+    const key = encodeNodeWire(toNodeMessage(renameNode(node, new Uint8Array())));
     const hit = this.#narGet.get(key) as { nar_size: number; nar_sha256: Uint8Array } | undefined;
     if (hit) return { narSize: hit.nar_size, narSha256: hit.nar_sha256 };
     const calc = await calculateNar(node, this.#blobs, this.#directories);
@@ -133,7 +129,7 @@ export class SqlitePathInfoService implements PathInfoService {
   async *list(): AsyncIterable<PathInfo> {
     // iterate() streams rows; nothing is collected in memory.
     for (const row of this.#list.iterate() as Iterable<{ data: Uint8Array }>) {
-      yield fromBinary(PathInfoSchema, row.data);
+      yield decodePathInfoWire(row.data);
     }
   }
 
