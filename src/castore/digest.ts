@@ -6,19 +6,45 @@
 import { Blake3, blake3Hash } from "./blake3.ts";
 import { InvalidRequestError } from "./errors.ts";
 
-/** Length in bytes of a BLAKE3 digest. */
+/**
+ * Length in bytes of a BLAKE3 digest.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { B3_LEN, blake3 } from "../../mod.ts";
+ * assert.equal(blake3(new TextEncoder().encode("hi")).bytes.length, B3_LEN); // 32
+ * ```
+ */
 export const B3_LEN = 32;
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-/** Lower-case hex of some bytes. */
+/**
+ * Lower-case hex of some bytes.
+ *
+ * @example
+ * ```ts
+ * import { toHex } from "../../mod.ts";
+ * toHex(new Uint8Array([0, 15, 171, 255])); // => "000fabff"
+ * ```
+ */
 export function toHex(bytes: Uint8Array): string {
   let s = "";
   for (const b of bytes) s += HEX[b];
   return s;
 }
 
-/** Standard base64 (with padding) of some bytes, as tvix prints digests. */
+/**
+ * Standard base64 (with padding) of some bytes, as tvix prints digests.
+ *
+ * @example
+ * ```ts
+ * import { toBase64 } from "../../mod.ts";
+ * toBase64(new TextEncoder().encode("hi")); // => "aGk="
+ * toBase64(new Uint8Array([0xfb, 0xff])); // => "+/8="
+ * ```
+ */
 export function toBase64(bytes: Uint8Array): string {
   let bin = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -27,7 +53,15 @@ export function toBase64(bytes: Uint8Array): string {
   return btoa(bin);
 }
 
-/** Decodes standard base64. */
+/**
+ * Decodes standard base64.
+ *
+ * @example
+ * ```ts
+ * import { fromBase64 } from "../../mod.ts";
+ * new TextDecoder().decode(fromBase64("aGk=")); // => "hi"
+ * ```
+ */
 export function fromBase64(text: string): Uint8Array {
   const bin = atob(text);
   const out = new Uint8Array(bin.length);
@@ -104,12 +138,38 @@ export class B3Digest {
   }
 }
 
-/** BLAKE3 of a buffer, computed synchronously. */
+/**
+ * BLAKE3 of a buffer, computed synchronously.
+ *
+ * @example
+ * ```ts
+ * import { blake3 } from "../../mod.ts";
+ * const digest = blake3(new TextEncoder().encode("Hello, world!\n"));
+ * digest.toString(); // => "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8="
+ * digest.toHex(); // => "94f1675bac4f8bc3c593c63dbf5fe78a0bfda01082af85d5b41a65096db56bff"
+ * ```
+ */
 export function blake3(data: Uint8Array): B3Digest {
   return B3Digest.fromBytes(blake3Hash(data));
 }
 
-/** An incremental BLAKE3 hasher (for streams). */
+/**
+ * An incremental BLAKE3 hasher (for streams).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type B3Digest, blake3, type Blake3Hasher, createBlake3Hasher } from "../../mod.ts";
+ * async function digestOf(stream: ReadableStream<Uint8Array>): Promise<B3Digest> {
+ *   const hasher: Blake3Hasher = await createBlake3Hasher();
+ *   for await (const chunk of stream) hasher.update(chunk);
+ *   return hasher.digest();
+ * }
+ * const text = "Hello, world!\n";
+ * const stream = new Blob([text]).stream();
+ * assert.ok((await digestOf(stream)).equals(blake3(new TextEncoder().encode(text))));
+ * ```
+ */
 export interface Blake3Hasher {
   /** Feeds bytes. */
   update(data: Uint8Array): void;
@@ -122,7 +182,21 @@ export interface Blake3Hasher {
 const idle: Blake3[] = [];
 const IDLE_MAX = 32;
 
-/** Creates an incremental BLAKE3 hasher. */
+/**
+ * Creates an incremental BLAKE3 hasher.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3, createBlake3Hasher } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const hasher = await createBlake3Hasher();
+ * hasher.update(enc.encode("Hello, "));
+ * hasher.update(enc.encode("world!\n"));
+ * const digest = hasher.digest(); // the hasher is finished now
+ * assert.ok(digest.equals(blake3(enc.encode("Hello, world!\n"))));
+ * ```
+ */
 export function createBlake3Hasher(): Promise<Blake3Hasher> {
   const h = idle.pop()?.reset() ?? new Blake3();
   let done = false;

@@ -29,7 +29,33 @@ import * as libc from "../sys/libc.ts";
 import type { NarSlot, OrderedNarHasher } from "../nar/hash.ts";
 import { NarWriter } from "../nar/writer.ts";
 
-/** A FIFO, socket, device (or unknown inode type) was found where Nix allows none. */
+/**
+ * A FIFO, socket, device (or unknown inode type) was found where Nix allows none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   importPath,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   UnsupportedFileTypeError,
+ * } from "../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const listener = Deno.listen({ transport: "unix", path: `${dir}/app.sock` });
+ * await assert.rejects(
+ *   importPath(dir, new MemoryBlobService(), new MemoryDirectoryService()),
+ *   (e) => {
+ *     assert(e instanceof UnsupportedFileTypeError);
+ *     assert.equal(e.kind, "socket");
+ *     assert.equal(new TextDecoder().decode(e.path), `${dir}/app.sock`);
+ *     return true;
+ *   },
+ * );
+ * listener.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export class UnsupportedFileTypeError extends InvalidRequestError {
   /** What was found, e.g. `fifo`. */
   readonly kind: libc.FileKind;
@@ -45,7 +71,24 @@ export class UnsupportedFileTypeError extends InvalidRequestError {
   }
 }
 
-/** Fields every walk entry has. */
+/**
+ * Fields every walk entry has.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk, type WalkEntryBase } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n");
+ * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
+ * // An indented listing, like `tree`.
+ * const line = (e: WalkEntryBase) => "  ".repeat(e.depth) + new TextDecoder().decode(e.name);
+ * const lines = [...walk(`${tmp}/hello`)].filter((e) => e.kind !== "end").map(line);
+ * assert.deepEqual(lines, ["hello", "  README", "  bin", "    hello"]);
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface WalkEntryBase {
   /** The full path, raw bytes (the root is the path as given, trailing slashes removed). */
   path: Uint8Array;
@@ -55,7 +98,22 @@ export interface WalkEntryBase {
   depth: number;
 }
 
-/** A directory is entered; its entries follow, then a matching {@linkcode WalkEnd}. */
+/**
+ * A directory is entered; its entries follow, then a matching {@linkcode WalkEnd}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk, type WalkDirectory } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/share/doc`, { recursive: true });
+ * const dirs: WalkDirectory[] = [];
+ * for (const e of walk(`${tmp}/hello`)) if (e.kind === "directory") dirs.push(e);
+ * const paths = dirs.map((d) => new TextDecoder().decode(d.path).slice(tmp.length));
+ * assert.deepEqual(paths, ["/hello", "/hello/share", "/hello/share/doc"]);
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface WalkDirectory extends WalkEntryBase {
   /** Discriminant. */
   kind: "directory";
@@ -63,7 +121,24 @@ export interface WalkDirectory extends WalkEntryBase {
   mode: number;
 }
 
-/** A regular file. */
+/**
+ * A regular file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk, type WalkFile } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${tmp}/README`, "Hello, world!\n");
+ * await Deno.writeTextFile(`${tmp}/run.sh`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+ * const files: WalkFile[] = [];
+ * for (const e of walk(tmp)) if (e.kind === "file") files.push(e);
+ * const dec = new TextDecoder();
+ * const listing = files.map((f) => `${dec.decode(f.name)} ${f.size} ${f.executable}`);
+ * assert.deepEqual(listing, ["README 14 false", "run.sh 18 true"]);
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface WalkFile extends WalkEntryBase {
   /** Discriminant. */
   kind: "file";
@@ -85,7 +160,23 @@ export interface WalkFile extends WalkEntryBase {
   open(): number;
 }
 
-/** A symbolic link (never followed). */
+/**
+ * A symbolic link (never followed).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk, type WalkSymlink } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.symlink("/nowhere", `${tmp}/dangling`); // its target need not exist
+ * const [root, link] = walk(tmp);
+ * assert.equal(root.kind, "directory");
+ * assert(link.kind === "symlink");
+ * const symlink: WalkSymlink = link;
+ * assert.equal(new TextDecoder().decode(symlink.target), "/nowhere");
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface WalkSymlink extends WalkEntryBase {
   /** Discriminant. */
   kind: "symlink";
@@ -93,13 +184,68 @@ export interface WalkSymlink extends WalkEntryBase {
   target: Uint8Array;
 }
 
-/** The directory at `path` has no more entries (emitted for the root directory too). */
+/**
+ * The directory at `path` has no more entries (emitted for the root directory too).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk, type WalkEnd } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n");
+ * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
+ * // Counts each directory's entries: a directory is complete at its "end".
+ * const open: number[] = [];
+ * const counts: string[] = [];
+ * for (const e of walk(`${tmp}/hello`)) {
+ *   if (e.kind !== "end" && e.depth > 0) open[open.length - 1]++;
+ *   if (e.kind === "directory") open.push(0);
+ *   if (e.kind === "end") {
+ *     const end: WalkEnd = e;
+ *     counts.push(`${new TextDecoder().decode(end.name)}: ${open.pop()}`);
+ *   }
+ * }
+ * assert.deepEqual(counts, ["bin: 1", "hello: 2"]); // children first
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface WalkEnd extends WalkEntryBase {
   /** Discriminant. */
   kind: "end";
 }
 
-/** One step of {@linkcode walk}. */
+/**
+ * One step of {@linkcode walk}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk, type WalkEntry } from "../../mod.ts";
+ * const dec = new TextDecoder();
+ * // Like `ls -F`: directories get "/", executables "*", symlinks their target.
+ * function describe(e: WalkEntry): string | null {
+ *   const name = dec.decode(e.name);
+ *   switch (e.kind) {
+ *     case "directory":
+ *       return `${name}/`;
+ *     case "file":
+ *       return e.executable ? `${name}*` : name;
+ *     case "symlink":
+ *       return `${name} -> ${dec.decode(e.target)}`;
+ *     case "end":
+ *       return null;
+ *   }
+ * }
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+ * await Deno.symlink("bin/hello", `${tmp}/hello/run`);
+ * const lines = [...walk(`${tmp}/hello`)].map(describe).filter((l) => l !== null);
+ * assert.deepEqual(lines, ["hello/", "bin/", "hello*", "run -> bin/hello"]);
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export type WalkEntry = WalkDirectory | WalkFile | WalkSymlink | WalkEnd;
 
 /**
@@ -112,6 +258,29 @@ export type WalkEntry = WalkDirectory | WalkFile | WalkSymlink | WalkEnd;
  * {@linkcode UnsupportedFileTypeError} at a FIFO, socket or device and {@linkcode libc.LibcError}
  * (naming the path) when a call fails, e.g. `ENOENT: /x/missing (...)`. Descriptors are
  * released when the walk finishes, throws, or the consumer stops early.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { walk } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+ * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
+ * const kinds = [...walk(`${tmp}/hello`)].map((e) => e.kind);
+ * assert.deepEqual(kinds, ["directory", "file", "directory", "file", "end", "end"]);
+ *
+ * // Stopping early is fine: the walk's descriptors are released.
+ * let firstExecutable: string | undefined;
+ * for (const e of walk(`${tmp}/hello`)) {
+ *   if (e.kind === "file" && e.executable) {
+ *     firstExecutable = new TextDecoder().decode(e.path);
+ *     break;
+ *   }
+ * }
+ * assert.equal(firstExecutable, `${tmp}/hello/bin/hello`);
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
  */
 export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, undefined> {
   const root = libc.stripTrailingSlashes(libc.toBytes(path));
@@ -272,7 +441,30 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
   }
 }
 
-/** Running totals reported by {@linkcode ImportOptions.onProgress}. */
+/**
+ * Running totals reported by {@linkcode ImportOptions.onProgress}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   importPath,
+ *   type ImportProgress,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ * } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${tmp}/README`, "Hello, world!\n");
+ * await Deno.writeFile(`${tmp}/data.bin`, new Uint8Array(3 << 20)); // 3 MiB
+ * const seen: ImportProgress[] = [];
+ * await importPath(tmp, new MemoryBlobService(), new MemoryDirectoryService(), {
+ *   onProgress: (p) => seen.push(p),
+ * });
+ * assert.deepEqual(seen.at(-1), { files: 2, bytes: (3 << 20) + 14 });
+ * assert(seen.length > 2); // big files report after every chunk
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface ImportProgress {
   /** Files completely uploaded so far. */
   files: number;
@@ -280,7 +472,34 @@ export interface ImportProgress {
   bytes: number;
 }
 
-/** Options of {@linkcode importPath}. */
+/**
+ * Options of {@linkcode importPath}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   calculateNar,
+ *   importPath,
+ *   type ImportOptions,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   OrderedNarHasher,
+ * } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+ * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
+ * const narHasher = new OrderedNarHasher();
+ * const opts: ImportOptions = { concurrency: 2, narHasher };
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const root = await importPath(`${tmp}/hello`, blobs, directories, opts);
+ * // The NAR hashed during the import is the one rendered from the stored tree.
+ * assert.deepEqual(narHasher.result(), await calculateNar(root, blobs, directories));
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
 export interface ImportOptions {
   /** How many files are uploaded at once (default 8). The result does not depend on it. */
   concurrency?: number;
@@ -319,8 +538,32 @@ const CANCELLED = new Error("import cancelled");
  * names the path at fault.
  *
  * @example
- * ```ts ignore
- * const root = await importPath("/tmp/src", new MemoryBlobService(), new MemoryDirectoryService());
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   B3Digest,
+ *   importPath,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   readBlob,
+ * } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+ * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
+ * await Deno.symlink("bin/hello", `${tmp}/hello/run`);
+ *
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const root = await importPath(`${tmp}/hello`, blobs, directories);
+ * assert(root.case === "directory");
+ * assert.equal(new TextDecoder().decode(root.value.name), "hello");
+ * assert.equal(root.value.size, 4); // README, bin, bin/hello and run
+ * const dir = await directories.get(B3Digest.fromBytes(root.value.digest));
+ * const readme = dir!.files[0];
+ * const text = await readBlob(blobs, B3Digest.fromBytes(readme.digest));
+ * assert.equal(new TextDecoder().decode(text), "Hello, world!\n");
+ * await Deno.remove(tmp, { recursive: true });
  * ```
  */
 export async function importPath(

@@ -16,6 +16,37 @@ export type { NarCalculation };
 /**
  * Size and SHA-256 of the NAR of `root`. Errors are those of {@linkcode writeNar}: missing
  * blobs or directories, blob lengths that differ from their nodes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type AnyNode,
+ *   calculateNar,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   putBlob,
+ *   toHex,
+ * } from "../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const contents = new TextEncoder().encode("Hello, world!\n");
+ * const node: AnyNode = {
+ *   case: "file",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.FileNode",
+ *     name: new TextEncoder().encode("hello.txt"),
+ *     digest: (await putBlob(blobs, contents)).bytes,
+ *     size: contents.length,
+ *     executable: false,
+ *   },
+ * };
+ * const { narSize, narSha256 } = await calculateNar(node, blobs, new MemoryDirectoryService());
+ * assert.equal(narSize, 128);
+ * assert.equal(
+ *   toHex(narSha256),
+ *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
+ * );
+ * ```
  */
 export async function calculateNar(
   root: AnyNode,
@@ -41,6 +72,49 @@ const SLOT_BUFFER_MAX = 8 << 20;
  * contents through its {@linkcode NarSlot}, reserved at its place in the stream. Contents of
  * the file whose turn it is are hashed as they come; others are held (bounded) until then.
  * Lets an importer hash the NAR in the same pass that reads the files, several at once.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createHash } from "node:crypto";
+ * import { NarWriter, OrderedNarHasher, toHex } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const files = [["a.txt", enc.encode("first\n")], ["b.txt", enc.encode("second\n")]] as const;
+ *
+ * // The structure is written in NAR order; each file's contents get a slot.
+ * const hasher = new OrderedNarHasher();
+ * const nar = new NarWriter(hasher.sink);
+ * nar.directoryStart();
+ * const slots = files.map(([name, contents]) => {
+ *   nar.entry(enc.encode(name));
+ *   nar.fileStart(false, contents.length);
+ *   nar.fileContentsElsewhere();
+ *   const slot = hasher.slot(contents.length);
+ *   nar.fileEnd();
+ *   return slot;
+ * });
+ * nar.directoryEnd();
+ * nar.finish();
+ * // Contents arrive last file first: b.txt's are held until a.txt's are hashed.
+ * for (const i of [1, 0]) {
+ *   await slots[i].write(files[i][1]);
+ *   slots[i].end();
+ * }
+ * const { narSize, narSha256 } = hasher.result();
+ *
+ * // The same as hashing the NAR written in order.
+ * const sha256 = createHash("sha256");
+ * const inOrder = new NarWriter((b) => sha256.update(b), { reuseBuffer: true });
+ * inOrder.directoryStart();
+ * for (const [name, contents] of files) {
+ *   inOrder.entry(enc.encode(name));
+ *   inOrder.file(false, contents);
+ * }
+ * inOrder.directoryEnd();
+ * inOrder.finish();
+ * assert.equal(narSize, inOrder.bytesWritten);
+ * assert.equal(toHex(narSha256), sha256.digest("hex"));
+ * ```
  */
 export class OrderedNarHasher {
   #hash = createHash("sha256");
@@ -118,7 +192,31 @@ export class OrderedNarHasher {
   }
 }
 
-/** One file's place in an {@linkcode OrderedNarHasher}. */
+/**
+ * One file's place in an {@linkcode OrderedNarHasher}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NarWriter, OrderedNarHasher, toHex } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const hasher = new OrderedNarHasher();
+ * const nar = new NarWriter(hasher.sink);
+ * nar.fileStart(false, 14);
+ * nar.fileContentsElsewhere();
+ * const slot = hasher.slot(14); // the NAR of a single file, "Hello, world!\n"
+ * nar.fileEnd();
+ * nar.finish();
+ * await slot.write(enc.encode("Hello, "));
+ * assert.throws(() => slot.end(), /file has 7 bytes, 14 expected/);
+ * slot.writeOwned(enc.encode("world!\n"));
+ * slot.end();
+ * assert.equal(
+ *   toHex(hasher.result().narSha256),
+ *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
+ * );
+ * ```
+ */
 export class NarSlot {
   #owner: OrderedNarHasher;
   #held: Uint8Array[] = [];

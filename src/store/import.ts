@@ -13,7 +13,32 @@ import { makePathInfo } from "./path_info.ts";
 import { sourceStorePath, type StorePath, validateName } from "./store_path.ts";
 import type { PathInfo, PathInfoService } from "./path_info/service.ts";
 
-/** The services an import writes to. */
+/**
+ * The services an import writes to.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   importStorePath,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ *   type StoreServices,
+ * } from "../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const services: StoreServices = {
+ *   blobs,
+ *   directories,
+ *   pathInfos: new MemoryPathInfoService(blobs, directories),
+ * };
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const { storePath } = await importStorePath(`${dir}/hello.txt`, services);
+ * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface StoreServices {
   /** Receives file contents. */
   blobs: BlobService;
@@ -23,7 +48,31 @@ export interface StoreServices {
   pathInfos: PathInfoService;
 }
 
-/** What {@linkcode importStorePath} produced. */
+/**
+ * What {@linkcode importStorePath} produced.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ImportResult, importStorePath, openStore, toHex } from "../../mod.ts";
+ * // One line per import: store path, NAR size and NAR hash.
+ * function describe({ storePath, pathInfo }: ImportResult): string {
+ *   const narinfo = pathInfo.narinfo!;
+ *   return `${storePath.absolute} ${narinfo.narSize} sha256:${toHex(narinfo.narSha256)}`;
+ * }
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const store = await openStore("memory://");
+ * const line = describe(await importStorePath(`${dir}/hello.txt`, store));
+ * assert.equal(
+ *   line,
+ *   "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt 128 " +
+ *     "sha256:5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
+ * );
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface ImportResult {
   /** The store path, as `nix-store --add` would print it. */
   storePath: StorePath;
@@ -31,7 +80,31 @@ export interface ImportResult {
   pathInfo: PathInfo;
 }
 
-/** Options of {@linkcode importStorePath}. */
+/**
+ * Options of {@linkcode importStorePath}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type ImportProgress,
+ *   importStorePath,
+ *   openStore,
+ *   type StoreImportOptions,
+ * } from "../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/site`);
+ * await Deno.writeTextFile(`${dir}/site/index.html`, "<h1>Hi</h1>\n");
+ * await Deno.writeTextFile(`${dir}/site/style.css`, "h1 { color: red }\n");
+ * let last: ImportProgress = { files: 0, bytes: 0 };
+ * const opts: StoreImportOptions = { concurrency: 2, onProgress: (p) => last = p };
+ * const store = await openStore("memory://");
+ * await importStorePath(`${dir}/site`, store, opts);
+ * assert.deepEqual(last, { files: 2, bytes: 30 });
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface StoreImportOptions {
   /** Progress callback, see {@linkcode ImportProgress}. */
   onProgress?: (progress: ImportProgress) => void;
@@ -39,7 +112,16 @@ export interface StoreImportOptions {
   concurrency?: number;
 }
 
-/** The last path component of `path` (ignoring trailing slashes). */
+/**
+ * The last path component of `path` (ignoring trailing slashes).
+ *
+ * @example
+ * ```ts
+ * import { baseName } from "../../mod.ts";
+ * baseName("/home/alice/src/"); // => "src"
+ * baseName("hello.txt"); // => "hello.txt"
+ * ```
+ */
 export function baseName(path: string): string {
   const trimmed = path.replace(/\/+$/, "");
   return trimmed.slice(trimmed.lastIndexOf("/") + 1) || trimmed;
@@ -51,9 +133,30 @@ export function baseName(path: string): string {
  * valid store path name is refused before any work.
  *
  * @example
- * ```ts ignore
- * const { storePath } = await importStorePath("./src", services);
- * console.log(storePath.absolute); // /nix/store/<hash>-src
+ * ```ts
+ * import {
+ *   importStorePath,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ * } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
+ * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+ * await Deno.symlink("bin/hello", `${tmp}/hello/run`);
+ *
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const pathInfos = new MemoryPathInfoService(blobs, directories);
+ * const { storePath, pathInfo } = await importStorePath(`${tmp}/hello`, {
+ *   blobs,
+ *   directories,
+ *   pathInfos,
+ * });
+ * console.log(storePath.absolute); // "/nix/store/93nvhq507c1s79lhl682yg2r6czqd43b-hello"
+ * console.log(pathInfo.narinfo?.narSize); // 904n
+ * await Deno.remove(tmp, { recursive: true });
  * ```
  */
 export async function importStorePath(

@@ -84,7 +84,20 @@ export class MemoryBlobService implements BlobService {
   }
 }
 
-/** A {@linkcode BlobReader} over bytes held in memory. */
+/**
+ * A {@linkcode BlobReader} over bytes held in memory.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bufferReader, readAtFromChunks } from "../../../mod.ts";
+ * const reader = bufferReader(new TextEncoder().encode("Hello, world!\n"));
+ * const dec = new TextDecoder();
+ * assert.equal(dec.decode(await reader.readAt(0, 5)), "Hello");
+ * assert.equal(dec.decode(await readAtFromChunks(reader, 7, 5)), "world");
+ * await reader.close();
+ * ```
+ */
 export function bufferReader(data: Uint8Array): BlobReader {
   return {
     readAt: (offset, length) => Promise.resolve(data.subarray(offset, offset + length)),

@@ -5,11 +5,55 @@
  */
 import type { B3Digest } from "../digest.ts";
 
-/** Largest chunk a reader yields and the SQLite backend stores (1 MiB). */
+/**
+ * Largest chunk a reader yields and the SQLite backend stores (1 MiB).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CHUNK_SIZE, collect, MemoryBlobService, putBlob } from "../../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const digest = await putBlob(blobs, new Uint8Array(2.5 * CHUNK_SIZE));
+ * const reader = (await blobs.openRead(digest))!;
+ * const sizes = (await collect(reader.chunks())).map((c) => c.length);
+ * assert.deepEqual(sizes, [CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE / 2]);
+ * await reader.close();
+ * ```
+ */
 export const CHUNK_SIZE = 1 << 20;
 
 /**
  * Stores blobs by the BLAKE3 of their contents. Backends: memory, SQLite, gRPC.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   type B3Digest,
+ *   type BlobService,
+ *   MemoryBlobService,
+ *   putBlob,
+ *   SqliteBlobService,
+ * } from "../../../mod.ts";
+ * // Works with any backend: streams the blob from one service into another.
+ * async function copyBlob(from: BlobService, to: BlobService, digest: B3Digest): Promise<void> {
+ *   if (await to.has(digest)) return;
+ *   const reader = await from.openRead(digest);
+ *   if (!reader) throw new Error(`blob ${digest} not found`);
+ *   try {
+ *     assert.ok((await putBlob(to, reader.chunks())).equals(digest));
+ *   } finally {
+ *     await reader.close();
+ *   }
+ * }
+ * const memory = new MemoryBlobService();
+ * const sqlite = new SqliteBlobService(":memory:");
+ * const digest = await putBlob(memory, new TextEncoder().encode("Hello, world!\n"));
+ * await copyBlob(memory, sqlite, digest);
+ * console.log(await sqlite.has(digest)); // true
+ * await sqlite.close();
+ * await memory.close();
+ * ```
  */
 export interface BlobService {
   /** True when the blob is stored (complete). */
@@ -29,7 +73,19 @@ export interface BlobService {
   close(): Promise<void>;
 }
 
-/** What {@linkcode BlobService.putSmall} returns. */
+/**
+ * What {@linkcode BlobService.putSmall} returns.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlobService, putSmallBlob, type SmallBlobPut } from "../../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const put: SmallBlobPut = putSmallBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
+ * console.log(put.digest.toString()); // "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8="
+ * await put.stored; // rejects if the blob could not be stored
+ * console.log(await blobs.has(put.digest)); // true
+ * ```
+ */
 export interface SmallBlobPut {
   /** The blob's digest, computed synchronously. */
   digest: B3Digest;
@@ -37,7 +93,27 @@ export interface SmallBlobPut {
   stored: Promise<void>;
 }
 
-/** Reads one blob, sequentially or at any offset. */
+/**
+ * Reads one blob, sequentially or at any offset.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type BlobReader, concat, MemoryBlobService, putBlob } from "../../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
+ * const reader: BlobReader | null = await blobs.openRead(digest);
+ * assert(reader !== null);
+ * try {
+ *   const dec = new TextDecoder();
+ *   assert.equal(dec.decode(await reader.readAt(7, 5)), "world");
+ *   assert.equal((await reader.readAt(14, 5)).length, 0); // at the end
+ *   assert.equal(dec.decode(concat(await Array.fromAsync(reader.chunks(7)))), "world!\n");
+ * } finally {
+ *   await reader.close();
+ * }
+ * ```
+ */
 export interface BlobReader {
   /**
    * Reads up to `length` bytes at `offset`. Fewer bytes come back only at the end of the blob;
@@ -53,7 +129,28 @@ export interface BlobReader {
   close(): Promise<void>;
 }
 
-/** Writes one blob. The blob becomes visible only when {@linkcode BlobWriter.close} resolves. */
+/**
+ * Writes one blob. The blob becomes visible only when {@linkcode BlobWriter.close} resolves.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3, type BlobWriter, MemoryBlobService } from "../../../mod.ts";
+ * const enc = new TextEncoder();
+ * const blobs = new MemoryBlobService();
+ * const writer: BlobWriter = await blobs.openWrite();
+ * await writer.write(enc.encode("Hello, "));
+ * await writer.write(enc.encode("world!\n"));
+ * const digest = await writer.close();
+ * assert.ok(digest.equals(blake3(enc.encode("Hello, world!\n"))));
+ * assert.ok(await blobs.has(digest));
+ *
+ * const discarded = await blobs.openWrite();
+ * await discarded.write(enc.encode("never mind"));
+ * await discarded.abort(); // nothing is stored
+ * assert.equal(await blobs.has(blake3(enc.encode("never mind"))), false);
+ * ```
+ */
 export interface BlobWriter {
   /** Appends bytes. The writer may keep a reference to `data` until the next call. */
   write(data: Uint8Array): Promise<void>;

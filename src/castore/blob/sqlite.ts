@@ -42,6 +42,21 @@ interface InlineBatch {
 /**
  * Blobs in SQLite (`sqlite:///abs/path.db`). A blob becomes visible in one transaction when its
  * writer closes; writing a blob that already exists stores nothing new.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { putBlob, readBlob, SqliteBlobService } from "../../../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const blobs = new SqliteBlobService(`${dir}/blobs.db`);
+ * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
+ * await blobs.close();
+ * // Reopened, the database still has the blob.
+ * const again = new SqliteBlobService(`${dir}/blobs.db`);
+ * assert.equal(new TextDecoder().decode(await readBlob(again, digest)), "Hello, world!\n");
+ * await again.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export class SqliteBlobService implements BlobService {
   #h: SqliteHandle;

@@ -7,7 +7,22 @@ import { type B3Digest, blake3 } from "../digest.ts";
 import { InvalidRequestError, NotFoundError, StorageError } from "../errors.ts";
 import { type BlobReader, type BlobService, CHUNK_SIZE, type SmallBlobPut } from "./service.ts";
 
-/** Stores a whole buffer (or a stream of buffers) as one blob and returns its digest. */
+/**
+ * Stores a whole buffer (or a stream of buffers) as one blob and returns its digest.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3, MemoryBlobService, putBlob } from "../../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const text = "Hello, world!\n";
+ * const whole = await putBlob(blobs, new TextEncoder().encode(text));
+ * // The same bytes arriving as a stream make the same blob.
+ * const streamed = await putBlob(blobs, new Blob([text]).stream());
+ * assert.ok(streamed.equals(whole));
+ * assert.ok(whole.equals(blake3(new TextEncoder().encode(text))));
+ * ```
+ */
 export async function putBlob(
   blobs: BlobService,
   data: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -32,6 +47,18 @@ export async function putBlob(
  * Stores a small in-memory blob (at most {@linkcode CHUNK_SIZE} bytes) through the backend's
  * {@linkcode BlobService.putSmall} when it has one, else through a writer. The digest is known
  * at once; `stored` settles when the blob is stored. `data` must not be modified afterwards.
+ *
+ * @example
+ * ```ts
+ * import { putSmallBlob, SqliteBlobService } from "../../../mod.ts";
+ * const blobs = new SqliteBlobService(":memory:");
+ * const enc = new TextEncoder();
+ * // Many small blobs: digests come back at once, the backend commits them in batches.
+ * const puts = ["a", "b", "c"].map((s) => putSmallBlob(blobs, enc.encode(s)));
+ * await Promise.all(puts.map((p) => p.stored));
+ * console.log(await blobs.has(puts[2].digest)); // true
+ * await blobs.close();
+ * ```
  */
 export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut {
   if (data.length > CHUNK_SIZE) {
@@ -49,7 +76,21 @@ export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut
   return { digest, stored };
 }
 
-/** Reads a whole blob into memory; throws {@linkcode NotFoundError} when absent. For tests and small blobs. */
+/**
+ * Reads a whole blob into memory; throws {@linkcode NotFoundError} when absent. For tests and
+ * small blobs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3, MemoryBlobService, NotFoundError, putBlob, readBlob } from "../../../mod.ts";
+ * const enc = new TextEncoder();
+ * const blobs = new MemoryBlobService();
+ * const digest = await putBlob(blobs, enc.encode("Hello, world!\n"));
+ * assert.equal(new TextDecoder().decode(await readBlob(blobs, digest)), "Hello, world!\n");
+ * await assert.rejects(readBlob(blobs, blake3(enc.encode("absent"))), NotFoundError);
+ * ```
+ */
 export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Uint8Array> {
   const r = await blobs.openRead(digest);
   if (!r) throw new NotFoundError(`blob ${digest} not found`);
@@ -60,14 +101,35 @@ export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Ui
   }
 }
 
-/** Collects an async iterable into an array. */
+/**
+ * Collects an async iterable into an array.
+ *
+ * @example
+ * ```ts
+ * import { collect, makeDirectory, MemoryDirectoryService } from "../../../mod.ts";
+ * const directories = new MemoryDirectoryService();
+ * const root = await directories.put(makeDirectory({}));
+ * const closure = await collect(directories.getRecursive(root));
+ * closure.length; // => 1
+ * ```
+ */
 export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
   return out;
 }
 
-/** Concatenates byte arrays. */
+/**
+ * Concatenates byte arrays.
+ *
+ * @example
+ * ```ts
+ * import { concat } from "../../../mod.ts";
+ * const enc = new TextEncoder();
+ * const bytes = concat([enc.encode("Hello, "), enc.encode("world!")]);
+ * new TextDecoder().decode(bytes); // => "Hello, world!"
+ * ```
+ */
 export function concat(parts: Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -82,6 +144,20 @@ export function concat(parts: Uint8Array[]): Uint8Array {
 /**
  * Implements {@linkcode BlobReader.readAt} on top of a sequential `chunks(offset)` source. Used
  * by backends whose natural access is a stream (gRPC).
+ *
+ * @example
+ * ```ts
+ * import { type BlobReader, readAtFromChunks } from "../../../mod.ts";
+ * const data = new TextEncoder().encode("Hello, world!\n");
+ * // A source that can only stream, in 4-byte pieces, from an offset.
+ * const stream: Pick<BlobReader, "chunks"> = {
+ *   async *chunks(offset = 0) {
+ *     for (let o = offset; o < data.length; o += 4) yield data.subarray(o, o + 4);
+ *   },
+ * };
+ * const bytes = await readAtFromChunks(stream, 7, 5);
+ * new TextDecoder().decode(bytes); // => "world"
+ * ```
  */
 export async function readAtFromChunks(
   reader: Pick<BlobReader, "chunks">,
