@@ -32,8 +32,13 @@ const VARINT = 0, I64 = 1, LEN = 2, SGROUP = 3, EGROUP = 4, I32 = 5;
 
 /** An append-only byte buffer with the few protobuf primitives these messages need. */
 export class WireWriter {
-  #buf = new Uint8Array(256);
+  #buf: Uint8Array;
   #len = 0;
+
+  /** A writer whose buffer starts at `capacity` bytes (it grows as needed). */
+  constructor(capacity = 256) {
+    this.#buf = new Uint8Array(capacity);
+  }
 
   #room(n: number): void {
     if (this.#len + n <= this.#buf.length) return;
@@ -68,6 +73,11 @@ export class WireWriter {
   /** A field key. */
   tag(field: number, wireType: number): this {
     return this.varint(field * 8 + wireType);
+  }
+
+  /** The key and length of a length-delimited field whose `len` bytes the caller writes next. */
+  lenPrefix(field: number, len: number): this {
+    return this.tag(field, LEN).varint(len);
   }
 
   /** A length-delimited field. */
@@ -244,6 +254,36 @@ function writeSymlinkNode(w: WireWriter, n: SymlinkNode): void {
   if (n.target.length) w.bytes(2, n.target);
 }
 
+/** Encoded length of a varint of `n` (a non-negative safe integer). */
+function varintLen(n: number): number {
+  let len = 1;
+  while (n > 0x7f) {
+    n = Math.floor(n / 0x80);
+    len++;
+  }
+  return len;
+}
+
+/** Encoded length of a bytes field numbered 1–15 holding `len` bytes, 0 when empty. */
+function bytesLen(len: number): number {
+  return len ? 1 + varintLen(len) + len : 0;
+}
+
+// Each node's length is computed up front, so nodes are written straight into the message's
+// buffer: no buffer per node (a directory of 100 files would otherwise allocate 200 times).
+function directoryNodeLen(n: DirectoryNode): number {
+  return bytesLen(n.name.length) + bytesLen(n.digest.length) + (n.size ? 1 + varintLen(n.size) : 0);
+}
+
+function fileNodeLen(n: FileNode): number {
+  return bytesLen(n.name.length) + bytesLen(n.digest.length) +
+    (n.size ? 1 + varintLen(n.size) : 0) + (n.executable ? 2 : 0);
+}
+
+function symlinkNodeLen(n: SymlinkNode): number {
+  return bytesLen(n.name.length) + bytesLen(n.target.length);
+}
+
 function sub<T>(write: (w: WireWriter, m: T) => void, m: T): Uint8Array {
   const w = new WireWriter();
   write(w, m);
@@ -252,19 +292,24 @@ function sub<T>(write: (w: WireWriter, m: T) => void, m: T): Uint8Array {
 
 /** Encodes a Directory (the canonical encoding its digest is taken over). */
 export function encodeDirectoryWire(d: Directory): Uint8Array {
-  const w = new WireWriter();
-  for (const n of d.directories) w.bytes(1, sub(writeDirectoryNode, n));
-  for (const n of d.files) w.bytes(2, sub(writeFileNode, n));
-  for (const n of d.symlinks) w.bytes(3, sub(writeSymlinkNode, n));
+  let total = 0;
+  for (const n of d.directories) total += bytesLen(directoryNodeLen(n)) || 2;
+  for (const n of d.files) total += bytesLen(fileNodeLen(n)) || 2;
+  for (const n of d.symlinks) total += bytesLen(symlinkNodeLen(n)) || 2;
+  const w = new WireWriter(total);
+  for (const n of d.directories) writeDirectoryNode(w.lenPrefix(1, directoryNodeLen(n)), n);
+  for (const n of d.files) writeFileNode(w.lenPrefix(2, fileNodeLen(n)), n);
+  for (const n of d.symlinks) writeSymlinkNode(w.lenPrefix(3, symlinkNodeLen(n)), n);
   return w.finish();
 }
 
 /** Writes a Node's fields (the oneof) into `w`. */
 export function writeNode(w: WireWriter, n: Node): void {
   const v = n.node;
-  if (v.case === "directory") w.bytes(1, sub(writeDirectoryNode, v.value));
-  else if (v.case === "file") w.bytes(2, sub(writeFileNode, v.value));
-  else if (v.case === "symlink") w.bytes(3, sub(writeSymlinkNode, v.value));
+  if (v.case === "directory") {
+    writeDirectoryNode(w.lenPrefix(1, directoryNodeLen(v.value)), v.value);
+  } else if (v.case === "file") writeFileNode(w.lenPrefix(2, fileNodeLen(v.value)), v.value);
+  else if (v.case === "symlink") writeSymlinkNode(w.lenPrefix(3, symlinkNodeLen(v.value)), v.value);
 }
 
 /** Encodes a Node. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { B3Digest } from "../digest.ts";
+import { B3Digest, blake3 } from "../digest.ts";
 import {
   type Directory,
   directoryDigest,
@@ -45,8 +45,11 @@ export class ClosureValidator {
   #last: B3Digest | null = null;
   #count = 0;
 
-  /** Validates `directory` against the rules and what came before; returns its digest. */
-  add(directory: Directory): B3Digest {
+  /**
+   * Validates `directory` against the rules and what came before; returns its digest. Pass its
+   * canonical encoding as `encoded` when you have it, to save encoding it again.
+   */
+  add(directory: Directory, encoded?: Uint8Array): B3Digest {
     validateDirectory(directory);
     for (const child of directory.directories) {
       const key = B3Digest.fromBytes(child.digest).key;
@@ -66,7 +69,7 @@ export class ClosureValidator {
         );
       }
     }
-    const digest = directoryDigest(directory);
+    const digest = encoded ? blake3(encoded) : directoryDigest(directory);
     this.#sizes.set(digest.key, directorySize(directory));
     this.#last = digest;
     this.#count++;

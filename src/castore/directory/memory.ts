@@ -3,11 +3,10 @@
  *
  * @module
  */
-import type { B3Digest } from "../digest.ts";
+import { type B3Digest, blake3 } from "../digest.ts";
 import {
   decodeDirectory,
   type Directory,
-  directoryDigest,
   encodeDirectory,
   validateDirectory,
 } from "../directory.ts";
@@ -50,8 +49,9 @@ export class MemoryDirectoryService implements DirectoryService {
   // deno-lint-ignore require-await
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
-    const digest = directoryDigest(directory);
-    this.#dirs.set(digest.key, encodeDirectory(directory));
+    const bytes = encodeDirectory(directory);
+    const digest = blake3(bytes);
+    this.#dirs.set(digest.key, bytes);
     return digest;
   }
 
@@ -117,8 +117,8 @@ export class BufferedPutter implements DirectoryPutter {
   // deno-lint-ignore require-await
   async put(directory: Directory): Promise<void> {
     if (this.#root) throw new InvalidRequestError("directory putter is closed");
-    const digest = this.#validator.add(directory);
-    this.#pending.push([digest, encodeDirectory(directory)]);
+    const bytes = encodeDirectory(directory);
+    this.#pending.push([this.#validator.add(directory, bytes), bytes]);
   }
 
   /** The {@linkcode DirectoryPutter} method of the same name. */

@@ -4,11 +4,10 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import type { B3Digest } from "../digest.ts";
+import { type B3Digest, blake3 } from "../digest.ts";
 import {
   decodeDirectory,
   type Directory,
-  directoryDigest,
   encodeDirectory,
   validateDirectory,
 } from "../directory.ts";
@@ -69,7 +68,7 @@ export class SqliteDirectoryService implements DirectoryService {
   async put(directory: Directory): Promise<B3Digest> {
     validateDirectory(directory);
     const bytes = encodeDirectory(directory);
-    const digest = directoryDigest(directory);
+    const digest = blake3(bytes);
     try {
       this.#insert.run(digest.bytes, bytes);
     } catch (e) {
