@@ -601,14 +601,10 @@ export async function importPath(
 
   /** Reads exactly `buf.length` bytes at `offset`; a short file means it changed under us. */
   const readFull = async (fd: number, buf: Uint8Array, offset: number, path: Uint8Array) => {
+    if (buf.length <= SYNC_READ_MAX) return readFullSync(fd, buf, offset, path);
     for (let got = 0; got < buf.length;) {
-      const dst = buf.subarray(got);
-      const n = buf.length <= SYNC_READ_MAX
-        ? libc.pread(fd, dst, offset + got, path)
-        : await libc.preadAsync(fd, dst, offset + got, path);
-      if (n === 0) {
-        throw new StorageError(`file shrank while importing: ${libc.displayPath(path)}`);
-      }
+      const n = await libc.preadAsync(fd, buf.subarray(got), offset + got, path);
+      if (n === 0) throw shrank(path);
       got += n;
     }
   };
@@ -720,13 +716,7 @@ export async function importPath(
     const fd = e.open();
     const data = new Uint8Array(e.size);
     try {
-      for (let got = 0; got < data.length;) {
-        const n = libc.pread(fd, data.subarray(got), got, e.path);
-        if (n === 0) {
-          throw new StorageError(`file shrank while importing: ${libc.displayPath(e.path)}`);
-        }
-        got += n;
-      }
+      readFullSync(fd, data, 0, e.path);
     } finally {
       libc.close(fd);
     }
@@ -889,6 +879,19 @@ export async function importPath(
   // Let running uploads notice the failure, abort their writers and release their files.
   while (inflight.size > 0) await Promise.allSettled([...inflight]);
   throw failure!.error;
+}
+
+/** Reads exactly `buf.length` bytes at `offset` on this thread; a short file changed under us. */
+function readFullSync(fd: number, buf: Uint8Array, offset: number, path: Uint8Array): void {
+  for (let got = 0; got < buf.length;) {
+    const n = libc.pread(fd, buf.subarray(got), offset + got, path);
+    if (n === 0) throw shrank(path);
+    got += n;
+  }
+}
+
+function shrank(path: Uint8Array): StorageError {
+  return new StorageError(`file shrank while importing: ${libc.displayPath(path)}`);
 }
 
 /** A counting semaphore. */
