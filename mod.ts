@@ -18,6 +18,7 @@ export * from "./src/castore/directory/traverse.ts";
 export * from "./src/store/path_info/service.ts";
 export * from "./src/store/nixbase32.ts";
 export * from "./src/store/store_path.ts";
+export * from "./src/store/sha256.ts";
 export * from "./src/store/import.ts";
 export * from "./src/store/path_info/sqlite.ts";
 export * from "./src/castore/blob/sqlite.ts";

@@ -496,7 +496,7 @@ export interface ImportProgress {
  * const directories = new MemoryDirectoryService();
  * const root = await importPath(`${tmp}/hello`, blobs, directories, opts);
  * // The NAR hashed during the import is the one rendered from the stored tree.
- * assert.deepEqual(narHasher.result(), await calculateNar(root, blobs, directories));
+ * assert.deepEqual(await narHasher.result(), await calculateNar(root, blobs, directories));
  * await Deno.remove(tmp, { recursive: true });
  * ```
  */
@@ -637,22 +637,17 @@ export async function importPath(
         throw new StorageError(`file changed while importing: ${libc.displayPath(path)}`);
       }
       w = await blobs.openWrite();
-      if (size <= SYNC_READ_MAX) {
+      if (size <= CHUNK_SIZE) {
         // A small file gets its own exact buffer: many are in flight at once.
-        const chunk = new Uint8Array(size);
-        await readFull(fd, chunk, 0, path);
-        if (size > 0) {
-          await slot?.write(chunk);
-          await w.write(chunk);
-          written(size);
+        let chunk: Uint8Array;
+        if (size <= SYNC_READ_MAX) chunk = new Uint8Array(size);
+        else {
+          bufs.push(getBuffer());
+          chunk = bufs[0].subarray(0, size);
         }
-      } else if (size <= CHUNK_SIZE) {
-        bufs.push(getBuffer());
-        const chunk = bufs[0].subarray(0, size);
         await readFull(fd, chunk, 0, path);
         if (size > 0) {
-          await slot?.write(chunk);
-          await w.write(chunk);
+          await both(slot?.write(chunk), w.write(chunk));
           written(size);
         }
       } else {
@@ -666,8 +661,9 @@ export async function importPath(
         await readFull(fd, cur.subarray(0, len), 0, path);
         for (;;) {
           if (failure) throw CANCELLED;
-          await slot?.write(cur.subarray(0, len));
-          const writing = w.write(cur.subarray(0, len));
+          // The NAR hash may run on another thread while this one hashes and stores the blob.
+          const chunk = cur.subarray(0, len);
+          const writing = both(slot?.write(chunk), w.write(chunk));
           off += len;
           if (off >= size) {
             await writing;
@@ -676,10 +672,7 @@ export async function importPath(
           }
           const nextLen = Math.min(CHUNK_SIZE, size - off);
           const reading = readFull(fd, next.subarray(0, nextLen), off, path);
-          // allSettled: never leave a read in flight into a buffer we are about to give back.
-          const [wr, rd] = await Promise.allSettled([writing, reading]);
-          if (wr.status === "rejected") throw wr.reason;
-          if (rd.status === "rejected") throw rd.reason;
+          await both(writing, reading);
           written(len);
           [cur, next] = [next, cur];
           len = nextLen;
@@ -879,6 +872,16 @@ export async function importPath(
   // Let running uploads notice the failure, abort their writers and release their files.
   while (inflight.size > 0) await Promise.allSettled([...inflight]);
   throw failure!.error;
+}
+
+/**
+ * Waits for both; the first failure wins, but only once both settled, so no read, hash or
+ * write is still using a buffer the caller is about to reuse or give back.
+ */
+async function both(a: Promise<void> | undefined, b: Promise<void>): Promise<void> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === "rejected") throw ra.reason;
+  if (rb.status === "rejected") throw rb.reason;
 }
 
 /** Reads exactly `buf.length` bytes at `offset` on this thread; a short file changed under us. */

@@ -3,11 +3,11 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import type { BlobService } from "../castore/blob/service.ts";
 import type { AnyNode } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory/service.ts";
 import type { NarCalculation } from "../store/path_info/service.ts";
+import { createSha256Stream, type Sha256Stream } from "../store/sha256.ts";
 import { writeNar } from "./render.ts";
 import type { NarSink } from "./writer.ts";
 
@@ -53,13 +53,12 @@ export async function calculateNar(
   blobs: BlobService,
   directories: DirectoryService,
 ): Promise<NarCalculation> {
-  // node:crypto's SHA-256 is ≈6× faster than hash-wasm here; it copies input synchronously,
-  // so the writer may reuse its buffer.
-  const hash = createHash("sha256");
+  // update() copies what it keeps, so the writer may reuse its buffer.
+  const hash = createSha256Stream();
   const narSize = await writeNar((b) => hash.update(b), root, blobs, directories, {
     reuseBuffer: true,
   });
-  return { narSize, narSha256: new Uint8Array(hash.digest()) };
+  return { narSize, narSha256: await hash.digest() };
 }
 
 // A file's contents waiting for earlier files are copied; past this many bytes its reader waits
@@ -100,7 +99,7 @@ const SLOT_BUFFER_MAX = 8 << 20;
  *   await slots[i].write(files[i][1]);
  *   slots[i].end();
  * }
- * const { narSize, narSha256 } = hasher.result();
+ * const { narSize, narSha256 } = await hasher.result();
  *
  * // The same as hashing the NAR written in order.
  * const sha256 = createHash("sha256");
@@ -117,7 +116,7 @@ const SLOT_BUFFER_MAX = 8 << 20;
  * ```
  */
 export class OrderedNarHasher {
-  #hash = createHash("sha256");
+  #hash: Sha256Stream = createSha256Stream();
   #size = 0;
   #queue: (Uint8Array | NarSlot)[] = [];
   #head: NarSlot | null = null;
@@ -136,7 +135,7 @@ export class OrderedNarHasher {
   /** The sink for a NarWriter (without `reuseBuffer`: queued arrays must stay valid). */
   readonly sink: NarSink = (bytes) => {
     if (this.#idle()) {
-      this.update(bytes);
+      this.update(bytes); // small pieces: gathered into bigger updates
     } else {
       this.#queue.push(bytes);
       this.#held += bytes.length;
@@ -152,15 +151,24 @@ export class OrderedNarHasher {
   }
 
   /** Size and SHA-256; every slot must have ended. */
-  result(): NarCalculation {
+  async result(): Promise<NarCalculation> {
     if (!this.#idle()) throw new Error("NAR hash requested before every file was hashed");
-    return { narSize: this.#size, narSha256: new Uint8Array(this.#hash.digest()) };
+    return { narSize: this.#size, narSha256: await this.#hash.digest() };
   }
 
-  /** @internal Hashes bytes at the current position. */
+  /** @internal Hashes a copy of bytes at the current position. */
   update(bytes: Uint8Array): void {
     this.#hash.update(bytes);
     this.#size += bytes.length;
+  }
+
+  /**
+   * @internal Hashes bytes at the current position without copying them; they must not change
+   * until the promise resolves.
+   */
+  updateInPlace(bytes: Uint8Array): Promise<void> {
+    this.#size += bytes.length;
+    return this.#hash.updateInPlace(bytes);
   }
 
   /** @internal True when `slot` is the file whose turn it is. */
@@ -212,7 +220,7 @@ export class OrderedNarHasher {
  * slot.writeOwned(enc.encode("world!\n"));
  * slot.end();
  * assert.equal(
- *   toHex(hasher.result().narSha256),
+ *   toHex((await hasher.result()).narSha256),
  *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
  * );
  * ```
@@ -234,7 +242,10 @@ export class NarSlot {
     this.size = size;
   }
 
-  /** Adds the next content bytes; `data` may be reused by the caller once this resolves. */
+  /**
+   * Adds the next content bytes; `data` must not change until this resolves (it may be hashed
+   * in place on another thread), and may be reused afterwards.
+   */
   async write(data: Uint8Array): Promise<void> {
     this.#got += data.length;
     if (this.#got > this.size) throw new Error(`file grew past ${this.size} bytes while importing`);
@@ -243,7 +254,7 @@ export class NarSlot {
       await new Promise<void>((resolve) => this.#wakeUp = resolve);
     }
     if (this.#owner.isHead(this)) {
-      this.#owner.update(data);
+      await this.#owner.updateInPlace(data);
     } else {
       this.#hold(data.slice());
     }
@@ -257,7 +268,7 @@ export class NarSlot {
   writeOwned(data: Uint8Array): void {
     this.#got += data.length;
     if (this.#got > this.size) throw new Error(`file grew past ${this.size} bytes while importing`);
-    if (this.#owner.isHead(this)) this.#owner.update(data);
+    if (this.#owner.isHead(this)) this.#owner.updateInPlace(data).catch(() => {});
     else this.#hold(data);
   }
 
@@ -280,7 +291,7 @@ export class NarSlot {
 
   /** @internal Hashes what was held. */
   drainInto(): void {
-    for (const b of this.#held) this.#owner.update(b);
+    for (const b of this.#held) this.#owner.updateInPlace(b).catch(() => {});
     this.#owner.noteHeld(-this.#heldBytes);
     this.#held = [];
     this.#heldBytes = 0;

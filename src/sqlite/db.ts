@@ -6,8 +6,6 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { StorageError } from "../castore/errors.ts";
 import { Checkpointer } from "./checkpointer.ts";
 
@@ -231,16 +229,17 @@ let collect: (() => void) | null | undefined;
 
 /** Records `n` bytes handed out by SQLite; collects garbage after every {@linkcode GC_EVERY}. */
 export function noteSqliteBytes(n: number): void {
+  if (collect === undefined) {
+    // node:v8 and node:vm load Deno's Node compatibility layer (~20 ms), so only once bytes
+    // are actually read; the first collection may come one round late.
+    collect = null;
+    Promise.all([import("node:v8"), import("node:vm")]).then(([v8, vm]) => {
+      v8.default.setFlagsFromString("--expose-gc");
+      collect = vm.default.runInNewContext("gc") as () => void;
+    }).catch(() => {});
+  }
   unaccounted += n;
   if (unaccounted < GC_EVERY) return;
   unaccounted = 0;
-  if (collect === undefined) {
-    try {
-      v8.setFlagsFromString("--expose-gc");
-      collect = vm.runInNewContext("gc") as () => void;
-    } catch {
-      collect = null;
-    }
-  }
   collect?.();
 }

@@ -172,7 +172,7 @@ export async function importStorePath(
     ...opts,
     narHasher,
   });
-  const { narSize, narSha256 } = narHasher.result();
+  const { narSize, narSha256 } = await narHasher.result();
   const storePath = sourceStorePath(name, narSha256);
   const info = makePathInfo({ storePath, node: root, narSize, narSha256 });
   const pathInfo = await services.pathInfos.put(info);

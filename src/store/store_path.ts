@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { toHex } from "../castore/digest.ts";
 import { InvalidRequestError } from "../castore/errors.ts";
 import * as nixbase32 from "./nixbase32.ts";
+import { sha256 } from "./sha256.ts";
 
 /**
  * Length in bytes of a store path digest.
@@ -330,14 +330,13 @@ export function compressHash(hash: Uint8Array, size: number): Uint8Array {
  *
  * @example
  * ```ts
- * import { createHash } from "node:crypto";
- * import { NarWriter, sourceStorePath } from "../../mod.ts";
+ * import { createSha256Stream, NarWriter, sourceStorePath } from "../../mod.ts";
  * // The NAR of a file containing "Hello, world!\n", and its SHA-256:
- * const sha256 = createHash("sha256");
- * const nar = new NarWriter((bytes) => sha256.update(bytes));
+ * const hash = createSha256Stream();
+ * const nar = new NarWriter((bytes) => hash.update(bytes));
  * nar.file(false, new TextEncoder().encode("Hello, world!\n"));
  * nar.finish();
- * const storePath = sourceStorePath("hello.txt", sha256.digest());
+ * const storePath = sourceStorePath("hello.txt", await hash.digest());
  * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
  * ```
  */
@@ -346,8 +345,6 @@ export function sourceStorePath(name: string, narSha256: Uint8Array): StorePath 
     throw new InvalidRequestError(`invalid NAR sha256 length: ${narSha256.length} (want 32)`);
   }
   validateName(name);
-  const h = createHash("sha256")
-    .update(`source:sha256:${toHex(narSha256)}:${STORE_DIR}:${name}`)
-    .digest();
+  const h = sha256(`source:sha256:${toHex(narSha256)}:${STORE_DIR}:${name}`);
   return new StorePath(compressHash(h, STORE_PATH_DIGEST_LEN), name);
 }

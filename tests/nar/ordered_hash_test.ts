@@ -29,7 +29,7 @@ Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in f
       const dirs = new MemoryDirectoryService();
       const narHasher = new OrderedNarHasher();
       const root = await importPath(`${dir}/t`, blobs, dirs, { concurrency, narHasher });
-      const inPass = narHasher.result();
+      const inPass = await narHasher.result();
       const rendered = await calculateNar(root, blobs, dirs);
       assert.equal(inPass.narSize, rendered.narSize, `size, concurrency ${concurrency}`);
       assert.deepEqual(inPass.narSha256, rendered.narSha256, `sha256, concurrency ${concurrency}`);
