@@ -40,9 +40,9 @@ try {
       String(mib),
     ]);
     const out = JSON.parse(new TextDecoder().decode(r.stdout));
-    await Deno.remove(`${work}/blob.db`).catch(() => {});
-    await Deno.remove(`${work}/blob.db-wal`).catch(() => {});
-    await Deno.remove(`${work}/blob.db-shm`).catch(() => {});
+    for (const suffix of ["", "-wal", "-shm", "-chunks", "-chunks-journal"]) {
+      await Deno.remove(`${work}/blob.db${suffix}`).catch(() => {});
+    }
     await writeRandomFile(`${work}/ref.bin`, 256);
     const b3 = haveCmd("b3sum")
       ? await best(RUNS, () => timeCommand(["b3sum", "--num-threads", "1", `${work}/ref.bin`]))

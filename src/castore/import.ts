@@ -661,19 +661,17 @@ export async function importPath(
         await readFull(fd, cur.subarray(0, len), 0, path);
         for (;;) {
           if (failure) throw CANCELLED;
-          // The NAR hash may run on another thread while this one hashes and stores the blob.
           const chunk = cur.subarray(0, len);
-          const writing = both(slot?.write(chunk), w.write(chunk));
           off += len;
-          if (off >= size) {
-            await writing;
-            written(len);
-            break;
-          }
           const nextLen = Math.min(CHUNK_SIZE, size - off);
-          const reading = readFull(fd, next.subarray(0, nextLen), off, path);
-          await both(writing, reading);
+          // The next read and the NAR hash start first: they run on other threads while this
+          // one hashes and stores the blob.
+          const reading = nextLen > 0
+            ? readFull(fd, next.subarray(0, nextLen), off, path)
+            : undefined;
+          await both(reading, both(slot?.write(chunk), w.write(chunk)));
           written(len);
+          if (nextLen === 0) break;
           [cur, next] = [next, cur];
           len = nextLen;
         }
@@ -878,7 +876,10 @@ export async function importPath(
  * Waits for both; the first failure wins, but only once both settled, so no read, hash or
  * write is still using a buffer the caller is about to reuse or give back.
  */
-async function both(a: Promise<void> | undefined, b: Promise<void>): Promise<void> {
+async function both(
+  a: Promise<void> | undefined,
+  b: Promise<void> | undefined,
+): Promise<void> {
   const [ra, rb] = await Promise.allSettled([a, b]);
   if (ra.status === "rejected") throw ra.reason;
   if (rb.status === "rejected") throw rb.reason;

@@ -40,7 +40,7 @@ export class ChunkReadPool {
   #next = 0;
   #req = 0;
 
-  /** Starts `size` workers on the database at `path`, mapping up to `mmapBytes` of it. */
+  /** Starts `size` workers on the chunk file at `path`, mapping up to `mmapBytes` of it. */
   constructor(path: string, size: number, mmapBytes: number) {
     workerUrl ??= URL.createObjectURL(
       new Blob([WORKER_SOURCE], { type: "application/javascript" }),

@@ -290,7 +290,9 @@ const STAGE_SIZE = 256 << 10;
 class NativeSha256Stream implements Sha256Stream {
   #lib: Libcrypto;
   #ctx: Deno.PointerValue;
-  #tail: Promise<void> = Promise.resolve();
+  #queue: { bytes: Uint8Array; resolve: () => void; reject: (e: Error) => void }[] = [];
+  #running = false;
+  #last: Promise<void> = Promise.resolve();
   #failed: Error | null = null;
   #stage: Uint8Array = new Uint8Array(STAGE_SIZE);
   #staged = 0;
@@ -327,7 +329,7 @@ class NativeSha256Stream implements Sha256Stream {
     this.#check();
     this.#flush();
     this.#done = true;
-    await this.#tail.catch(() => {});
+    await this.#last.catch(() => {});
     const out = new Uint8Array(32);
     const ok = !this.#failed && this.#lib.EVP_DigestFinal_ex(this.#ctx, out, null) === 1;
     this.#lib.EVP_MD_CTX_free(this.#ctx);
@@ -350,17 +352,39 @@ class NativeSha256Stream implements Sha256Stream {
     this.#submit(piece).then(() => this.#spare.push(stage), () => {});
   }
 
-  /** Queues one update after the previous ones; `bytes` stays referenced until it ran. */
+  /**
+   * Queues one update after the previous ones; `bytes` stays referenced until it ran. With
+   * nothing in flight the call starts at once, not in a later microtask, so it runs while this
+   * thread goes on with synchronous work.
+   */
   #submit(bytes: Uint8Array): Promise<void> {
-    const run = this.#tail.then(async () => {
-      if (this.#failed) throw this.#failed;
-      const ok = await this.#lib.EVP_DigestUpdate(this.#ctx, bytes, BigInt(bytes.length));
-      if (ok !== 1) {
-        this.#failed = new Error("libcrypto failed to hash NAR bytes");
-        throw this.#failed;
-      }
-    });
-    this.#tail = run.catch(() => {});
-    return run;
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#queue.push({ bytes, resolve, reject });
+    this.#last = promise;
+    if (!this.#running) this.#pump();
+    return promise;
+  }
+
+  #pump(): void {
+    const next = this.#queue.shift();
+    this.#running = next !== undefined;
+    if (!next) return;
+    if (this.#failed) {
+      next.reject(this.#failed);
+      return this.#pump();
+    }
+    this.#lib.EVP_DigestUpdate(this.#ctx, next.bytes, BigInt(next.bytes.length)).then(
+      (ok) => {
+        if (ok !== 1) this.#failed ??= new Error("libcrypto failed to hash NAR bytes");
+        if (this.#failed) next.reject(this.#failed);
+        else next.resolve();
+        this.#pump();
+      },
+      (e) => {
+        this.#failed ??= e instanceof Error ? e : new Error(String(e));
+        next.reject(this.#failed);
+        this.#pump();
+      },
+    );
   }
 }

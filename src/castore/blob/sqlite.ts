@@ -9,6 +9,7 @@ import { setImmediate } from "node:timers";
 import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
 import {
+  chunkFilePath,
   noteSqliteBytes,
   openDatabase,
   readServerSettings,
@@ -81,12 +82,15 @@ export class SqliteBlobService implements BlobService {
     this.#insertInline = db.prepare(
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
-    this.#chunk = db.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
-    this.#newUpload = db.prepare("INSERT INTO uploads (started) VALUES (?)");
-    this.#insertChunk = db.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
-    this.#insertBlob = db.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, ?)");
-    this.#dropUpload = db.prepare("DELETE FROM uploads WHERE data_id = ?");
-    this.#dropChunks = db.prepare("DELETE FROM chunks WHERE data_id = ?");
+    const bulk = this.#h.bulk;
+    this.#chunk = bulk.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
+    this.#newUpload = bulk.prepare("INSERT INTO uploads (started) VALUES (?)");
+    this.#insertChunk = bulk.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
+    this.#insertBlob = db.prepare(
+      "INSERT OR IGNORE INTO blobs (digest, size, data_id) VALUES (?, ?, ?)",
+    );
+    this.#dropUpload = bulk.prepare("DELETE FROM uploads WHERE data_id = ?");
+    this.#dropChunks = bulk.prepare("DELETE FROM chunks WHERE data_id = ?");
   }
 
   /** The {@linkcode BlobService} method of the same name. */
@@ -234,7 +238,7 @@ export class SqliteBlobService implements BlobService {
       if (id === null) return;
       const dead = id;
       id = null;
-      transaction(this.#h.db, () => {
+      transaction(this.#h.bulk, () => {
         this.#dropChunks.run(dead);
         this.#dropUpload.run(dead);
       });
@@ -253,7 +257,6 @@ export class SqliteBlobService implements BlobService {
           } catch (e) {
             throw storageError("writing blob chunk", e);
           }
-          this.#h.wroteBulk();
           return;
         }
         // Copy: callers may reuse their buffer once write() resolves.
@@ -262,7 +265,6 @@ export class SqliteBlobService implements BlobService {
         try {
           while (pendingLen >= CHUNK_SIZE) {
             this.#insertChunk.run(upload(), idx++, take(CHUNK_SIZE));
-            this.#h.wroteBulk();
           }
         } catch (e) {
           throw storageError("writing blob chunk", e);
@@ -278,20 +280,15 @@ export class SqliteBlobService implements BlobService {
             // with the rows of other writers closing at the same time.
             await this.#commitInline(digest.bytes, size, take(pendingLen));
           } else {
-            transaction(this.#h.db, () => {
-              const exists = this.#has.get(digest.bytes) !== undefined;
-              if (exists) {
-                if (id !== null) {
-                  this.#dropChunks.run(id);
-                  this.#dropUpload.run(id);
-                }
-                return;
-              }
-              const dataId = upload();
+            // Chunks first, then the blobs row that makes them reachable, each committed in
+            // its own file; a crash in between leaves an upload that is cleaned up later.
+            const dataId = id;
+            if (this.#has.get(digest.bytes) === undefined) {
               if (pendingLen > 0) this.#insertChunk.run(dataId, idx++, take(pendingLen));
-              this.#insertBlob.run(digest.bytes, size, dataId);
-              this.#dropUpload.run(dataId);
-            });
+              const stored = this.#insertBlob.run(digest.bytes, size, dataId).changes > 0;
+              if (stored) this.#dropUpload.run(dataId);
+              else dropUpload(); // another writer stored the same blob meanwhile
+            } else dropUpload(); // already stored: ours is not needed
           }
         } catch (e) {
           throw storageError(`storing blob ${digest}`, e);
@@ -359,7 +356,7 @@ export class SqliteBlobService implements BlobService {
   #readPool(): ChunkReadPool | null {
     const { readWorkers, mmapBytes } = readServerSettings();
     if (this.#pool || readWorkers === 0 || this.#h.path === ":memory:") return this.#pool;
-    this.#pool = new ChunkReadPool(this.#h.path, readWorkers, mmapBytes);
+    this.#pool = new ChunkReadPool(chunkFilePath(this.#h.path), readWorkers, mmapBytes);
     return this.#pool;
   }
 
