@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { type Command, Option } from "commander";
+import type { Invocation, OptionSpec } from "./args.ts";
 import { openStore, type Store } from "../addr.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "./log.ts";
 
-/** The three address flags as commander parses them. */
+/** The three address flags as parsed (see {@linkcode SERVICE_ADDR_OPTIONS}). */
 export interface ServiceAddrOptions {
   /** `--blob-service-addr` / `BLOB_SERVICE_ADDR`. */
   blobServiceAddr?: string;
@@ -23,28 +23,24 @@ export type Services = Store;
 
 const DEFAULT_HELP = "the embedded store, sqlite://$NIXCAS_DIR/store.db";
 
-/** Adds `--blob-service-addr`, `--directory-service-addr`, `--path-info-service-addr` (with env vars). */
-export function addServiceAddrOptions(cmd: Command): Command {
-  return cmd
-    .addOption(
-      new Option("--blob-service-addr <url>", `blob service address (default: ${DEFAULT_HELP})`)
-        .env("BLOB_SERVICE_ADDR"),
-    )
-    .addOption(
-      new Option(
-        "--directory-service-addr <url>",
-        `directory service address (default: ${DEFAULT_HELP})`,
-      )
-        .env("DIRECTORY_SERVICE_ADDR"),
-    )
-    .addOption(
-      new Option(
-        "--path-info-service-addr <url>",
-        `path info service address (default: ${DEFAULT_HELP})`,
-      )
-        .env("PATH_INFO_SERVICE_ADDR"),
-    );
-}
+/** `--blob-service-addr`, `--directory-service-addr`, `--path-info-service-addr` (with env vars). */
+export const SERVICE_ADDR_OPTIONS: readonly OptionSpec[] = [
+  {
+    flags: "--blob-service-addr <url>",
+    description: `blob service address (default: ${DEFAULT_HELP})`,
+    env: "BLOB_SERVICE_ADDR",
+  },
+  {
+    flags: "--directory-service-addr <url>",
+    description: `directory service address (default: ${DEFAULT_HELP})`,
+    env: "DIRECTORY_SERVICE_ADDR",
+  },
+  {
+    flags: "--path-info-service-addr <url>",
+    description: `path info service address (default: ${DEFAULT_HELP})`,
+    env: "PATH_INFO_SERVICE_ADDR",
+  },
+];
 
 /** Opens the three services named by the flags, defaulting to the embedded store. */
 export function openServices(opts: ServiceAddrOptions): Promise<Services> {
@@ -64,21 +60,32 @@ export interface GlobalOptions {
 }
 
 /** The logger for a command, from the program's global options. */
-export function loggerFor(cmd: Command): Logger {
-  const g = cmd.optsWithGlobals() as GlobalOptions;
+export function loggerFor(inv: Pick<Invocation, "globals">): Logger {
+  const g = inv.globals as Partial<GlobalOptions>;
   return createLogger(g.logLevel ?? "info", g.json ?? false);
 }
 
-/** Adds `--log-level` and `--json` to the program. */
-export function addGlobalOptions(program: Command): Command {
-  return program
-    .addOption(
-      new Option("--log-level <level>", "how much to log on stderr").choices([...LEVELS]).default(
-        "info",
-      )
-        .env("NIXCAS_LOG"),
-    )
-    .option("--json", "log JSON objects on stderr instead of text lines");
+/** `--log-level` (env `NIXCAS_LOG`) and `--json`: the program's global options. */
+export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
+  {
+    flags: "--log-level <level>",
+    description: "how much to log on stderr",
+    choices: LEVELS,
+    default: "info",
+    env: "NIXCAS_LOG",
+  },
+  { flags: "--json", description: "log JSON objects on stderr instead of text lines" },
+];
+
+/** Parses a whole number of at least `min`, for option values such as `--concurrency <n>`. */
+export function parseIntAtLeast(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+      throw new Error(`not a whole number${min === 0 ? "" : ` of at least ${min}`}`);
+    }
+    return n;
+  };
 }
 
 /** An error that carries its own exit code and has already said everything needed. */
@@ -95,18 +102,16 @@ export class CliError extends Error {
 
 /**
  * Wraps a subcommand action: runs it, and turns a failure into one line on stderr (a stack
- * trace only with `--log-level debug`) and exit code 1.
+ * trace only with `--log-level debug`) and exit code 1 (or the {@linkcode CliError}'s).
  */
-export function action<A extends unknown[]>(
-  fn: (this: Command, ...args: A) => Promise<void>,
-): (...args: A) => Promise<void> {
-  return async function (this: Command, ...args: A) {
-    // commander passes the Command as the last argument.
-    const cmd = args[args.length - 1] as Command;
+export function action<O extends object>(
+  fn: (inv: Invocation<O>) => Promise<void>,
+): (inv: Invocation<O>) => Promise<void> {
+  return async (inv) => {
     try {
-      await fn.apply(cmd, args);
+      await fn(inv);
     } catch (e) {
-      const log = loggerFor(cmd);
+      const log = loggerFor(inv);
       if (log.enabled("debug") && e instanceof Error) log.error(e.stack ?? e.message);
       else log.error(e instanceof Error ? e.message : String(e));
       Deno.exit(e instanceof CliError ? e.exitCode : 1);

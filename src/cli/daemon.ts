@@ -3,36 +3,60 @@
  *
  * @module
  */
-import type { Command } from "commander";
+import type { CommandSpec } from "./args.ts";
 import { useReadServerMode } from "../sqlite/db.ts";
 import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../grpc/address.ts";
 import {
   action,
-  addServiceAddrOptions,
   CliError,
   loggerFor,
   openServices,
+  SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
 
-/** Registers `daemon`. */
-export function register(program: Command): void {
-  addServiceAddrOptions(
-    program.command("daemon")
-      .description(
-        "Serve BlobService, DirectoryService and PathInfoService (tvix wire protocol, gRPC over " +
-          "HTTP/2 cleartext, with server reflection) until SIGINT or SIGTERM, which stop it " +
-          "gracefully: calls in progress finish and the unix socket file is removed.",
-      )
-      .option(
-        "-l, --listen-address <addr>",
+/** Parses `--grace`: a number of seconds, zero or more (fractions allowed). */
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n)) {
+    throw new Error("not a number of seconds");
+  }
+  return n;
+}
+
+/** Options of `daemon`. */
+export interface DaemonOptions extends ServiceAddrOptions {
+  /** `-l, --listen-address <addr>`. */
+  listenAddress: string;
+  /** `--grace <seconds>`: how long calls in progress may take at shutdown. */
+  grace: number;
+}
+
+/** `daemon`. */
+export const daemonCommand: CommandSpec<DaemonOptions> = {
+  name: "daemon",
+  description:
+    "Serve BlobService, DirectoryService and PathInfoService (tvix wire protocol, gRPC over " +
+    "HTTP/2 cleartext, with server reflection) until SIGINT or SIGTERM, which stop it " +
+    "gracefully: calls in progress finish and the unix socket file is removed.",
+  options: [
+    {
+      flags: "-l, --listen-address <addr>",
+      description:
         "host:port, [v6]:port or unix:/abs/path (listening beyond loopback is your choice)",
-        DEFAULT_LISTEN_ADDRESS,
-      )
-      .option("--grace <seconds>", "how long calls in progress may take at shutdown", "10"),
-  ).action(action(async function (this: Command) {
-    const opts = this.opts<ServiceAddrOptions & { listenAddress: string; grace: string }>();
-    const log = loggerFor(this);
+      default: DEFAULT_LISTEN_ADDRESS,
+    },
+    {
+      flags: "--grace <seconds>",
+      description: "how long calls in progress may take at shutdown",
+      parse: parseSeconds,
+      default: 10,
+    },
+    ...SERVICE_ADDR_OPTIONS,
+  ],
+  run: action(async (inv) => {
+    const opts = inv.options;
+    const log = loggerFor(inv);
     let listen;
     try {
       listen = parseListenAddress(opts.listenAddress);
@@ -53,10 +77,10 @@ export function register(program: Command): void {
         log: (m) => log.warn(m),
       });
       log.info(`listening ${daemon.addressText}`, { address: daemon.addressText });
-      await closeOnSignal(daemon, Number(opts.grace) * 1000);
+      await closeOnSignal(daemon, opts.grace * 1000);
       log.info("stopped");
     } finally {
       await services.close();
     }
-  }));
-}
+  }),
+};

@@ -3,33 +3,49 @@
  *
  * @module
  */
-import type { Command } from "commander";
+import type { CommandSpec } from "./args.ts";
 import { importStorePath } from "../store/import.ts";
 import {
   action,
-  addServiceAddrOptions,
   CliError,
   loggerFor,
   openServices,
+  parseIntAtLeast,
+  SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
 import { printLine } from "./io.ts";
 import { Progress } from "./progress.ts";
 
-/** Registers `import`. */
-export function register(program: Command): void {
-  addServiceAddrOptions(
-    program.command("import")
-      .description(
-        "Import files or directories into the store and print one store path per line, in argument " +
-          "order: the path `nix-store --add` would print. Symlinks are stored, never followed.",
-      )
-      .argument("<path...>", "files, directories or symlinks to import")
-      .option("-q, --quiet", "no progress display on stderr")
-      .option("--concurrency <n>", "files uploaded at once", (v) => parseInt(v, 10), 8),
-  ).action(action(async function (this: Command, paths: string[]) {
-    const opts = this.opts<ServiceAddrOptions & { quiet?: boolean; concurrency: number }>();
-    const log = loggerFor(this);
+/** Options of `import`. */
+export interface ImportOptions extends ServiceAddrOptions {
+  /** `-q, --quiet`: no progress display. */
+  quiet?: boolean;
+  /** `--concurrency <n>`: files uploaded at once. */
+  concurrency: number;
+}
+
+/** `import`. */
+export const importCommand: CommandSpec<ImportOptions> = {
+  name: "import",
+  description:
+    "Import files or directories into the store and print one store path per line, in argument " +
+    "order: the path `nix-store --add` would print. Symlinks are stored, never followed.",
+  arguments: [["<path...>", "files, directories or symlinks to import"]],
+  options: [
+    { flags: "-q, --quiet", description: "no progress display on stderr" },
+    {
+      flags: "--concurrency <n>",
+      description: "files uploaded at once",
+      parse: parseIntAtLeast(1),
+      default: 8,
+    },
+    ...SERVICE_ADDR_OPTIONS,
+  ],
+  run: action(async (inv) => {
+    const paths = inv.args.path as string[];
+    const opts = inv.options;
+    const log = loggerFor(inv);
     const services = await openServices(opts);
     const progress = new Progress(!opts.quiet && Deno.stderr.isTerminal());
     let failed = 0;
@@ -58,5 +74,5 @@ export function register(program: Command): void {
       await services.close();
     }
     if (failed) throw new CliError(`${failed} of ${paths.length} paths failed to import`);
-  }));
-}
+  }),
+};

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Command } from "commander";
+import type { CommandSpec, Invocation } from "./args.ts";
 import { concat } from "../castore/blob/util.ts";
 import { B3Digest, toBase64 } from "../castore/digest.ts";
 import { type AnyNode, directoryNodes, fromNodeMessage } from "../castore/directory.ts";
@@ -19,9 +19,9 @@ import {
 } from "../store/store_path.ts";
 import {
   action,
-  addServiceAddrOptions,
   CliError,
   openServices,
+  SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
   type Services,
 } from "./common.ts";
@@ -70,111 +70,122 @@ export function pathInfoJson(storePath: StorePath, info: PathInfo): Record<strin
 
 const enc = new TextEncoder();
 
-function withServices<A extends unknown[]>(
-  fn: (services: Services, ...args: A) => Promise<void>,
+/** An action run with the services named by the address flags, closed afterwards. */
+function withServices<O extends ServiceAddrOptions>(
+  fn: (services: Services, inv: Invocation<O>) => Promise<void>,
 ) {
-  return action(async function (this: Command, ...args: A) {
-    const services = await openServices(this.opts<ServiceAddrOptions>());
+  return action<O>(async (inv) => {
+    const services = await openServices(inv.options);
     try {
-      await fn(services, ...args);
+      await fn(services, inv);
     } finally {
       await services.close();
     }
   });
 }
 
-/** Registers the read-only subcommands. */
-export function register(program: Command): void {
-  addServiceAddrOptions(
-    program.command("path-info")
-      .description(
-        "Show what the store knows about a store path: NAR size and hash, references, root node.",
-      )
-      .argument("<store-path>", "/nix/store/<hash>-<name> or its basename")
-      .option("--json", "print one JSON object"),
-  ).action(withServices(async (services, arg: string, opts: { json?: boolean }) => {
-    const { storePath, subpath } = parseTarget(arg);
-    if (subpath.length) {
-      throw new CliError(`${arg}: path-info takes a store path, not a path inside one`);
-    }
-    const info = await lookup(services, storePath);
-    const j = pathInfoJson(storePath, info);
-    if (opts.json) return await printLine(JSON.stringify(j));
-    const node = j.node as Record<string, unknown>;
-    await printLine(
-      [
-        `store path: ${j.storePath}`,
-        `nar size:   ${j.narSize}`,
-        `nar hash:   ${j.narHash}`,
-        `references: ${(j.references as string[]).join(" ") || "(none)"}`,
-        `node:       ${node.type}${node.digest ? ` ${node.digest}` : ""}${
-          node.size !== undefined ? ` size=${node.size}` : ""
-        }${node.executable ? " executable" : ""}${
-          node.target !== undefined ? ` -> ${node.target}` : ""
-        }`,
-      ].join("\n"),
-    );
-  }));
+const STORE_PATH_ARG = ["<store-path>", "/nix/store/<hash>-<name> or its basename"] as const;
 
-  addServiceAddrOptions(
-    program.command("nar")
-      .description("Write the NAR serialisation of a store path to stdout (as `nix-store --dump`).")
-      .argument("<store-path>", "/nix/store/<hash>-<name> or its basename"),
-  ).action(withServices(async (services, arg: string) => {
-    const { storePath, subpath } = parseTarget(arg);
-    if (subpath.length) throw new CliError(`${arg}: nar takes a store path, not a path inside one`);
-    const info = await lookup(services, storePath);
-    for await (
-      const bytes of renderNar(fromNodeMessage(info.node), services.blobs, services.directories)
-    ) {
-      await writeStdout(bytes);
-    }
-  }));
-
-  addServiceAddrOptions(
-    program.command("ls")
-      .description(
-        "List a directory of a store path (or show one file or symlink), like `nix store ls -l`.",
-      )
-      .argument("<path>", "/nix/store/<hash>-<name>[/sub/path]"),
-  ).action(withServices(async (services, arg: string) => {
-    const { node } = await resolve(services, arg);
-    if (node.case !== "directory") return await writeStdout(lsLine(node));
-    const dir = await services.directories.get(B3Digest.fromBytes(node.value.digest));
-    if (!dir) {
-      throw new NotFoundError(`directory ${B3Digest.fromBytes(node.value.digest)} is missing`);
-    }
-    for (const child of directoryNodes(dir)) await writeStdout(lsLine(child));
-  }));
-
-  addServiceAddrOptions(
-    program.command("cat")
-      .description("Write the contents of a file in a store path to stdout.")
-      .argument("<path>", "/nix/store/<hash>-<name>[/sub/path] naming a file"),
-  ).action(withServices(async (services, arg: string) => {
-    const { node, shown } = await resolve(services, arg);
-    if (node.case !== "file") throw new CliError(`${shown} is a ${node.case}, not a file`);
-    const digest = B3Digest.fromBytes(node.value.digest);
-    const r = await services.blobs.openRead(digest);
-    if (!r) throw new NotFoundError(`blob ${digest} of ${shown} is missing`);
-    try {
-      for await (const chunk of r.chunks()) await writeStdout(chunk);
-    } finally {
-      await r.close();
-    }
-  }));
-
-  addServiceAddrOptions(
-    program.command("list").description("Print every store path in the store, one per line."),
-  ).action(withServices(async (services) => {
-    for await (const info of services.pathInfos.list()) {
-      const root = fromNodeMessage(info.node);
-      await writeStdout(enc.encode(STORE_DIR_WITH_SLASH));
-      await writeStdout(root.value.name);
-      await writeStdout(enc.encode("\n"));
-    }
-  }));
-}
+/** The read-only subcommands, in help order. */
+export const inspectCommands: readonly CommandSpec[] = [
+  {
+    name: "path-info",
+    description:
+      "Show what the store knows about a store path: NAR size and hash, references, root node.",
+    arguments: [STORE_PATH_ARG],
+    options: [{ flags: "--json", description: "print one JSON object" }, ...SERVICE_ADDR_OPTIONS],
+    run: withServices<ServiceAddrOptions & { json?: boolean }>(async (services, inv) => {
+      const arg = inv.args.storePath as string;
+      const { storePath, subpath } = parseTarget(arg);
+      if (subpath.length) {
+        throw new CliError(`${arg}: path-info takes a store path, not a path inside one`);
+      }
+      const info = await lookup(services, storePath);
+      const j = pathInfoJson(storePath, info);
+      if (inv.options.json) return await printLine(JSON.stringify(j));
+      const node = j.node as Record<string, unknown>;
+      await printLine(
+        [
+          `store path: ${j.storePath}`,
+          `nar size:   ${j.narSize}`,
+          `nar hash:   ${j.narHash}`,
+          `references: ${(j.references as string[]).join(" ") || "(none)"}`,
+          `node:       ${node.type}${node.digest ? ` ${node.digest}` : ""}${
+            node.size !== undefined ? ` size=${node.size}` : ""
+          }${node.executable ? " executable" : ""}${
+            node.target !== undefined ? ` -> ${node.target}` : ""
+          }`,
+        ].join("\n"),
+      );
+    }),
+  },
+  {
+    name: "nar",
+    description: "Write the NAR serialisation of a store path to stdout (as `nix-store --dump`).",
+    arguments: [STORE_PATH_ARG],
+    options: SERVICE_ADDR_OPTIONS,
+    run: withServices(async (services, inv) => {
+      const arg = inv.args.storePath as string;
+      const { storePath, subpath } = parseTarget(arg);
+      if (subpath.length) {
+        throw new CliError(`${arg}: nar takes a store path, not a path inside one`);
+      }
+      const info = await lookup(services, storePath);
+      for await (
+        const bytes of renderNar(fromNodeMessage(info.node), services.blobs, services.directories)
+      ) {
+        await writeStdout(bytes);
+      }
+    }),
+  },
+  {
+    name: "ls",
+    description:
+      "List a directory of a store path (or show one file or symlink), like `nix store ls -l`.",
+    arguments: [["<path>", "/nix/store/<hash>-<name>[/sub/path]"]],
+    options: SERVICE_ADDR_OPTIONS,
+    run: withServices(async (services, inv) => {
+      const { node } = await resolve(services, inv.args.path as string);
+      if (node.case !== "directory") return await writeStdout(lsLine(node));
+      const dir = await services.directories.get(B3Digest.fromBytes(node.value.digest));
+      if (!dir) {
+        throw new NotFoundError(`directory ${B3Digest.fromBytes(node.value.digest)} is missing`);
+      }
+      for (const child of directoryNodes(dir)) await writeStdout(lsLine(child));
+    }),
+  },
+  {
+    name: "cat",
+    description: "Write the contents of a file in a store path to stdout.",
+    arguments: [["<path>", "/nix/store/<hash>-<name>[/sub/path] naming a file"]],
+    options: SERVICE_ADDR_OPTIONS,
+    run: withServices(async (services, inv) => {
+      const { node, shown } = await resolve(services, inv.args.path as string);
+      if (node.case !== "file") throw new CliError(`${shown} is a ${node.case}, not a file`);
+      const digest = B3Digest.fromBytes(node.value.digest);
+      const r = await services.blobs.openRead(digest);
+      if (!r) throw new NotFoundError(`blob ${digest} of ${shown} is missing`);
+      try {
+        for await (const chunk of r.chunks()) await writeStdout(chunk);
+      } finally {
+        await r.close();
+      }
+    }),
+  },
+  {
+    name: "list",
+    description: "Print every store path in the store, one per line.",
+    options: SERVICE_ADDR_OPTIONS,
+    run: withServices(async (services) => {
+      for await (const info of services.pathInfos.list()) {
+        const root = fromNodeMessage(info.node);
+        await writeStdout(enc.encode(STORE_DIR_WITH_SLASH));
+        await writeStdout(root.value.name);
+        await writeStdout(enc.encode("\n"));
+      }
+    }),
+  },
+];
 
 function lsLine(node: AnyNode): Uint8Array {
   const [mode, size] = node.case === "directory"

@@ -3,38 +3,31 @@
  *
  * @module
  */
-import { Command } from "commander";
-import { addGlobalOptions } from "./common.ts";
-import { register as registerDaemon } from "./daemon.ts";
-import { register as registerImport } from "./import.ts";
-import { register as registerInspect } from "./inspect.ts";
-import { register as registerMount } from "./mount.ts";
+import { type ProgramSpec, runProgram } from "./args.ts";
+import { GLOBAL_OPTIONS } from "./common.ts";
+import { daemonCommand } from "./daemon.ts";
+import { importCommand } from "./import.ts";
+import { inspectCommands } from "./inspect.ts";
+import { mountCommand } from "./mount.ts";
 
 /** Version printed by `--version`. */
 export const VERSION = "0.1.0";
 
-/** Builds the program with every subcommand registered. */
-export function buildProgram(): Command {
-  const program = new Command("nixcas")
-    .description(
-      "A content-addressed store for Nix store paths, wire-compatible with tvix-store. " +
-        "By default every command uses the embedded store sqlite://$NIXCAS_DIR/store.db " +
-        "(NIXCAS_DIR defaults to $XDG_DATA_HOME/nixcas or ~/.local/share/nixcas).",
-    )
-    .version(VERSION)
-    .showHelpAfterError()
-    .enablePositionalOptions();
-  addGlobalOptions(program);
-  registerImport(program);
-  registerInspect(program);
-  registerMount(program);
-  registerDaemon(program);
-  return program;
-}
+/** The `nixcas` program: global options and every subcommand, as data for {@linkcode runProgram}. */
+export const PROGRAM: ProgramSpec = {
+  name: "nixcas",
+  version: VERSION,
+  description: "A content-addressed store for Nix store paths, wire-compatible with tvix-store. " +
+    "By default every command uses the embedded store sqlite://$NIXCAS_DIR/store.db " +
+    "(NIXCAS_DIR defaults to $XDG_DATA_HOME/nixcas or ~/.local/share/nixcas).",
+  options: GLOBAL_OPTIONS,
+  commands: [importCommand, ...inspectCommands, mountCommand, daemonCommand],
+};
 
 /**
  * Runs the CLI with `args` (default: `Deno.args`): what `deno run -A mod.ts <args>` does.
- * Output goes to stdout and stderr; a failing command exits the process with code 1.
+ * Output goes to stdout and stderr; a failing command or a usage error (one line on stderr)
+ * exits the process with code 1.
  *
  * @example
  * ```ts
@@ -55,5 +48,6 @@ export function buildProgram(): Command {
  * ```
  */
 export async function main(args: string[] = Deno.args): Promise<void> {
-  await buildProgram().parseAsync(args, { from: "user" });
+  const code = await runProgram(PROGRAM, args);
+  if (code !== 0) Deno.exit(code);
 }

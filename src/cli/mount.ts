@@ -3,15 +3,15 @@
  *
  * @module
  */
-import type { Command } from "commander";
+import type { CommandSpec } from "./args.ts";
 import { useReadServerMode } from "../sqlite/db.ts";
 import type { readMountInfo } from "../fuse/mod.ts";
 import {
   action,
-  addServiceAddrOptions,
   CliError,
   loggerFor,
   openServices,
+  SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
 
@@ -45,24 +45,34 @@ function checkMountpoint(mountpoint: string, mounts: typeof readMountInfo): stri
   return real;
 }
 
-/** Registers `mount`. */
-export function register(program: Command): void {
-  addServiceAddrOptions(
-    program.command("mount")
-      .description(
-        "Mount the store read-only at MOUNTPOINT (like /nix/store) and serve it in the foreground " +
-          "until SIGINT or SIGTERM, or until it is unmounted. Store paths are looked up by name; " +
-          "listing the root is refused unless --list-root.",
-      )
-      .argument("<mountpoint>", "an existing, empty directory")
-      .option("--list-root", "allow listing the root directory (every store path)")
-      .option(
-        "--allow-other",
-        "let other users access the mount (needs user_allow_other for non-root)",
-      ),
-  ).action(action(async function (this: Command, mountpoint: string) {
-    const opts = this.opts<ServiceAddrOptions & { listRoot?: boolean; allowOther?: boolean }>();
-    const log = loggerFor(this);
+/** Options of `mount`. */
+export interface MountOptions extends ServiceAddrOptions {
+  /** `--list-root`: allow listing the root directory. */
+  listRoot?: boolean;
+  /** `--allow-other`: let other users access the mount. */
+  allowOther?: boolean;
+}
+
+/** `mount`. */
+export const mountCommand: CommandSpec<MountOptions> = {
+  name: "mount",
+  description:
+    "Mount the store read-only at MOUNTPOINT (like /nix/store) and serve it in the foreground " +
+    "until SIGINT or SIGTERM, or until it is unmounted. Store paths are looked up by name; " +
+    "listing the root is refused unless --list-root.",
+  arguments: [["<mountpoint>", "an existing, empty directory"]],
+  options: [
+    { flags: "--list-root", description: "allow listing the root directory (every store path)" },
+    {
+      flags: "--allow-other",
+      description: "let other users access the mount (needs user_allow_other for non-root)",
+    },
+    ...SERVICE_ADDR_OPTIONS,
+  ],
+  run: action(async (inv) => {
+    const mountpoint = inv.args.mountpoint as string;
+    const opts = inv.options;
+    const log = loggerFor(inv);
     // Loaded here, not at startup: other commands never need the FUSE layer.
     const { mountStore, readMountInfo } = await import("../fuse/mod.ts");
     const real = checkMountpoint(mountpoint, readMountInfo);
@@ -102,5 +112,5 @@ export function register(program: Command): void {
     } finally {
       await services.close();
     }
-  }));
-}
+  }),
+};
