@@ -311,7 +311,7 @@ class NativeSha256Stream implements Sha256Stream {
     this.#check();
     if (bytes.length >= STAGE_SIZE) {
       this.#flush();
-      this.#submit(bytes.slice());
+      this.#submit(bytes.slice()).catch(() => {}); // a failure surfaces in digest()
       return;
     }
     if (this.#staged + bytes.length > STAGE_SIZE) this.#flush();
