@@ -4,14 +4,14 @@
  * timeout).
  *
  * The data of large blobs (1 MiB chunk rows) lives in a second file beside the database,
- * `<file>-chunks`, on a second connection (an attached file made each insert ~30% slower). The main file is in WAL mode, so readers never wait for
- * writers; but through a WAL every byte is written twice (WAL, then checkpoint), and with its
- * frame checksums a 64 MiB blob cost ~110-125 ms of inserts and checkpoints. The chunk file
- * uses a rollback journal: rows appended past the end of the file need no journal content, so
- * each byte is written once (~45 ms for the same blob, measured on tmpfs; on disk equal to the
- * WAL even with a full sync per commit). Chunk rows are only reachable through a committed
- * `blobs` row, so the two files never need one atomic commit: chunks are committed first, the
- * `blobs` row last.
+ * `<file>-chunks`, on a second connection (an attached file made each insert ~30% slower).
+ * The main file is in WAL mode, so readers never wait for writers; but through a WAL every
+ * byte is written twice (WAL, then checkpoint), and with its frame checksums a 64 MiB blob cost
+ * ~110-125 ms of inserts and checkpoints. The chunk file uses a rollback journal: rows appended
+ * past the end of the file need no journal content, so each byte is written once (~45 ms for
+ * the same blob, measured on tmpfs; on disk equal to the WAL even with a full sync per commit).
+ * Chunk rows are only reachable through a committed `blobs` row, so the two files never need
+ * one atomic commit: chunks are committed first, the `blobs` row last.
  *
  * @module
  */
@@ -26,22 +26,22 @@ export const SCHEMA_VERSION = 3;
 // inserts split pages constantly (5,000 small blobs: 133-186 ms vs 33 ms; 1 MiB chunk rows:
 // 2.3-3 ms vs 1.2 ms each, measured).
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS main.blobs (
+CREATE TABLE IF NOT EXISTS blobs (
   digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the contents
   size INTEGER NOT NULL,
   data BLOB,                      -- the contents of a blob of at most one chunk (1 MiB), else NULL
   data_id INTEGER                 -- else: the data_id of its rows in the chunk file
 );
-CREATE INDEX IF NOT EXISTS main.blobs_by_data_id ON blobs (data_id) WHERE data_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS main.directories (
+CREATE INDEX IF NOT EXISTS blobs_by_data_id ON blobs (data_id) WHERE data_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS directories (
   digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the canonical encoding
   data BLOB NOT NULL              -- the canonical encoding
 );
-CREATE TABLE IF NOT EXISTS main.path_infos (
+CREATE TABLE IF NOT EXISTS path_infos (
   digest BLOB PRIMARY KEY,        -- 20-byte store path digest
   data BLOB NOT NULL              -- encoded tvix.store.v1.PathInfo
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS main.nar_cache (
+CREATE TABLE IF NOT EXISTS nar_cache (
   node BLOB PRIMARY KEY,          -- encoded tvix.castore.v1.Node (root, name cleared)
   nar_size INTEGER NOT NULL,
   nar_sha256 BLOB NOT NULL
@@ -66,11 +66,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 // Versions 1 and 2 kept chunks and uploads in the main file (version 1 also kept blobs and
 // directories in WITHOUT ROWID tables, same columns).
 const REBUILD_V1 =
-  ["blobs", "directories"].map((t) => `ALTER TABLE main.${t} RENAME TO ${t}_v1;`).join("\n") +
+  ["blobs", "directories"].map((t) => `ALTER TABLE ${t} RENAME TO ${t}_v1;`).join("\n") +
   SCHEMA +
-  ["blobs", "directories"].map((t) =>
-    `INSERT INTO main.${t} SELECT * FROM main.${t}_v1; DROP TABLE main.${t}_v1;`
-  ).join("\n");
+  ["blobs", "directories"].map((t) => `INSERT INTO ${t} SELECT * FROM ${t}_v1; DROP TABLE ${t}_v1;`)
+    .join("\n");
 
 // Uploads older than this are from writers that died; their chunks can go.
 const STALE_UPLOAD_MS = 24 * 3600 * 1000;
@@ -231,10 +230,12 @@ function migrate(db: DatabaseSync, bulk: DatabaseSync, path: string): void {
   const dead = bulk.prepare("SELECT data_id FROM uploads WHERE started < ?").all(stale);
   if (dead.length > 0) {
     const used = db.prepare("SELECT 1 FROM blobs WHERE data_id = ?");
+    const dropChunks = bulk.prepare("DELETE FROM chunks WHERE data_id = ?");
+    const dropUpload = bulk.prepare("DELETE FROM uploads WHERE data_id = ?");
     transaction(bulk, () => {
       for (const { data_id: id } of dead) {
-        if (!used.get(id as number)) bulk.prepare("DELETE FROM chunks WHERE data_id = ?").run(id);
-        bulk.prepare("DELETE FROM uploads WHERE data_id = ?").run(id);
+        if (!used.get(id as number)) dropChunks.run(id as number);
+        dropUpload.run(id as number);
       }
     });
   }

@@ -286,6 +286,11 @@ function envSet(name: string): boolean {
 /** Small updates are gathered into pieces of this size before they go to the thread pool. */
 const STAGE_SIZE = 256 << 10;
 
+/** Frees the context of a stream dropped before its digest (an import that failed). */
+const unfinished = new FinalizationRegistry<{ lib: Libcrypto; ctx: Deno.PointerValue }>(
+  ({ lib, ctx }) => lib.EVP_MD_CTX_free(ctx),
+);
+
 /** SHA-256 in libcrypto; updates run one after another on Deno's blocking thread pool. */
 class NativeSha256Stream implements Sha256Stream {
   #lib: Libcrypto;
@@ -305,6 +310,7 @@ class NativeSha256Stream implements Sha256Stream {
     if (!this.#ctx || lib.EVP_DigestInit_ex(this.#ctx, lib.EVP_sha256(), null) !== 1) {
       throw new Error("libcrypto could not start a SHA-256 computation");
     }
+    unfinished.register(this, { lib, ctx: this.#ctx }, this);
   }
 
   update(bytes: Uint8Array): void {
@@ -332,6 +338,7 @@ class NativeSha256Stream implements Sha256Stream {
     await this.#last.catch(() => {});
     const out = new Uint8Array(32);
     const ok = !this.#failed && this.#lib.EVP_DigestFinal_ex(this.#ctx, out, null) === 1;
+    unfinished.unregister(this);
     this.#lib.EVP_MD_CTX_free(this.#ctx);
     this.#ctx = null;
     if (!ok) throw this.#failed ?? new Error("libcrypto could not finish a SHA-256 computation");
