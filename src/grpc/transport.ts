@@ -6,6 +6,7 @@
  */
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
@@ -15,6 +16,7 @@ import {
   UnavailableError,
 } from "../castore/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
+import { guardedConnection } from "./h2guard.ts";
 
 // connect-node's session manager destroys a session with an error when a PING times out and
 // may have removed its own "error" listener by the time Deno emits the event, which would then
@@ -80,7 +82,8 @@ export function createTransport(
     readMaxBytes: 64 << 20,
     writeMaxBytes: 64 << 20,
   };
-  // Our own session manager, so close() can end the connection.
+  // Our own session manager, so close() can end the connection. Every connection goes through
+  // the GOAWAY guard (h2guard.ts): a server that stops must not crash this process.
   let sessionManager: Http2SessionManager;
   let baseUrl: string;
   if (t.kind === "unix") {
@@ -88,12 +91,50 @@ export function createTransport(
     // Only used for :authority and the request path; the socket comes from createConnection.
     baseUrl = "http://localhost";
     sessionManager = new Http2SessionManager(baseUrl, ping, {
-      createConnection: () => net.connect(path),
+      createConnection: () =>
+        guardedConnection(
+          () => Deno.connect({ transport: "unix", path }),
+          () => net.connect(path),
+        ),
     });
   } else {
     baseUrl = t.baseUrl;
-    const ca = baseUrl.startsWith("https:") ? caBundle() : undefined;
-    sessionManager = new Http2SessionManager(baseUrl, ping, ca ? { ca } : undefined);
+    const url = new URL(baseUrl);
+    const hostname = url.hostname.replace(/^\[|\]$/g, "");
+    const tls = url.protocol === "https:";
+    const port = Number(url.port || (tls ? 443 : 80));
+    const ca = tls ? caBundle() : undefined;
+    const upstream = async (): Promise<Deno.Conn> => {
+      if (tls) {
+        const c = await Deno.connectTls({
+          hostname,
+          port,
+          caCerts: ca ? [ca] : undefined,
+          alpnProtocols: ["h2"],
+        });
+        try {
+          // Now, so that a certificate the server is refused for is the error calls report.
+          await c.handshake();
+        } catch (e) {
+          c.close();
+          throw e;
+        }
+        return c;
+      }
+      const c = await Deno.connect({ hostname, port });
+      c.setNoDelay(true);
+      return c;
+    };
+    sessionManager = new Http2SessionManager(baseUrl, ping, {
+      createConnection: () =>
+        guardedConnection(
+          upstream,
+          () =>
+            tls
+              ? tlsConnect({ host: hostname, port, ca, ALPNProtocols: ["h2"] })
+              : net.connect(port, hostname),
+        ),
+    });
   }
   return {
     address,

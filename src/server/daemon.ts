@@ -27,7 +27,7 @@ import { blobServiceImpl } from "./blob.ts";
 import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
-import { pumpGuarded } from "./h2guard.ts";
+import { pumpGuarded } from "../grpc/h2guard.ts";
 
 /** What {@linkcode serveDaemon} serves and where. */
 export interface DaemonOptions {
@@ -198,7 +198,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
             up = await Deno.connect({ transport: "unix", path: inner });
             conns.add(up);
             uplinks.add(up);
-            await pumpGuarded(conn, up);
+            await pumpGuarded(conn, up, "client");
           } catch (e) {
             log(`connection error: ${e}`);
           } finally {

@@ -1,0 +1,248 @@
+/**
+ * The HTTP/2 guard that keeps our processes alive. Deno 2.9.6's `node:http2` crashes the whole
+ * process (an nghttp2 assertion in `find_stream_on_goaway_func`, exit 134, or a segfault, exit
+ * 139; uncatchable) when a session receives GOAWAY in some states (denoland/deno#36788): a
+ * server when a client leaves, a client when its server stops after a large upload.
+ *
+ * So no `node:http2` session ever sees the peer's GOAWAY. Each connection is pumped between
+ * `Deno` sockets with the peer's GOAWAY frames cut out of the byte stream:
+ * - the daemon's HTTP/2 server listens only on a private unix socket behind `Deno.listen`
+ *   ({@linkcode pumpGuarded} with `cut: "client"`);
+ * - a client's session talks to a one-shot private unix socket whose pump holds the real
+ *   connection ({@linkcode guardedConnection}, `cut: "server"`).
+ *
+ * A GOAWAY only announces that the sender opens (or accepts) no more streams and is followed by
+ * the connection closing, which the other side still sees; dropping the frame loses nothing the
+ * other side needs. Streams a server refuses meanwhile fail with REFUSED_STREAM, as over a
+ * connection that broke.
+ *
+ * @module
+ */
+import * as net from "node:net";
+
+/** Length of the HTTP/2 client connection preface (`PRI * HTTP/2.0…`). */
+const PREFACE_LEN = 24;
+/** Length of an HTTP/2 frame header. */
+const HEADER_LEN = 9;
+/** HTTP/2 frame type of GOAWAY. */
+const GOAWAY = 0x7;
+
+/**
+ * Cuts GOAWAY frames out of one direction of an HTTP/2 byte stream, fed in arbitrary pieces.
+ * The state machine only looks at frame headers, so a piece without a GOAWAY comes back as one
+ * span of the input (no copy).
+ */
+export class GoawayFilter {
+  #preface: number;
+  #header = new Uint8Array(HEADER_LEN);
+  #headerFill = 0;
+  #pass = 0; // payload bytes of the current frame still to pass through
+  #skip = 0; // payload bytes of the current GOAWAY still to drop
+  /** How many GOAWAY frames were dropped so far. */
+  dropped = 0;
+
+  /**
+   * @param from Whose bytes are filtered: a client's begin with the 24-byte connection
+   * preface, a server's with a frame.
+   */
+  constructor(from: "client" | "server") {
+    this.#preface = from === "client" ? PREFACE_LEN : 0;
+  }
+
+  /**
+   * Filters the next piece of the stream; returns the spans to forward, in order. Spans may
+   * point into `input` or into the filter's own buffer, so forward them before the next call.
+   */
+  push(input: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let runStart = 0; // start of the span of `input` being forwarded as is
+    let i = 0;
+    const n = input.length;
+    const flush = (end: number) => {
+      if (end > runStart) out.push(input.subarray(runStart, end));
+    };
+    while (i < n) {
+      if (this.#preface > 0) {
+        const k = Math.min(this.#preface, n - i);
+        this.#preface -= k;
+        i += k;
+      } else if (this.#pass > 0) {
+        const k = Math.min(this.#pass, n - i);
+        this.#pass -= k;
+        i += k;
+      } else if (this.#skip > 0) {
+        const k = Math.min(this.#skip, n - i);
+        this.#skip -= k;
+        i += k;
+        runStart = i;
+      } else if (this.#headerFill === 0 && n - i >= HEADER_LEN) {
+        // Fast path: the whole header is in this piece.
+        const len = (input[i] << 16) | (input[i + 1] << 8) | input[i + 2];
+        if (input[i + 3] === GOAWAY) {
+          flush(i);
+          this.dropped++;
+          this.#skip = len;
+          i += HEADER_LEN;
+          runStart = i;
+        } else {
+          this.#pass = len;
+          i += HEADER_LEN;
+        }
+      } else {
+        // A header split across pieces: collect it, forwarding nothing of it yet.
+        if (this.#headerFill === 0) flush(i);
+        const k = Math.min(HEADER_LEN - this.#headerFill, n - i);
+        this.#header.set(input.subarray(i, i + k), this.#headerFill);
+        this.#headerFill += k;
+        i += k;
+        runStart = i;
+        if (this.#headerFill === HEADER_LEN) {
+          this.#headerFill = 0;
+          const h = this.#header;
+          const len = (h[0] << 16) | (h[1] << 8) | h[2];
+          if (h[3] === GOAWAY) {
+            this.dropped++;
+            this.#skip = len;
+          } else {
+            out.push(h.slice());
+            this.#pass = len;
+          }
+        }
+      }
+    }
+    if (this.#headerFill === 0) flush(n);
+    return out;
+  }
+}
+
+const PUMP_BUFFER = 1 << 20;
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let w = 0;
+  while (w < data.length) w += await conn.write(data.subarray(w));
+}
+
+/** Copies one direction until its end, through `filter` when given. Never rejects. */
+async function copy(from: Deno.Conn, to: Deno.Conn, filter?: GoawayFilter): Promise<void> {
+  const buf = new Uint8Array(PUMP_BUFFER);
+  try {
+    for (;;) {
+      const n = await from.read(buf);
+      if (n === null) break;
+      if (!filter) await writeAll(to, buf.subarray(0, n));
+      else for (const span of filter.push(buf.subarray(0, n))) await writeAll(to, span);
+    }
+  } catch {
+    // The sender vanished or the receiver closed: either way this direction is over.
+  }
+}
+
+/**
+ * Pumps one connection between an HTTP/2 client and server, cutting out the GOAWAY frames of
+ * the side named by `cut`. Resolves when both directions are done; never rejects.
+ */
+export async function pumpGuarded(
+  client: Deno.Conn,
+  server: Deno.Conn,
+  cut: "client" | "server",
+): Promise<void> {
+  const inbound = async () => {
+    await copy(client, server, cut === "client" ? new GoawayFilter("client") : undefined);
+    try {
+      await server.closeWrite();
+    } catch { /* already closed */ }
+  };
+  const outbound = async () => {
+    await copy(server, client, cut === "server" ? new GoawayFilter("server") : undefined);
+    // The server is done with this connection: so is the client.
+    for (const c of [client, server]) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+  };
+  await Promise.all([inbound(), outbound()]);
+}
+
+/** Deno's connection errors as `node:net` reports them, with a `code` such as ECONNREFUSED. */
+function connectError(e: unknown): Error {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = err instanceof Deno.errors.ConnectionRefused
+    ? "ECONNREFUSED"
+    : err instanceof Deno.errors.NotFound
+    ? "ENOENT"
+    : err instanceof Deno.errors.PermissionDenied
+    ? "EACCES"
+    : err instanceof Deno.errors.ConnectionReset
+    ? "ECONNRESET"
+    : err instanceof Deno.errors.TimedOut
+    ? "ETIMEDOUT"
+    : null;
+  if (!code) return err;
+  return Object.assign(new Error(`connect ${code}: ${err.message}`, { cause: err }), { code });
+}
+
+/**
+ * A socket for `node:http2`'s `createConnection` that reaches the server through a pump cutting
+ * out the server's GOAWAY frames. The socket is connected to a private unix socket in a fresh
+ * 0700 temporary directory, removed as soon as the connection is accepted; the pump then opens
+ * the real connection with `upstream`. When that fails, the socket is destroyed with its error,
+ * so the session reports why. Without the permissions for this (temporary directory, unix
+ * sockets), the real connection is made directly by `direct`.
+ */
+export function guardedConnection(
+  upstream: () => Promise<Deno.Conn>,
+  direct: () => net.Socket,
+): net.Socket {
+  let dir: string;
+  let listener: Deno.Listener;
+  try {
+    dir = Deno.makeTempDirSync({ prefix: "nixcas-h2c-" });
+  } catch {
+    return direct();
+  }
+  const cleanup = () => {
+    try {
+      listener?.close();
+    } catch { /* already closed */ }
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* already gone */ }
+  };
+  try {
+    listener = Deno.listen({ transport: "unix", path: `${dir}/h2` });
+  } catch {
+    cleanup();
+    return direct();
+  }
+  // The pump must not keep a process alive: the session's own socket does while it is in use.
+  listener.unref();
+  const socket = net.connect(`${dir}/h2`);
+  (async () => {
+    let local: Deno.Conn | undefined;
+    let remote: Deno.Conn | undefined;
+    try {
+      local = await listener.accept();
+      cleanup();
+      local.unref();
+      try {
+        remote = await upstream();
+      } catch (e) {
+        socket.destroy(connectError(e));
+        return;
+      }
+      remote.unref();
+      await pumpGuarded(local, remote, "server");
+    } catch {
+      socket.destroy();
+    } finally {
+      cleanup();
+      for (const c of [local, remote]) {
+        try {
+          c?.close();
+        } catch { /* already closed */ }
+      }
+    }
+  })();
+  return socket;
+}
