@@ -40,7 +40,7 @@ try {
       String(mib),
     ]);
     const out = JSON.parse(new TextDecoder().decode(r.stdout));
-    for (const suffix of ["", "-wal", "-shm", "-chunks", "-chunks-journal"]) {
+    for (const suffix of ["", "-wal", "-shm", "-pack"]) {
       await Deno.remove(`${work}/blob.db${suffix}`).catch(() => {});
     }
     await writeRandomFile(`${work}/ref.bin`, 256);

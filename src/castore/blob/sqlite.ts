@@ -6,7 +6,6 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import { setImmediate } from "node:timers";
 import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
 import {
@@ -30,6 +29,20 @@ import {
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
 const BATCH_ROWS = 4096;
 const BATCH_BYTES = 16 << 20;
+
+let setImmediateFn: ((f: () => void) => void) | undefined;
+
+/**
+ * Runs `f` after the I/O callbacks now due (`setImmediate`). `node:timers` loads Deno's Node
+ * compatibility layer (~6 ms), so only when first needed: a single large file never needs it.
+ */
+function afterIo(f: () => void): void {
+  if (setImmediateFn) return setImmediateFn(f);
+  import("node:timers").then((m) => {
+    setImmediateFn = m.setImmediate;
+    setImmediateFn(f);
+  });
+}
 
 /** Small blobs waiting to be committed together. */
 interface InlineBatch {
@@ -350,7 +363,7 @@ export class SqliteBlobService implements BlobService {
       },
     };
     // After the current burst of I/O callbacks: writers that finish together join the batch.
-    setImmediate(batch.commit);
+    afterIo(batch.commit);
     return batch;
   }
 
