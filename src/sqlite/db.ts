@@ -66,12 +66,71 @@ INSERT INTO directories SELECT * FROM directories_v1;
 DROP TABLE directories_v1;
 `;
 
+/**
+ * Hands out pack file space to the writers of one process. Space is taken from the database in
+ * extents of {@linkcode EXTENT} bytes (one commit each, instead of one per 1 MiB chunk); what
+ * is left of the current extent goes back to the database when the connection closes, if no
+ * other process took space after it meanwhile.
+ */
+export class PackSpace {
+  #db: DatabaseSync;
+  #reserve: ReturnType<DatabaseSync["prepare"]> | null = null;
+  #giveBack: ReturnType<DatabaseSync["prepare"]> | null = null;
+  #next = 0;
+  #end = 0;
+
+  /** Space in the pack of the database `db`. */
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** The position of `length` new bytes. */
+  take(length: number): number {
+    if (this.#end - this.#next < length) {
+      this.#returnRest();
+      const n = Math.max(length, EXTENT);
+      this.#reserve ??= this.#db.prepare(
+        "UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used",
+      );
+      this.#end = (this.#reserve.get(n) as { used: number }).used;
+      this.#next = this.#end - n;
+    }
+    const pos = this.#next;
+    this.#next += length;
+    return pos;
+  }
+
+  /** Returns space taken last (`pos` to `pos + length`), when nothing was taken after it. */
+  giveBack(pos: number, length: number): boolean {
+    if (pos + length !== this.#next) return false;
+    this.#next = pos;
+    return true;
+  }
+
+  /** Returns the unused rest of the current extent to the database (when closing). */
+  close(): void {
+    this.#returnRest();
+  }
+
+  #returnRest(): void {
+    if (this.#next === this.#end) return;
+    this.#giveBack ??= this.#db.prepare("UPDATE pack SET used = ? WHERE id = 1 AND used = ?");
+    this.#giveBack.run(this.#next, this.#end);
+    this.#next = this.#end = 0;
+  }
+}
+
+/** Pack space is taken from the database this much at a time. */
+export const EXTENT = 16 << 20;
+
 /** A shared, reference-counted connection to one database file and its pack file. */
 export interface SqliteHandle {
   /** The connection to the database file. */
   readonly db: DatabaseSync;
   /** The pack file holding the bytes of large blobs. */
   readonly pack: Pack;
+  /** Space in the pack file for this process's writers. */
+  readonly space: PackSpace;
   /** Where it lives (`:memory:` for a private in-memory database). */
   readonly path: string;
   /** Drops this reference; the connection closes with the last one. */
@@ -81,6 +140,7 @@ export interface SqliteHandle {
 interface Connection {
   db: DatabaseSync;
   pack: Pack;
+  space: PackSpace;
   refs: number;
 }
 
@@ -140,7 +200,7 @@ export function openDatabase(path: string): SqliteHandle {
       cause: e,
     });
   }
-  const conn: Connection = { db, pack, refs: 1 };
+  const conn: Connection = { db, pack, space: new PackSpace(db), refs: 1 };
   if (path !== ":memory:") open.set(path, conn);
   return handle(path, conn);
 }
@@ -150,6 +210,7 @@ function handle(path: string, conn: Connection): SqliteHandle {
   return {
     db: conn.db,
     pack: conn.pack,
+    space: conn.space,
     path,
     release() {
       if (released) return Promise.resolve();
@@ -158,8 +219,12 @@ function handle(path: string, conn: Connection): SqliteHandle {
         if (--conn.refs > 0) return Promise.resolve();
         open.delete(path);
       }
-      conn.db.close();
-      conn.pack.close();
+      try {
+        conn.space.close();
+      } finally {
+        conn.db.close();
+        conn.pack.close();
+      }
       return Promise.resolve();
     },
   };

@@ -78,8 +78,6 @@ export class SqliteBlobService implements BlobService {
   #inline: StatementSync;
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
-  #reserve: StatementSync;
-  #giveBack: StatementSync;
 
   /** Opens the database at `path` (`:memory:` for a private in-memory one). */
   constructor(path: string) {
@@ -94,8 +92,6 @@ export class SqliteBlobService implements BlobService {
     this.#insertBlob = db.prepare(
       "INSERT OR IGNORE INTO blobs (digest, size, chunks) VALUES (?, ?, ?)",
     );
-    this.#reserve = db.prepare("UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used");
-    this.#giveBack = db.prepare("UPDATE pack SET used = ? WHERE id = 1 AND used = ?");
   }
 
   /** The {@linkcode BlobService} method of the same name. */
@@ -235,7 +231,7 @@ export class SqliteBlobService implements BlobService {
     const store = (data: Uint8Array): Promise<void> => {
       let pos: number;
       try {
-        pos = (this.#reserve.get(data.length) as { used: number }).used - data.length;
+        pos = this.#h.space.take(data.length);
       } catch (e) {
         return Promise.reject(storageError("reserving pack space", e));
       }
@@ -257,8 +253,7 @@ export class SqliteBlobService implements BlobService {
     /** Returns our space when nobody took any after it (the usual case: one writer at a time). */
     const release = () => {
       for (let i = positions.length - 1; i >= 0; i--) {
-        const end = positions[i] + lengths[i];
-        if (this.#giveBack.run(positions[i], end).changes === 0) break;
+        if (!this.#h.space.giveBack(positions[i], lengths[i])) break;
       }
       positions.length = 0;
       lengths.length = 0;
