@@ -65,6 +65,25 @@ export async function best<T extends { secs: number }>(
   return min!;
 }
 
+/**
+ * Best (minimum) of `n` runs each of `ours` and `ref`, run alternately: on a shared, noisy
+ * machine both then see the same disturbances.
+ */
+export async function bestInterleaved<T extends { secs: number }>(
+  n: number,
+  ours: () => Promise<T>,
+  ref: () => Promise<T>,
+): Promise<[T, T]> {
+  let a: T | undefined, b: T | undefined;
+  for (let i = 0; i < n; i++) {
+    const x = await ours();
+    if (!a || x.secs < a.secs) a = x;
+    const y = await ref();
+    if (!b || y.secs < b.secs) b = y;
+  }
+  return [a!, b!];
+}
+
 /** Prints rows as a Markdown table. */
 export function printTable(rows: Row[]): void {
   const head = ["what", "nixcas", "reference", "ratio"];

@@ -5,6 +5,7 @@
  */
 import type { CommandSpec } from "./args.ts";
 import { importStorePath } from "../store/import.ts";
+import { preloadLibcrypto } from "../store/sha256.ts";
 import {
   action,
   CliError,
@@ -46,6 +47,7 @@ export const importCommand: CommandSpec<ImportOptions> = {
     const paths = inv.args.path as string[];
     const opts = inv.options;
     const log = loggerFor(inv);
+    preloadLibcrypto(); // on another thread, while the store opens
     const services = await openServices(opts);
     const progress = new Progress(!opts.quiet && Deno.stderr.isTerminal());
     let failed = 0;

@@ -3,40 +3,38 @@
  * process shares one connection; several processes may use the same file at once (busy
  * timeout).
  *
- * The data of large blobs (1 MiB chunk rows) lives in a second file beside the database,
- * `<file>-chunks`, on a second connection (an attached file made each insert ~30% slower).
- * The main file is in WAL mode, so readers never wait for writers; but through a WAL every
- * byte is written twice (WAL, then checkpoint), and with its frame checksums a 64 MiB blob cost
- * ~110-125 ms of inserts and checkpoints. The chunk file uses a rollback journal: rows appended
- * past the end of the file need no journal content, so each byte is written once (~45 ms for
- * the same blob, measured on tmpfs; on disk equal to the WAL even with a full sync per commit).
- * Chunk rows are only reachable through a committed `blobs` row, so the two files never need
- * one atomic commit: chunks are committed first, the `blobs` row last.
+ * The bytes of large blobs live in the pack file beside the database (`<file>-pack`, see
+ * `pack.ts`), at positions handed out by the `pack` table; each `blobs` row lists its chunks'
+ * positions. Version 3 kept them as 1 MiB rows of a second SQLite file, where storing a 64 MiB
+ * blob cost ~100 ms of this thread (copying each chunk into pages and writing them); a `pwrite`
+ * on the thread pool costs it nothing. The main file is in WAL mode, so readers never wait for
+ * writers.
  *
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
 import { StorageError } from "../castore/errors.ts";
+import { encodePositions, openPack, type Pack } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 // Tables holding bytes are rowid tables with a separate unique index on the digest: in a
 // WITHOUT ROWID table every row sits in the key's B-tree, so rows of kilobytes made random
-// inserts split pages constantly (5,000 small blobs: 133-186 ms vs 33 ms; 1 MiB chunk rows:
-// 2.3-3 ms vs 1.2 ms each, measured).
+// inserts split pages constantly (5,000 small blobs: 133-186 ms vs 33 ms, measured).
+const DIRECTORIES = `
+CREATE TABLE IF NOT EXISTS directories (
+  digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the canonical encoding
+  data BLOB NOT NULL              -- the canonical encoding
+);`;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
   digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the contents
   size INTEGER NOT NULL,
   data BLOB,                      -- the contents of a blob of at most one chunk (1 MiB), else NULL
-  data_id INTEGER                 -- else: the data_id of its rows in the chunk file
+  chunks BLOB                     -- else: its chunks' positions in the pack file, 8 bytes LE each
 );
-CREATE INDEX IF NOT EXISTS blobs_by_data_id ON blobs (data_id) WHERE data_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS directories (
-  digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the canonical encoding
-  data BLOB NOT NULL              -- the canonical encoding
-);
+${DIRECTORIES}
 CREATE TABLE IF NOT EXISTS path_infos (
   digest BLOB PRIMARY KEY,        -- 20-byte store path digest
   data BLOB NOT NULL              -- encoded tvix.store.v1.PathInfo
@@ -46,40 +44,93 @@ CREATE TABLE IF NOT EXISTS nar_cache (
   nar_size INTEGER NOT NULL,
   nar_sha256 BLOB NOT NULL
 ) WITHOUT ROWID;
+-- Bytes of the pack file handed out so far. Space handed to a writer that then failed, or
+-- crashed, is not reused; bytes past this point are garbage.
+CREATE TABLE IF NOT EXISTS pack (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  used INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO pack (id, used) VALUES (1, 0);
 `;
 
-// The chunk file. Its uploads table hands out data ids.
-const BULK_SCHEMA = `
-CREATE TABLE IF NOT EXISTS chunks (
-  data_id INTEGER NOT NULL,
-  idx INTEGER NOT NULL,           -- chunk i holds bytes [i MiB, (i+1) MiB)
-  data BLOB NOT NULL,
-  PRIMARY KEY (data_id, idx)
-);
--- Uploads in progress: their chunks are invisible until a blobs row points at them.
-CREATE TABLE IF NOT EXISTS uploads (
-  data_id INTEGER PRIMARY KEY AUTOINCREMENT,
-  started INTEGER NOT NULL        -- unix ms, to clean up after crashed writers
-);
+// Version 1 kept blobs and directories in WITHOUT ROWID tables (same columns); versions 1 and
+// 2 kept the chunks of large blobs in the main file (table chunks), version 3 in the chunk file.
+const REBUILD_V1 = `
+ALTER TABLE blobs RENAME TO blobs_v1;
+ALTER TABLE directories RENAME TO directories_v1;
+CREATE TABLE blobs (digest BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, data BLOB, data_id INTEGER);
+${DIRECTORIES}
+INSERT INTO blobs SELECT * FROM blobs_v1;
+DROP TABLE blobs_v1;
+INSERT INTO directories SELECT * FROM directories_v1;
+DROP TABLE directories_v1;
 `;
 
-// Versions 1 and 2 kept chunks and uploads in the main file (version 1 also kept blobs and
-// directories in WITHOUT ROWID tables, same columns).
-const REBUILD_V1 =
-  ["blobs", "directories"].map((t) => `ALTER TABLE ${t} RENAME TO ${t}_v1;`).join("\n") +
-  SCHEMA +
-  ["blobs", "directories"].map((t) => `INSERT INTO ${t} SELECT * FROM ${t}_v1; DROP TABLE ${t}_v1;`)
-    .join("\n");
+/**
+ * Hands out pack file space to the writers of one process. Space is taken from the database in
+ * extents of {@linkcode EXTENT} bytes (one commit each, instead of one per 1 MiB chunk); what
+ * is left of the current extent goes back to the database when the connection closes, if no
+ * other process took space after it meanwhile.
+ */
+export class PackSpace {
+  #db: DatabaseSync;
+  #reserve: ReturnType<DatabaseSync["prepare"]> | null = null;
+  #giveBack: ReturnType<DatabaseSync["prepare"]> | null = null;
+  #next = 0;
+  #end = 0;
 
-// Uploads older than this are from writers that died; their chunks can go.
-const STALE_UPLOAD_MS = 24 * 3600 * 1000;
+  /** Space in the pack of the database `db`. */
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
 
-/** A shared, reference-counted connection to one database file (and its chunk file). */
+  /** The position of `length` new bytes. */
+  take(length: number): number {
+    if (this.#end - this.#next < length) {
+      this.#returnRest();
+      const n = Math.max(length, EXTENT);
+      this.#reserve ??= this.#db.prepare(
+        "UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used",
+      );
+      this.#end = (this.#reserve.get(n) as { used: number }).used;
+      this.#next = this.#end - n;
+    }
+    const pos = this.#next;
+    this.#next += length;
+    return pos;
+  }
+
+  /** Returns space taken last (`pos` to `pos + length`), when nothing was taken after it. */
+  giveBack(pos: number, length: number): boolean {
+    if (pos + length !== this.#next) return false;
+    this.#next = pos;
+    return true;
+  }
+
+  /** Returns the unused rest of the current extent to the database (when closing). */
+  close(): void {
+    this.#returnRest();
+  }
+
+  #returnRest(): void {
+    if (this.#next === this.#end) return;
+    this.#giveBack ??= this.#db.prepare("UPDATE pack SET used = ? WHERE id = 1 AND used = ?");
+    this.#giveBack.run(this.#next, this.#end);
+    this.#next = this.#end = 0;
+  }
+}
+
+/** Pack space is taken from the database this much at a time. */
+export const EXTENT = 16 << 20;
+
+/** A shared, reference-counted connection to one database file and its pack file. */
 export interface SqliteHandle {
-  /** The connection to the main file. */
+  /** The connection to the database file. */
   readonly db: DatabaseSync;
-  /** The connection to the chunk file (tables `chunks` and `uploads`). */
-  readonly bulk: DatabaseSync;
+  /** The pack file holding the bytes of large blobs. */
+  readonly pack: Pack;
+  /** Space in the pack file for this process's writers. */
+  readonly space: PackSpace;
   /** Where it lives (`:memory:` for a private in-memory database). */
   readonly path: string;
   /** Drops this reference; the connection closes with the last one. */
@@ -88,7 +139,8 @@ export interface SqliteHandle {
 
 interface Connection {
   db: DatabaseSync;
-  bulk: DatabaseSync;
+  pack: Pack;
+  space: PackSpace;
   refs: number;
 }
 
@@ -96,33 +148,20 @@ const open = new Map<string, Connection>();
 
 // Bytes of each database file SQLite may map into memory (0: plain reads).
 let mmapBytes = 0;
-// Worker threads per database for reading blob chunks (0: read on the calling thread).
-let readWorkers = 0;
 
 /**
  * Tunes this process for serving reads, for every connection open now or later: database
- * files are memory-mapped (1 MiB chunk reads ~590 → ~1,000 MiB/s, measured) and blob chunks of
- * large blobs are read in `workers` threads, keeping the main thread free for the protocol it
- * serves. Meant for long-running read servers (the FUSE mount, the daemon): mapped pages count
- * toward the process's RSS, so one-shot commands leave this off.
+ * files are memory-mapped. Meant for long-running read servers (the FUSE mount, the daemon):
+ * mapped pages count toward the process's RSS, so one-shot commands leave this off.
  */
-export function useReadServerMode(workers = 2, bytes = 8 * 1024 ** 3): void {
+export function useReadServerMode(bytes = 1024 ** 3): void {
   mmapBytes = bytes;
-  readWorkers = workers;
-  for (const { db, bulk } of open.values()) {
-    db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
-    bulk.exec(`PRAGMA mmap_size = ${mmapBytes}`);
-  }
+  for (const { db } of open.values()) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
 }
 
-/** Settings of {@linkcode useReadServerMode}: mapped bytes and read workers (0 when off). */
-export function readServerSettings(): { mmapBytes: number; readWorkers: number } {
-  return { mmapBytes, readWorkers };
-}
-
-/** The chunk file beside the database at `path` (`:memory:` stays in memory). */
+/** The chunk file of version 3 databases, beside the database at `path`. */
 export function chunkFilePath(path: string): string {
-  return path === ":memory:" ? ":memory:" : `${path}-chunks`;
+  return `${path}-chunks`;
 }
 
 /**
@@ -138,7 +177,7 @@ export function openDatabase(path: string): SqliteHandle {
     }
   }
   let db: DatabaseSync | undefined;
-  let bulk: DatabaseSync | undefined;
+  let pack: Pack | undefined;
   try {
     db = new DatabaseSync(path, { timeout: 30_000 });
     // 16 KiB pages: small commits write 4x less WAL than with 64 KiB pages.
@@ -147,31 +186,21 @@ export function openDatabase(path: string): SqliteHandle {
     // WAL + NORMAL: commits are atomic and durable up to the last checkpoint, without an fsync
     // per transaction.
     db.exec("PRAGMA synchronous = NORMAL");
-    bulk = new DatabaseSync(path === ":memory:" ? ":memory:" : chunkFilePath(path), {
-      timeout: 30_000,
-    });
-    // 64 KiB pages: fewer, larger writes for 1 MiB rows (1.2x faster than 16 KiB here).
-    bulk.exec("PRAGMA page_size = 65536");
-    if (path !== ":memory:") bulk.exec("PRAGMA journal_mode = PERSIST");
-    // A rollback journal is only safe from corruption on power loss with full syncs; commits
-    // are whole chunks, so the syncs are few.
-    bulk.exec("PRAGMA synchronous = FULL");
-    if (mmapBytes > 0) {
-      db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
-      bulk.exec(`PRAGMA mmap_size = ${mmapBytes}`);
-    }
-    migrate(db, bulk, path);
+    if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
+    pack = openPack(path);
+    migrate(db, pack, path);
   } catch (e) {
-    for (const c of [bulk, db]) {
-      try {
-        c?.close();
-      } catch { /* not open */ }
-    }
+    try {
+      pack?.close();
+    } catch { /* not open */ }
+    try {
+      db?.close();
+    } catch { /* not open */ }
     throw new StorageError(`cannot open SQLite database ${path}: ${(e as Error).message}`, {
       cause: e,
     });
   }
-  const conn: Connection = { db, bulk, refs: 1 };
+  const conn: Connection = { db, pack, space: new PackSpace(db), refs: 1 };
   if (path !== ":memory:") open.set(path, conn);
   return handle(path, conn);
 }
@@ -180,7 +209,8 @@ function handle(path: string, conn: Connection): SqliteHandle {
   let released = false;
   return {
     db: conn.db,
-    bulk: conn.bulk,
+    pack: conn.pack,
+    space: conn.space,
     path,
     release() {
       if (released) return Promise.resolve();
@@ -189,8 +219,12 @@ function handle(path: string, conn: Connection): SqliteHandle {
         if (--conn.refs > 0) return Promise.resolve();
         open.delete(path);
       }
-      conn.bulk.close();
-      conn.db.close();
+      try {
+        conn.space.close();
+      } finally {
+        conn.db.close();
+        conn.pack.close();
+      }
       return Promise.resolve();
     },
   };
@@ -205,67 +239,88 @@ function hasTable(db: DatabaseSync, name: string): boolean {
     undefined;
 }
 
-function migrate(db: DatabaseSync, bulk: DatabaseSync, path: string): void {
+function migrate(db: DatabaseSync, pack: Pack, path: string): void {
   const v = version(db);
   if (v > SCHEMA_VERSION) {
     throw new StorageError(
       `database schema version ${v} is newer than this nixcas (${SCHEMA_VERSION})`,
     );
   }
-  if (!hasTable(bulk, "uploads")) transaction(bulk, () => bulk.exec(BULK_SCHEMA));
-  if (v < SCHEMA_VERSION) {
-    if (path !== ":memory:" && hasTable(db, "chunks")) moveChunks(bulk, path);
-    // Then the main file: new tables, old ones dropped, the version raised.
-    transaction(db, () => {
-      const now = version(db); // again under the write lock: another process may have done it
-      if (now === SCHEMA_VERSION) return;
-      db.exec(now === 1 ? REBUILD_V1 : SCHEMA);
-      db.exec("DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS uploads;");
-      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-    });
-  }
-  // Chunks of writers that crashed long ago; recent ones may belong to live writers elsewhere.
-  // An upload whose blobs row was committed just before a crash is only forgotten.
-  const stale = Date.now() - STALE_UPLOAD_MS;
-  const dead = bulk.prepare("SELECT data_id FROM uploads WHERE started < ?").all(stale);
-  if (dead.length > 0) {
-    const used = db.prepare("SELECT 1 FROM blobs WHERE data_id = ?");
-    const dropChunks = bulk.prepare("DELETE FROM chunks WHERE data_id = ?");
-    const dropUpload = bulk.prepare("DELETE FROM uploads WHERE data_id = ?");
-    transaction(bulk, () => {
-      for (const { data_id: id } of dead) {
-        if (!used.get(id as number)) dropChunks.run(id as number);
-        dropUpload.run(id as number);
-      }
-    });
+  if (v === SCHEMA_VERSION) return;
+  let moved = false;
+  transaction(db, () => {
+    // Again under the write lock: another process may have done it meanwhile.
+    const now = version(db);
+    if (now === SCHEMA_VERSION) return;
+    if (now === 0 && !hasTable(db, "blobs")) {
+      db.exec(SCHEMA);
+    } else {
+      if (now === 1) db.exec(REBUILD_V1);
+      moved = moveChunksToPack(db, pack, path);
+      db.exec(`
+        DROP INDEX IF EXISTS blobs_by_data_id;
+        ALTER TABLE blobs DROP COLUMN data_id;
+        DROP TABLE IF EXISTS chunks;
+        DROP TABLE IF EXISTS uploads;`);
+    }
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+  });
+  if (moved) {
+    for (const f of [chunkFilePath(path), `${chunkFilePath(path)}-journal`]) {
+      try {
+        Deno.removeSync(f);
+      } catch { /* not there */ }
+    }
   }
 }
 
 /**
- * Copies the chunks and uploads of a version 1 or 2 file into the chunk file, committing that
- * alone: repeated after a crash, the copy is harmless (the same rows), and the originals stay
- * in place until the main file's migration drops them.
+ * Moves the chunk rows of an older database (version 1 or 2: table `chunks` of the main file;
+ * version 3: the chunk file) into the pack file, inside the caller's transaction: the bytes are
+ * written and synced first, then the rows point at them. A pack written by a migration that
+ * crashed is garbage, so it starts empty. Returns whether a version 3 chunk file was read.
  */
-function moveChunks(bulk: DatabaseSync, path: string): void {
-  bulk.prepare("ATTACH DATABASE ? AS old").run(path);
+function moveChunksToPack(db: DatabaseSync, pack: Pack, path: string): boolean {
+  db.exec(`${SCHEMA}
+    ALTER TABLE blobs ADD COLUMN chunks BLOB;`);
+  let source: DatabaseSync | null = null;
+  let fromFile = false;
+  if (hasTable(db, "chunks")) source = db;
+  else if (path !== ":memory:") {
+    try {
+      Deno.statSync(chunkFilePath(path));
+      source = new DatabaseSync(chunkFilePath(path), { readOnly: true });
+      fromFile = true;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  pack.truncate(0);
   try {
-    transaction(bulk, () => {
-      // Again under the write lock: another process may have migrated meanwhile.
-      const gone = !bulk.prepare("SELECT 1 FROM old.sqlite_schema WHERE name = 'chunks'").get();
-      if (gone) return;
-      bulk.exec(`
-        INSERT OR IGNORE INTO chunks SELECT data_id, idx, data FROM old.chunks;
-        INSERT OR IGNORE INTO uploads SELECT data_id, started FROM old.uploads;`);
-      // New uploads must get ids above every id in use, finished uploads' included.
-      const { top } = bulk.prepare(`SELECT max(
-          coalesce((SELECT max(data_id) FROM old.blobs), 0),
-          coalesce((SELECT seq FROM old.sqlite_sequence WHERE name = 'uploads'), 0),
-          coalesce((SELECT max(data_id) FROM uploads), 0)) AS top`).get() as { top: number };
-      bulk.prepare("INSERT INTO uploads (data_id, started) VALUES (?, 0)").run(top + 1);
-      bulk.prepare("DELETE FROM uploads WHERE data_id = ?").run(top + 1);
-    });
+    if (!source) return false;
+    const big = db.prepare("SELECT rowid, size, data_id FROM blobs WHERE data_id IS NOT NULL")
+      .all() as { rowid: number; size: number; data_id: number }[];
+    const chunk = source.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
+    const set = db.prepare("UPDATE blobs SET chunks = ? WHERE rowid = ?");
+    let used = 0;
+    for (const b of big) {
+      const positions: number[] = [];
+      for (let idx = 0, stored = 0; stored < b.size; idx++) {
+        const row = chunk.get(b.data_id, idx) as { data: Uint8Array } | undefined;
+        if (!row) throw new Error(`chunk ${idx} of a ${b.size}-byte blob is missing`);
+        pack.writeSync(used, row.data);
+        noteSqliteBytes(row.data.length);
+        positions.push(used);
+        used += row.data.length;
+        stored += row.data.length;
+      }
+      set.run(encodePositions(positions), b.rowid);
+    }
+    pack.syncSync();
+    db.prepare("UPDATE pack SET used = ? WHERE id = 1").run(used);
+    return fromFile;
   } finally {
-    bulk.exec("DETACH DATABASE old");
+    if (fromFile) source?.close();
   }
 }
 

@@ -1,14 +1,14 @@
 /**
- * The blob conformance suite on an SQLite file in read-server mode: memory-mapped database, blob
- * chunks read by worker threads (what `nixcas mount` and `nixcas daemon` use).
+ * The blob conformance suite on an SQLite file in read-server mode: memory-mapped database (what
+ * `nixcas mount` and `nixcas daemon` use).
  */
 import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
 import { useReadServerMode } from "../../src/sqlite/db.ts";
 import { blobServiceSuite } from "./blob.ts";
 
-useReadServerMode(2);
+useReadServerMode();
 
-blobServiceSuite("sqlite(file, read workers)", async () => {
+blobServiceSuite("sqlite(file, read-server mode)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "nixcas-conf-rs-" });
   const svc = new SqliteBlobService(`${dir}/store.db`);
   return {

@@ -1,6 +1,6 @@
 /**
- * The SQLite schema: what a new file gets, and that a file written by schema version 1
- * (WITHOUT ROWID tables) is migrated in place without losing a byte.
+ * The SQLite schema: what a new file gets, where the bytes of large blobs go (the pack file),
+ * and that files written by schema versions 1 to 3 are migrated in place without losing a byte.
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
@@ -10,6 +10,7 @@ import { SqliteDirectoryService } from "../../src/castore/directory/sqlite.ts";
 import { readBlob } from "../../src/castore/blob/util.ts";
 import { directoryDigest, encodeDirectory, makeDirectory } from "../../src/castore/directory.ts";
 import { chunkFilePath, openDatabase, SCHEMA_VERSION } from "../../src/sqlite/db.ts";
+import { packFilePath } from "../../src/sqlite/pack.ts";
 import { StorageError } from "../../src/castore/errors.ts";
 
 // The schema nixcas 0.1.0 created (version 1), verbatim.
@@ -25,6 +26,14 @@ CREATE TABLE nar_cache (node BLOB PRIMARY KEY, nar_size INTEGER NOT NULL,
   nar_sha256 BLOB NOT NULL) WITHOUT ROWID;
 PRAGMA user_version = 1;
 `;
+
+function usedPack(db: DatabaseSync): number {
+  return (db.prepare("SELECT used FROM pack").get() as { used: number }).used;
+}
+
+function columns(db: DatabaseSync, table: string): string[] {
+  return db.prepare(`PRAGMA table_info(${table})`).all().map((r) => r.name as string);
+}
 
 function pattern(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -42,12 +51,11 @@ Deno.test("a new database gets the current schema version with rowid blob tables
       sql: string;
     };
     assert.deepEqual(/WITHOUT ROWID/i.test(sql.sql), false);
-    // Chunk rows live in the chunk file, not in the main one.
-    const inBulk = h.bulk.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all()
-      .map((r) => r.name).sort();
-    assert.deepEqual(inBulk, ["chunks", "sqlite_sequence", "uploads"]);
-    const inMain = h.db.prepare("SELECT 1 FROM main.sqlite_schema WHERE name = 'chunks'").get();
-    assert.equal(inMain, undefined);
+    const tables = h.db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all()
+      .map((r) => r.name as string).sort();
+    assert.deepEqual(tables, ["blobs", "directories", "nar_cache", "pack", "path_infos"]);
+    assert.equal(usedPack(h.db), 0);
+    assert.ok((await Deno.stat(packFilePath(`${dir}/s.db`))).isFile);
     await h.release();
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -106,6 +114,9 @@ Deno.test("a version 1 database is migrated with every blob, chunk and directory
     assert.deepEqual(v.user_version, SCHEMA_VERSION);
     const leftovers = check.prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v1'").all();
     assert.deepEqual(leftovers, []);
+    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks"]);
+    // The big blob, then the new one, each written once into the pack.
+    assert.equal(usedPack(check), big.length + 1500000);
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -128,7 +139,7 @@ Deno.test("a database from a newer nixcas is refused with its version named", as
   }
 });
 
-Deno.test("large blobs go to the chunk file, written once through a rollback journal", async () => {
+Deno.test("large blobs go to the pack file, written once", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/bulk.db`;
   try {
@@ -137,8 +148,7 @@ Deno.test("large blobs go to the chunk file, written once through a rollback jou
     const w = await blobs.openWrite();
     for (let o = 0; o < data.length; o += 1 << 20) await w.write(data.subarray(o, o + (1 << 20)));
     const digest = await w.close();
-    // Committed chunk by chunk straight into the chunk file: no WAL holds them.
-    assert.ok((await Deno.stat(chunkFilePath(path))).size > data.length);
+    assert.equal((await Deno.stat(packFilePath(path))).size, data.length);
     const wal = await Deno.stat(`${path}-wal`).then((s) => s.size, () => 0);
     assert.ok(wal < 1 << 20, `the WAL holds ${wal} bytes`);
     await blobs.close();
@@ -148,53 +158,63 @@ Deno.test("large blobs go to the chunk file, written once through a rollback jou
     } finally {
       await again.close();
     }
-    const check = new DatabaseSync(chunkFilePath(path));
-    // A rollback journal kept for reuse (PERSIST), and no WAL beside the chunk file.
-    assert.ok((await Deno.stat(`${chunkFilePath(path)}-journal`)).isFile);
-    await assert.rejects(() => Deno.stat(`${chunkFilePath(path)}-wal`), Deno.errors.NotFound);
-    assert.equal((check.prepare("SELECT count(*) AS n FROM uploads").get() as { n: number }).n, 0);
+    const check = new DatabaseSync(path);
+    assert.equal(usedPack(check), data.length);
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("a writer that died: its chunks go after a day, a blob it finished stays", async () => {
+Deno.test("an aborted upload and a second copy of a blob give their pack space back", async () => {
   const dir = await Deno.makeTempDir();
-  const path = `${dir}/crash.db`;
+  const path = `${dir}/space.db`;
   try {
     const blobs = new SqliteBlobService(path);
-    const kept = pattern(2 * 1024 * 1024 + 1, 6);
-    const w = await blobs.openWrite();
-    await w.write(kept);
-    const keptDigest = await w.close();
-    await blobs.close();
-    // Simulate two crashed writers of two days ago: one died before its blob row (orphan
-    // chunks), one right after it (the blob is complete, only the upload row is left).
-    const db = new DatabaseSync(path);
-    db.prepare("ATTACH DATABASE ? AS bulk").run(chunkFilePath(path));
-    const { data_id: keptId } = db.prepare("SELECT data_id FROM blobs WHERE digest = ?")
-      .get(keptDigest.bytes) as { data_id: number };
-    const old = Date.now() - 2 * 24 * 3600 * 1000;
-    db.prepare("INSERT INTO bulk.uploads (data_id, started) VALUES (?, ?)").run(keptId, old);
-    const orphan = Number(
-      db.prepare("INSERT INTO bulk.uploads (started) VALUES (?)").run(old).lastInsertRowid,
-    );
-    db.prepare("INSERT INTO bulk.chunks (data_id, idx, data) VALUES (?, 0, ?)")
-      .run(orphan, pattern(1000, 7));
-    db.close();
-
-    const again = new SqliteBlobService(path);
+    const data = pattern(3 * 1024 * 1024 + 3, 5);
+    const other = pattern(1536 * 1024, 6);
     try {
-      assert.deepEqual(await readBlob(again, keptDigest), kept);
+      for (const d of [data, data]) {
+        const w = await blobs.openWrite();
+        await w.write(d);
+        await w.close();
+      }
+      const aborted = await blobs.openWrite();
+      await aborted.write(pattern(2 * 1024 * 1024, 7));
+      await aborted.abort();
+      // The space of the copy and of the aborted upload is reused, not overwritten in use.
+      const w = await blobs.openWrite();
+      await w.write(other);
+      await w.close();
+      assert.deepEqual(await readBlob(blobs, blake3(data)), data);
+      assert.deepEqual(await readBlob(blobs, blake3(other)), other);
     } finally {
-      await again.close();
+      await blobs.close();
     }
-    const check = new DatabaseSync(chunkFilePath(path));
-    const left = check.prepare("SELECT count(*) AS n FROM chunks WHERE data_id = ?").get(orphan);
-    assert.equal((left as { n: number }).n, 0);
-    assert.equal((check.prepare("SELECT count(*) AS n FROM uploads").get() as { n: number }).n, 0);
+    const check = new DatabaseSync(path);
+    assert.equal(usedPack(check), data.length + other.length);
     check.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a pack file cut short: reading names the pack file, the store stays usable", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/cut.db`;
+  try {
+    const blobs = new SqliteBlobService(path);
+    const data = pattern(2 * 1024 * 1024 + 100, 7);
+    const w = await blobs.openWrite();
+    await w.write(data);
+    const digest = await w.close();
+    await Deno.truncate(packFilePath(path), 1024 * 1024);
+    await assert.rejects(
+      () => readBlob(blobs, digest),
+      (e) => e instanceof StorageError && e.message.includes(packFilePath(path)),
+    );
+    assert.deepEqual(await readBlob(blobs, blake3(pattern(10, 1))).catch(() => null), null);
+    await blobs.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -214,7 +234,7 @@ CREATE TABLE nar_cache (node BLOB PRIMARY KEY, nar_size INTEGER NOT NULL,
 PRAGMA user_version = 2;
 `;
 
-Deno.test("a version 2 database: chunks move to the chunk file, new ids stay unique", async () => {
+Deno.test("a version 2 database: chunks move to the pack file", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/v2.db`;
   try {
@@ -222,8 +242,8 @@ Deno.test("a version 2 database: chunks move to the chunk file, new ids stay uni
     const old = new DatabaseSync(path);
     old.exec("PRAGMA journal_mode = WAL");
     old.exec(SCHEMA_V2);
-    // A finished upload with id 40 (its uploads row is gone, as after a normal close), and an
-    // upload in progress with id 41.
+    // A finished upload with id 40, and an upload in progress with id 41 (an old nixcas that
+    // crashed: nothing points at its chunk, so it is not carried over).
     old.prepare("INSERT INTO uploads (data_id, started) VALUES (41, ?)").run(Date.now());
     old.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, 40)")
       .run(blake3(big).bytes, big.length);
@@ -247,21 +267,76 @@ Deno.test("a version 2 database: chunks move to the chunk file, new ids stay uni
       await blobs.close();
     }
     const check = new DatabaseSync(path);
-    check.prepare("ATTACH DATABASE ? AS bulk").run(chunkFilePath(path));
-    const v = check.prepare("PRAGMA user_version").get() as { user_version: number };
-    assert.equal(v.user_version, SCHEMA_VERSION);
     assert.equal(
-      check.prepare("SELECT 1 FROM main.sqlite_schema WHERE name = 'chunks'").get(),
-      undefined,
+      (check.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+      SCHEMA_VERSION,
     );
-    const ids = check.prepare("SELECT data_id FROM blobs WHERE data_id IS NOT NULL ORDER BY 1")
-      .all()
-      .map((r) => r.data_id);
-    assert.equal(ids[0], 40);
-    assert.ok((ids[1] as number) > 41, `new upload got id ${ids[1]}`);
-    // The upload in progress kept its chunk (a live writer elsewhere may still finish it).
-    const n = check.prepare("SELECT count(*) AS n FROM bulk.chunks WHERE data_id = 41").get();
-    assert.equal((n as { n: number }).n, 1);
+    for (const gone of ["chunks", "uploads"]) {
+      assert.equal(
+        check.prepare("SELECT 1 FROM sqlite_schema WHERE name = ?").get(gone),
+        undefined,
+      );
+    }
+    assert.equal(usedPack(check), big.length + 1048576 * 3 + 5);
+    check.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// What version 3 created: chunk rows in a second SQLite file beside the main one.
+const SCHEMA_V3 = `
+CREATE TABLE blobs (digest BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, data BLOB,
+  data_id INTEGER);
+CREATE INDEX blobs_by_data_id ON blobs (data_id) WHERE data_id IS NOT NULL;
+CREATE TABLE directories (digest BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
+CREATE TABLE path_infos (digest BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE nar_cache (node BLOB PRIMARY KEY, nar_size INTEGER NOT NULL,
+  nar_sha256 BLOB NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 3;
+`;
+const CHUNK_FILE_V3 = `
+CREATE TABLE chunks (data_id INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY (data_id, idx));
+CREATE TABLE uploads (data_id INTEGER PRIMARY KEY AUTOINCREMENT, started INTEGER NOT NULL);
+`;
+
+Deno.test("a version 3 database: the chunk file moves into the pack file and goes", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/v3.db`;
+  try {
+    const bigs = [pattern(2 * 1024 * 1024 + 11, 11), pattern(1024 * 1024 + 1, 12)];
+    const small = pattern(777, 13);
+    const old = new DatabaseSync(path);
+    old.exec("PRAGMA journal_mode = WAL");
+    old.exec(SCHEMA_V3);
+    old.prepare("INSERT INTO blobs (digest, size, data) VALUES (?, ?, ?)")
+      .run(blake3(small).bytes, small.length, small);
+    const bulk = new DatabaseSync(chunkFilePath(path));
+    bulk.exec("PRAGMA journal_mode = PERSIST");
+    bulk.exec(CHUNK_FILE_V3);
+    const chunk = bulk.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
+    bigs.forEach((big, k) => {
+      old.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, ?)")
+        .run(blake3(big).bytes, big.length, k + 1);
+      for (let i = 0; i * 1048576 < big.length; i++) {
+        chunk.run(k + 1, i, big.subarray(i * 1048576, (i + 1) * 1048576));
+      }
+    });
+    bulk.close();
+    old.close();
+
+    const blobs = new SqliteBlobService(path);
+    try {
+      for (const b of [...bigs, small]) assert.deepEqual(await readBlob(blobs, blake3(b)), b);
+    } finally {
+      await blobs.close();
+    }
+    await assert.rejects(() => Deno.stat(chunkFilePath(path)), Deno.errors.NotFound);
+    await assert.rejects(() => Deno.stat(`${chunkFilePath(path)}-journal`), Deno.errors.NotFound);
+    const check = new DatabaseSync(path);
+    assert.equal(usedPack(check), bigs[0].length + bigs[1].length);
+    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks"]);
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });

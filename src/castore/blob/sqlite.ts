@@ -1,23 +1,21 @@
 /**
- * BlobService in an SQLite file: each blob is a row in `blobs` pointing at 1 MiB chunk rows, so
- * neither writing nor reading holds a whole blob in memory.
+ * BlobService in an SQLite file: a small blob is a row in `blobs`; a large one is a row listing
+ * the positions of its 1 MiB chunks in the pack file beside the database, so neither writing
+ * nor reading holds a whole blob in memory.
  *
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import { setImmediate } from "node:timers";
 import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
 import { InvalidRequestError } from "../errors.ts";
 import {
-  chunkFilePath,
   noteSqliteBytes,
   openDatabase,
-  readServerSettings,
   type SqliteHandle,
   storageError,
   transaction,
 } from "../../sqlite/db.ts";
-import { ChunkReadPool } from "../../sqlite/read_pool.ts";
+import { decodePositions, encodePositions } from "../../sqlite/pack.ts";
 import { bufferReader } from "./memory.ts";
 import {
   type BlobReader,
@@ -31,6 +29,20 @@ import {
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
 const BATCH_ROWS = 4096;
 const BATCH_BYTES = 16 << 20;
+
+let setImmediateFn: ((f: () => void) => void) | undefined;
+
+/**
+ * Runs `f` after the I/O callbacks now due (`setImmediate`). `node:timers` loads Deno's Node
+ * compatibility layer (~6 ms), so only when first needed: a single large file never needs it.
+ */
+function afterIo(f: () => void): void {
+  if (setImmediateFn) return setImmediateFn(f);
+  import("node:timers").then((m) => {
+    setImmediateFn = m.setImmediate;
+    setImmediateFn(f);
+  });
+}
 
 /** Small blobs waiting to be committed together. */
 interface InlineBatch {
@@ -63,34 +75,23 @@ export class SqliteBlobService implements BlobService {
   #h: SqliteHandle;
   #has: StatementSync;
   #meta: StatementSync;
-  #chunk: StatementSync;
-  #newUpload: StatementSync;
-  #insertChunk: StatementSync;
-  #insertBlob: StatementSync;
   #inline: StatementSync;
   #insertInline: StatementSync;
-  #dropUpload: StatementSync;
-  #dropChunks: StatementSync;
+  #insertBlob: StatementSync;
 
   /** Opens the database at `path` (`:memory:` for a private in-memory one). */
   constructor(path: string) {
     this.#h = openDatabase(path);
     const db = this.#h.db;
     this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
-    this.#meta = db.prepare("SELECT size, data_id FROM blobs WHERE digest = ?");
+    this.#meta = db.prepare("SELECT size, chunks FROM blobs WHERE digest = ?");
     this.#inline = db.prepare("SELECT data FROM blobs WHERE digest = ?");
     this.#insertInline = db.prepare(
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
-    const bulk = this.#h.bulk;
-    this.#chunk = bulk.prepare("SELECT data FROM chunks WHERE data_id = ? AND idx = ?");
-    this.#newUpload = bulk.prepare("INSERT INTO uploads (started) VALUES (?)");
-    this.#insertChunk = bulk.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
     this.#insertBlob = db.prepare(
-      "INSERT OR IGNORE INTO blobs (digest, size, data_id) VALUES (?, ?, ?)",
+      "INSERT OR IGNORE INTO blobs (digest, size, chunks) VALUES (?, ?, ?)",
     );
-    this.#dropUpload = bulk.prepare("DELETE FROM uploads WHERE data_id = ?");
-    this.#dropChunks = bulk.prepare("DELETE FROM chunks WHERE data_id = ?");
   }
 
   /** The {@linkcode BlobService} method of the same name. */
@@ -104,28 +105,23 @@ export class SqliteBlobService implements BlobService {
 
   /** The {@linkcode BlobService} method of the same name. */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
-    let row: { size: number; data_id: number | null } | undefined;
+    let row: { size: number; chunks: Uint8Array | null } | undefined;
     try {
       row = this.#meta.get(digest.bytes) as typeof row;
     } catch (e) {
       return Promise.reject(storageError(`looking up blob ${digest}`, e));
     }
     if (!row) return Promise.resolve(null);
-    const { size, data_id: id } = row;
-    if (id === null) {
+    const size = row.size;
+    if (row.chunks === null) {
       // Small blobs (one chunk at most) live inline in their blobs row.
       const r = this.#inline.get(digest.bytes) as { data: Uint8Array } | undefined;
       if (!r) return Promise.resolve(null);
       noteSqliteBytes(r.data.length);
       return Promise.resolve(bufferReader(r.data));
     }
-    const chunk = (idx: number): Uint8Array => {
-      const r = this.#chunk.get(id, idx) as { data: Uint8Array } | undefined;
-      if (!r) throw storageError(`blob ${digest}`, new Error(`chunk ${idx} is missing`));
-      noteSqliteBytes(r.data.length);
-      return r.data;
-    };
-    const pool = this.#readPool();
+    const positions = decodePositions(row.chunks);
+    const pack = this.#h.pack;
     // Recently fetched chunks (as promises, so concurrent reads share a fetch): FUSE reads a
     // file in pieces, several at once, so each 1 MiB chunk is fetched once, not once per piece.
     const cache = new Map<number, Promise<Uint8Array>>();
@@ -133,26 +129,24 @@ export class SqliteBlobService implements BlobService {
       let p = cache.get(idx);
       if (p) {
         cache.delete(idx); // most recently used goes last
-      } else if (pool) {
-        p = pool.get(id, idx).catch((e) => {
+      } else {
+        const length = Math.min(CHUNK_SIZE, size - idx * CHUNK_SIZE);
+        p = idx < positions.length
+          ? pack.read(positions[idx], length)
+          : Promise.reject(new Error(`chunk ${idx} is missing`));
+        p = p.catch((e) => {
           cache.delete(idx);
           throw storageError(`blob ${digest}`, e);
         });
-      } else {
-        try {
-          p = Promise.resolve(chunk(idx));
-        } catch (e) {
-          return Promise.reject(e);
-        }
       }
       cache.set(idx, p);
       if (cache.size > 4) cache.delete(cache.keys().next().value!);
       return p;
     };
     const chunks = Math.ceil(size / CHUNK_SIZE);
-    // With read workers, fetch the next chunk while this one is used: reads are mostly sequential.
+    // Fetch the next chunk while this one is used: reads are mostly sequential.
     const prefetch = (idx: number) => {
-      if (pool && idx < chunks && !cache.has(idx)) load(idx).catch(() => {});
+      if (idx < chunks && !cache.has(idx)) load(idx).catch(() => {});
     };
     return Promise.resolve({
       async readAt(offset, length) {
@@ -205,10 +199,13 @@ export class SqliteBlobService implements BlobService {
     let pending: Uint8Array[] = [];
     let pendingLen = 0;
     let size = 0;
-    let id: number | null = null; // upload row, allocated when the first full chunk is stored
-    let idx = 0;
+    // Pack positions of the chunks stored so far, and their writes still in flight.
+    const positions: number[] = [];
+    const lengths: number[] = [];
+    const inFlight = new Set<Promise<void>>();
     let result: B3Digest | null = null;
     let aborted = false;
+    const pack = this.#h.pack;
 
     const take = (n: number): Uint8Array => {
       if (pending.length === 1 && pending[0].length === n) {
@@ -230,81 +227,96 @@ export class SqliteBlobService implements BlobService {
       pendingLen -= n;
       return out;
     };
-    const upload = (): number => {
-      id ??= Number(this.#newUpload.run(Date.now()).lastInsertRowid);
-      return id;
-    };
-    const dropUpload = () => {
-      if (id === null) return;
-      const dead = id;
-      id = null;
-      transaction(this.#h.bulk, () => {
-        this.#dropChunks.run(dead);
-        this.#dropUpload.run(dead);
+    /** Hands out pack space for `data` and starts writing it there. */
+    const store = (data: Uint8Array): Promise<void> => {
+      let pos: number;
+      try {
+        pos = this.#h.space.take(data.length);
+      } catch (e) {
+        return Promise.reject(storageError("reserving pack space", e));
+      }
+      positions.push(pos);
+      lengths.push(data.length);
+      const p = pack.write(pos, data).catch((e) => {
+        throw storageError(`writing a blob chunk to ${pack.path}`, e);
       });
+      inFlight.add(p);
+      p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+      return p;
+    };
+    /** Waits for every write in flight; the first failure is thrown after all settled. */
+    const settle = async () => {
+      const results = await Promise.allSettled([...inFlight]);
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    };
+    /** Returns our space when nobody took any after it (the usual case: one writer at a time). */
+    const release = () => {
+      for (let i = positions.length - 1; i >= 0; i--) {
+        if (!this.#h.space.giveBack(positions[i], lengths[i])) break;
+      }
+      positions.length = 0;
+      lengths.length = 0;
     };
 
     return {
-      // deno-lint-ignore require-await
       write: async (data) => {
         if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
-        hasher.update(data);
         size += data.length;
+        // Writes start first: they run on the thread pool while this thread hashes.
         if (pendingLen === 0 && data.length === CHUNK_SIZE) {
-          // A whole chunk: stored synchronously, so the caller's buffer needs no copy.
-          try {
-            this.#insertChunk.run(upload(), idx++, data);
-          } catch (e) {
-            throw storageError("writing blob chunk", e);
-          }
+          // A whole chunk: written from the caller's buffer, which is why this waits.
+          const stored = store(data);
+          hasher.update(data);
+          await stored;
           return;
         }
         // Copy: callers may reuse their buffer once write() resolves.
         pending.push(data.slice());
         pendingLen += data.length;
-        try {
-          while (pendingLen >= CHUNK_SIZE) {
-            this.#insertChunk.run(upload(), idx++, take(CHUNK_SIZE));
-          }
-        } catch (e) {
-          throw storageError("writing blob chunk", e);
-        }
+        const stores: Promise<void>[] = [];
+        while (pendingLen >= CHUNK_SIZE) stores.push(store(take(CHUNK_SIZE)));
+        hasher.update(data);
+        await Promise.all(stores);
       },
       close: async () => {
         if (aborted) throw new InvalidRequestError("blob writer was aborted");
         if (result) return result;
         const digest = hasher.digest();
         try {
-          if (id === null) {
+          if (positions.length === 0) {
             // Everything is still in memory (at most one chunk): one row, committed together
             // with the rows of other writers closing at the same time.
             await this.#commitInline(digest.bytes, size, take(pendingLen));
+          } else if (this.#has.get(digest.bytes) === undefined) {
+            const tail = pendingLen > 0 ? store(take(pendingLen)) : Promise.resolve();
+            tail.catch(() => {}); // thrown below, after every write settled
+            await settle();
+            await tail;
+            // The bytes are durable before the row that makes them reachable.
+            await pack.sync();
+            const row = encodePositions(positions);
+            if (this.#insertBlob.run(digest.bytes, size, row).changes === 0) release();
           } else {
-            // Chunks first, then the blobs row that makes them reachable, each committed in
-            // its own file; a crash in between leaves an upload that is cleaned up later.
-            const dataId = id;
-            if (this.#has.get(digest.bytes) === undefined) {
-              if (pendingLen > 0) this.#insertChunk.run(dataId, idx++, take(pendingLen));
-              const stored = this.#insertBlob.run(digest.bytes, size, dataId).changes > 0;
-              if (stored) this.#dropUpload.run(dataId);
-              else dropUpload(); // another writer stored the same blob meanwhile
-            } else dropUpload(); // already stored: ours is not needed
+            await settle(); // already stored: ours is not needed
+            release();
           }
         } catch (e) {
           throw storageError(`storing blob ${digest}`, e);
         }
-        id = null;
         pending = [];
         result = digest;
         return digest;
       },
-      // deno-lint-ignore require-await
       abort: async () => {
         if (result || aborted) return;
         aborted = true;
         pending = [];
         try {
-          dropUpload();
+          await settle();
+        } catch { /* a failed write is what made the caller abort */ }
+        try {
+          release();
         } catch (e) {
           throw storageError("discarding blob upload", e);
         }
@@ -346,24 +358,12 @@ export class SqliteBlobService implements BlobService {
       },
     };
     // After the current burst of I/O callbacks: writers that finish together join the batch.
-    setImmediate(batch.commit);
+    afterIo(batch.commit);
     return batch;
-  }
-
-  #pool: ChunkReadPool | null = null;
-
-  /** The read workers, started on first use in read-server mode (see useReadServerMode). */
-  #readPool(): ChunkReadPool | null {
-    const { readWorkers, mmapBytes } = readServerSettings();
-    if (this.#pool || readWorkers === 0 || this.#h.path === ":memory:") return this.#pool;
-    this.#pool = new ChunkReadPool(chunkFilePath(this.#h.path), readWorkers, mmapBytes);
-    return this.#pool;
   }
 
   /** The {@linkcode BlobService} method of the same name. */
   close(): Promise<void> {
-    this.#pool?.close();
-    this.#pool = null;
     return this.#h.release();
   }
 }

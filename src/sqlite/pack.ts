@@ -1,0 +1,146 @@
+/**
+ * The pack file beside an SQLite store, `<file>-pack`: the bytes of large blobs, in 1 MiB
+ * chunks at positions the database hands out. Bytes are written once, with `pwrite` on Deno's
+ * thread pool, so storing a chunk costs the calling thread nothing but the call; reads are
+ * `pread`s there too. A chunk is only reachable through a committed `blobs` row, written after
+ * the chunk's bytes were synced.
+ *
+ * @module
+ */
+import * as libc from "../sys/libc.ts";
+
+/** Chunk storage at byte positions: a file, or memory for `:memory:` databases. */
+export interface Pack {
+  /** Where it lives, for messages (`:memory:` in memory). */
+  readonly path: string;
+  /** Writes `data` at `pos`; `data` must not change until the promise settles. */
+  write(pos: number, data: Uint8Array): Promise<void>;
+  /** Writes `data` at `pos` on this thread (migrations). */
+  writeSync(pos: number, data: Uint8Array): void;
+  /** Reads `length` bytes at `pos`; fewer bytes there is an error naming the file. */
+  read(pos: number, length: number): Promise<Uint8Array>;
+  /** Makes everything written so far durable. */
+  sync(): Promise<void>;
+  /** Makes everything written so far durable, on this thread. */
+  syncSync(): void;
+  /** Cuts the file to `size` bytes (migrations restarting after a crash). */
+  truncate(size: number): void;
+  /** Closes it. */
+  close(): void;
+}
+
+/** The pack file beside the database at `path`. */
+export function packFilePath(path: string): string {
+  return `${path}-pack`;
+}
+
+/** Opens (creating if needed) the pack of the database at `path`; `:memory:` gets a private one. */
+export function openPack(path: string): Pack {
+  return path === ":memory:" ? new MemoryPack() : new FilePack(packFilePath(path));
+}
+
+class FilePack implements Pack {
+  readonly path: string;
+  #name: Uint8Array;
+  #fd: number;
+
+  constructor(path: string) {
+    this.path = path;
+    this.#name = libc.toBytes(path);
+    this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDWR | libc.O_CREAT, 0o644);
+  }
+
+  write(pos: number, data: Uint8Array): Promise<void> {
+    return libc.pwriteAllAsync(this.#fd, data, pos, this.#name);
+  }
+
+  writeSync(pos: number, data: Uint8Array): void {
+    libc.pwriteAll(this.#fd, data, pos, this.#name);
+  }
+
+  async read(pos: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(length);
+    for (let got = 0; got < length;) {
+      const n = await libc.preadAsync(this.#fd, buf.subarray(got), pos + got, this.#name);
+      if (n === 0) {
+        throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
+      }
+      got += n;
+    }
+    return buf;
+  }
+
+  sync(): Promise<void> {
+    return libc.fdatasyncAsync(this.#fd, this.#name);
+  }
+
+  syncSync(): void {
+    libc.fdatasync(this.#fd, this.#name);
+  }
+
+  truncate(size: number): void {
+    libc.ftruncate(this.#fd, size, this.#name);
+  }
+
+  close(): void {
+    libc.close(this.#fd);
+  }
+}
+
+/** Chunks kept in memory, by position (each write is one chunk, read back whole or in part). */
+class MemoryPack implements Pack {
+  readonly path = ":memory:";
+  #chunks = new Map<number, Uint8Array>();
+
+  write(pos: number, data: Uint8Array): Promise<void> {
+    this.writeSync(pos, data);
+    return Promise.resolve();
+  }
+
+  writeSync(pos: number, data: Uint8Array): void {
+    this.#chunks.set(pos, data.slice());
+  }
+
+  read(pos: number, length: number): Promise<Uint8Array> {
+    const c = this.#chunks.get(pos);
+    if (!c || c.length < length) {
+      return Promise.reject(new Error(`no ${length} bytes stored at ${pos} in memory`));
+    }
+    return Promise.resolve(c.subarray(0, length));
+  }
+
+  sync(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  syncSync(): void {}
+
+  truncate(size: number): void {
+    for (const pos of [...this.#chunks.keys()]) if (pos >= size) this.#chunks.delete(pos);
+  }
+
+  close(): void {
+    this.#chunks.clear();
+  }
+}
+
+/** Chunk positions as stored in a `blobs` row: 8 bytes each, little-endian. */
+export function encodePositions(positions: number[]): Uint8Array {
+  const out = new Uint8Array(positions.length * 8);
+  const v = new DataView(out.buffer);
+  positions.forEach((p, i) => {
+    v.setUint32(i * 8, p % 0x1_0000_0000, true);
+    v.setUint32(i * 8 + 4, Math.floor(p / 0x1_0000_0000), true);
+  });
+  return out;
+}
+
+/** The inverse of {@linkcode encodePositions}. */
+export function decodePositions(bytes: Uint8Array): number[] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: number[] = [];
+  for (let o = 0; o + 8 <= bytes.length; o += 8) {
+    out.push(v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000);
+  }
+  return out;
+}
