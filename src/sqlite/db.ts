@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { StorageError } from "../castore/errors.ts";
 import { encodePositions, openPack, type Pack } from "./pack.ts";
 
@@ -74,8 +74,8 @@ DROP TABLE directories_v1;
  */
 export class PackSpace {
   #db: DatabaseSync;
-  #reserve: ReturnType<DatabaseSync["prepare"]> | null = null;
-  #giveBack: ReturnType<DatabaseSync["prepare"]> | null = null;
+  #reserve: StatementSync | null = null;
+  #giveBack: StatementSync | null = null;
   #next = 0;
   #end = 0;
 

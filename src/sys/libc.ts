@@ -618,20 +618,12 @@ export async function pwriteAllAsync(
     const n = Number(
       await libc().pwriteAsync(fd, piece, BigInt(piece.length), BigInt(offset + done)),
     );
-    if (n >= 0) {
-      done += n;
-      continue;
+    if (n < 0) {
+      // errno belongs to the pool thread; writing the same bytes at the same offset again is
+      // harmless, so finish here, where a failure tells why.
+      return pwriteAll(fd, piece, offset + done, errPath);
     }
-    // errno belongs to the pool thread; writing the same bytes at the same offset again is
-    // harmless, so repeat it here to learn why.
-    for (;;) {
-      const m = Number(libc().pwrite64(fd, piece, BigInt(piece.length), BigInt(offset + done)));
-      if (m >= 0) {
-        done += m;
-        break;
-      }
-      if (errno() !== EINTR) fail("pwrite", errPath);
-    }
+    done += n;
   }
 }
 
@@ -641,10 +633,7 @@ export async function fdatasyncAsync(
   errPath: Uint8Array = new Uint8Array(),
 ): Promise<void> {
   if ((await libc().fdatasyncAsync(fd)) === 0) return;
-  for (;;) {
-    if (libc().fdatasync(fd) === 0) return;
-    if (errno() !== EINTR) fail("fdatasync", errPath);
-  }
+  fdatasync(fd, errPath); // again here, where a failure tells why
 }
 
 /** `ftruncate(fd, length)`. */
