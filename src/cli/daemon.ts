@@ -65,7 +65,7 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
     }
     // Loaded here, not at startup: other commands never need the server (or node:http2).
     const { closeOnSignal, serveDaemon } = await import("../server/daemon.ts");
-    // A long-running read server: mapped SQLite file, blob chunks read in workers.
+    // A long-running read server: the SQLite file is memory-mapped.
     useReadServerMode();
     const services = await openServices(opts);
     try {

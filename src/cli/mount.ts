@@ -76,7 +76,7 @@ export const mountCommand: CommandSpec<MountOptions> = {
     // Loaded here, not at startup: other commands never need the FUSE layer.
     const { mountStore, readMountInfo } = await import("../fuse/mod.ts");
     const real = checkMountpoint(mountpoint, readMountInfo);
-    // A long-running read server: mapped SQLite file, blob chunks read in workers.
+    // A long-running read server: the SQLite file is memory-mapped.
     useReadServerMode();
     const services = await openServices(opts);
     try {
