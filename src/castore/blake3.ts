@@ -82,8 +82,52 @@ function fromBase64(text: string): Uint8Array<ArrayBuffer> {
 
 const wasm = new WebAssembly.Instance(new WebAssembly.Module(fromBase64(BLAKE3_WASM)))
   .exports as unknown as Exports;
-// The memory never grows, so these views stay valid.
+
+/** Bytes of one {@linkcode takeHashBuffer} buffer: a batch, hashed in one go. */
+export const HASH_BUFFER_LEN = BATCH_CHUNKS * CHUNK_LEN;
+/** How many there are (an import holds at most 3 per file for 8 files at once). */
+const HASH_BUFFERS = 24;
+// Grown once, here, for the buffers (address space; pages are only used once written). The
+// memory never grows again, so these views, and the buffers handed out, stay valid.
+const BUFFERS_AT = wasm.memory.buffer.byteLength;
+wasm.memory.grow((HASH_BUFFERS * HASH_BUFFER_LEN) / 65536);
 const mem = new Uint8Array(wasm.memory.buffer);
+const freeBuffers = Array.from(
+  { length: HASH_BUFFERS },
+  (_, i) => mem.subarray(BUFFERS_AT + i * HASH_BUFFER_LEN, BUFFERS_AT + (i + 1) * HASH_BUFFER_LEN),
+).reverse();
+
+/**
+ * A buffer of {@linkcode HASH_BUFFER_LEN} bytes that {@linkcode Blake3.update} hashes where it
+ * lies, without first copying it into the wasm memory (for callers that read files into their
+ * buffers anyway). When all are taken, an ordinary buffer. Give it back with
+ * {@linkcode returnHashBuffer} once nothing uses it any more.
+ *
+ * @example
+ * ```ts
+ * import { Blake3, blake3Hash, returnHashBuffer, takeHashBuffer } from "./blake3.ts";
+ * const buf = takeHashBuffer();
+ * buf.fill(7);
+ * const h = new Blake3().update(buf).digest();
+ * console.log(h.join() === blake3Hash(buf.slice()).join()); // true
+ * returnHashBuffer(buf);
+ * ```
+ */
+export function takeHashBuffer(): Uint8Array {
+  return freeBuffers.pop() ?? new Uint8Array(HASH_BUFFER_LEN);
+}
+
+/** Gives back a buffer from {@linkcode takeHashBuffer} (others are ignored). */
+export function returnHashBuffer(buf: Uint8Array): void {
+  if (isHashBuffer(buf) && buf.length === HASH_BUFFER_LEN && !freeBuffers.includes(buf)) {
+    freeBuffers.push(buf);
+  }
+}
+
+/** True when `data` lies in the buffers of {@linkcode takeHashBuffer}. */
+function isHashBuffer(data: Uint8Array): boolean {
+  return data.buffer === mem.buffer && data.byteOffset >= BUFFERS_AT;
+}
 const lanes = new Uint32Array(wasm.memory.buffer, LANES, 16);
 
 const TWO_32 = 2 ** 32;
@@ -136,12 +180,12 @@ function setCounters(first: number, step: number): void {
  */
 const LANE_CALL_COST = 1.8;
 
-/** Hashes chunk `j` at `IN` (`len` bytes, zero padded) alone into its slot at `CVS`. */
-function hashLeafAlone(j: number, len: number, counter: number): void {
+/** Hashes chunk `j` at `at` (`len` bytes, zero padded) alone into its slot at `CVS`. */
+function hashLeafAlone(at: number, j: number, len: number, counter: number): void {
   const blocks = Math.ceil(len / BLOCK_LEN);
   const c = counter + j;
   wasm.hash1(
-    IN + j * CHUNK_LEN,
+    at + j * CHUNK_LEN,
     blocks,
     len - (blocks - 1) * BLOCK_LEN,
     c >>> 0,
@@ -154,14 +198,14 @@ function hashLeafAlone(j: number, len: number, counter: number): void {
 }
 
 /**
- * Hashes the `n` chunks of the `len` bytes at `IN` (zero padded to a whole block), the first
+ * Hashes the `n` chunks of the `len` bytes at `at` (zero padded to a whole block), the first
  * being chunk number `counter`, into `n` chaining values at `CVS`. None of them is the root.
  */
-function hashLeaves(len: number, n: number, counter: number): void {
+function hashLeaves(at: number, len: number, n: number, counter: number): void {
   const lastLen = len - (n - 1) * CHUNK_LEN;
   const lastBlocks = Math.ceil(lastLen / BLOCK_LEN);
   for (let i = 0; i < n; i += 4) {
-    const input = IN + i * CHUNK_LEN;
+    const input = at + i * CHUNK_LEN;
     const out = CVS + i * OUT_LEN;
     const count = Math.min(4, n - i);
     setCounters(counter + i, 1);
@@ -171,7 +215,9 @@ function hashLeaves(len: number, n: number, counter: number): void {
     } else if (
       count === 1 || (count === 2 && CHUNK_BLOCKS + lastBlocks < LANE_CALL_COST * CHUNK_BLOCKS)
     ) {
-      for (let j = i; j < n; j++) hashLeafAlone(j, j < n - 1 ? CHUNK_LEN : lastLen, counter);
+      for (let j = i; j < n; j++) {
+        hashLeafAlone(at, j, j < n - 1 ? CHUNK_LEN : lastLen, counter);
+      }
     } else {
       // The last 2–4 chunks, the last of which may be partial; spare lanes get 0 blocks.
       for (let l = 0; l < 4; l++) {
@@ -212,8 +258,10 @@ function hashLevel(cvs: number): number {
  * at `CVS`. (The top itself is not computed: it could be the root, which needs the ROOT flag.)
  */
 function hashSubtree(src: Uint8Array, pos: number, n: number, counter: number): void {
-  mem.set(src.subarray(pos, pos + n * CHUNK_LEN), IN);
-  hashLeaves(n * CHUNK_LEN, n, counter);
+  let at = IN;
+  if (isHashBuffer(src)) at = src.byteOffset + pos; // already in the wasm memory
+  else mem.set(src.subarray(pos, pos + n * CHUNK_LEN), IN);
+  hashLeaves(at, n * CHUNK_LEN, n, counter);
   for (let cvs = n; cvs > 2;) cvs = hashLevel(cvs);
 }
 
@@ -225,7 +273,7 @@ function hashWhole(data: Uint8Array): void {
   const n = Math.ceil(data.length / CHUNK_LEN);
   mem.set(data, IN);
   mem.fill(0, IN + data.length, IN + Math.ceil(data.length / BLOCK_LEN) * BLOCK_LEN);
-  hashLeaves(data.length, n, 0);
+  hashLeaves(IN, data.length, n, 0);
   for (let cvs = n; cvs > 2;) cvs = hashLevel(cvs);
   wasm.hash1(CVS, 1, BLOCK_LEN, 0, 0, PARENT | ROOT, 0, 0, OUT);
 }

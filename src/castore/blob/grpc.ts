@@ -196,12 +196,19 @@ export class GrpcBlobService implements BlobService {
     call.catch((e) => queue.fail(fromGrpcError(e, this.#remote.address)));
     let result: Promise<B3Digest> | null = null;
     let aborted = false;
+    // The channel holds one item: overlapping writes take turns, in call order.
+    let pushed: Promise<void> = Promise.resolve();
     return Promise.resolve({
-      write: async (data) => {
-        if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
+      write: (data) => {
+        if (result || aborted) {
+          return Promise.reject(new InvalidRequestError("blob writer is already closed"));
+        }
         // Copy: the caller may reuse its buffer once write resolves, and the chunk may still
         // be queued in the HTTP/2 stream.
-        await queue.push(data.slice());
+        const chunk = data.slice();
+        const push = pushed.then(() => queue.push(chunk));
+        pushed = push.catch(() => {});
+        return push;
       },
       close: () => {
         if (aborted) return Promise.reject(new InvalidRequestError("blob writer was aborted"));

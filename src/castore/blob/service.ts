@@ -152,7 +152,11 @@ export interface BlobReader {
  * ```
  */
 export interface BlobWriter {
-  /** Appends bytes. The writer may keep a reference to `data` until the next call. */
+  /**
+   * Appends bytes. The writer may keep a reference to `data` until the returned promise
+   * settles. Calls may overlap (a write before the previous one resolved): bytes are appended
+   * in call order.
+   */
   write(data: Uint8Array): Promise<void>;
   /** Finishes the blob and returns its digest. Closing again returns the same digest. */
   close(): Promise<B3Digest>;
