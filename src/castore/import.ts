@@ -581,8 +581,9 @@ export async function importPath(
     failure ??= { error };
   };
 
-  // Uploads in flight: big files share `limit` permits (each holds up to BIG_FILE_BUFFERS 1 MiB buffers); small
-  // files, read in one synchronous pread, get more, so their blob commits can be batched.
+  // Uploads in flight: big files share `limit` permits (each holds up to BIG_FILE_BUFFERS 1 MiB
+  // buffers); small files, read in one synchronous pread, get more, so their blob commits can be
+  // batched.
   const bigPermits = semaphore(limit);
   const smallPermits = semaphore(limit * 8);
   const inflight = new Set<Promise<unknown>>();
