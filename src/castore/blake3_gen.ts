@@ -211,7 +211,6 @@ function wordShuffle(words: number[]): number[] {
 function byteRotation(bytes: number): number[] {
   return Array.from({ length: 16 }, (_, j) => (j & ~3) | ((j + bytes) & 3));
 }
-const ROTATE_8 = byteRotation(1);
 const ROTATE_16 = byteRotation(2);
 
 /**
@@ -239,9 +238,11 @@ const VECTOR: Lanes = {
   xor: (f) => f.simd(SIMD.xor),
   rotr(f, n, tmp) {
     f.tee(tmp);
-    if (n === 8 || n === 16) {
-      // Whole-byte rotations are a single byte shuffle (pshufb) instead of shift+shift+or.
-      f.get(tmp).simd(SIMD.shuffle, ...(n === 8 ? ROTATE_8 : ROTATE_16));
+    if (n === 16) {
+      // Swapping the 16-bit halves is one byte shuffle instead of shift+shift+or. Rotating by 8
+      // the same way needs pshufb, whose mask V8 builds anew each time: shift+shift+or measured
+      // 10% faster there (64 MiB: 43.4 → 38.7 ms).
+      f.get(tmp).simd(SIMD.shuffle, ...ROTATE_16);
     } else {
       f.i32(n).simd(SIMD.i32x4ShrU).get(tmp).i32(32 - n).simd(SIMD.i32x4Shl).simd(SIMD.or);
     }
