@@ -31,7 +31,12 @@ export * from "./src/addr.ts";
 export { main } from "./src/cli/main.ts";
 
 import { main as runCli } from "./src/cli/main.ts";
-if (import.meta.main) await runCli();
+if (import.meta.main) {
+  await runCli();
+  // Every command has finished its work and awaited its output by now; exiting here skips the
+  // runtime's teardown (≈3 ms of every command).
+  Deno.exit(0);
+}
 export * from "./src/castore/import.ts";
 export * from "./src/store/path_info.ts";
 export * from "./src/store/path_info/memory.ts";
