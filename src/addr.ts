@@ -192,9 +192,11 @@ export function defaultStoreAddr(): string {
   return `sqlite://${encodeURI(abs)}/store.db`;
 }
 
-async function ensureParent(path: string): Promise<void> {
+// Synchronous: at start-up the thread pool is busy loading libraries, and an async mkdir waited
+// 1–5 ms there for a thread.
+function ensureParent(path: string): void {
   const dir = path.slice(0, path.lastIndexOf("/"));
-  if (dir) await Deno.mkdir(dir, { recursive: true });
+  if (dir) Deno.mkdirSync(dir, { recursive: true });
 }
 
 /**
@@ -216,7 +218,7 @@ export async function openBlobService(addr: string): Promise<BlobService> {
     case "memory":
       return new MemoryBlobService();
     case "sqlite":
-      if (a.path !== ":memory:") await ensureParent(a.path);
+      if (a.path !== ":memory:") ensureParent(a.path);
       return new SqliteBlobService(a.path);
     case "grpc":
       return new (await import("./castore/blob/grpc.ts")).GrpcBlobService(addr);
@@ -249,7 +251,7 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
     case "memory":
       return new MemoryDirectoryService();
     case "sqlite":
-      if (a.path !== ":memory:") await ensureParent(a.path);
+      if (a.path !== ":memory:") ensureParent(a.path);
       return new SqliteDirectoryService(a.path);
     case "grpc":
       return new (await import("./castore/directory/grpc.ts")).GrpcDirectoryService(addr);
@@ -282,7 +284,7 @@ export async function openPathInfoService(
     case "memory":
       return new MemoryPathInfoService(blobs, directories);
     case "sqlite":
-      if (a.path !== ":memory:") await ensureParent(a.path);
+      if (a.path !== ":memory:") ensureParent(a.path);
       return new SqlitePathInfoService(a.path, blobs, directories);
     case "grpc":
       return new (await import("./store/path_info/grpc.ts")).GrpcPathInfoService(addr);

@@ -670,7 +670,6 @@ export async function importPath(
         const busy = new Set<Promise<void>>();
         let error = null as { e: unknown } | null;
         let wake: (() => void) | null = null;
-        let hashed: Promise<void> = Promise.resolve();
         try {
           for (let off = 0; off < size;) {
             if (failure) throw CANCELLED;
@@ -684,8 +683,7 @@ export async function importPath(
             const chunk = buf!.subarray(0, Math.min(CHUNK_SIZE, size - off));
             readFullSync(fd, chunk, off, path);
             off += chunk.length;
-            if (slot) hashed = hashed.then(() => slot.write(chunk));
-            const done = both(slot ? hashed : undefined, w.write(chunk));
+            const done = both(slot?.append(chunk), w.write(chunk));
             written(chunk.length);
             track(busy, done);
             done.then(() => free.push(buf!), (e) => error ??= { e }).finally(() => {

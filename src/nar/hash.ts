@@ -261,6 +261,23 @@ export class NarSlot {
   }
 
   /**
+   * Like {@linkcode NarSlot.write}, but calls may overlap: bytes are added in call order. With
+   * none waiting, hashing starts before this returns, so it runs on another thread while the
+   * caller goes on with synchronous work (a `then` would start it at the caller's next await).
+   */
+  append(data: Uint8Array): Promise<void> {
+    const p = this.#appending === 0 ? this.write(data) : this.#tail.then(() => this.write(data));
+    this.#appending++;
+    const settle = () => void this.#appending--;
+    p.then(settle, settle);
+    this.#tail = p;
+    return p;
+  }
+
+  #appending = 0;
+  #tail: Promise<void> = Promise.resolve();
+
+  /**
    * Adds the next content bytes synchronously, keeping a reference to `data` (which must not
    * change afterwards) if it cannot be hashed yet. No back-pressure: the caller bounds memory,
    * e.g. with {@linkcode OrderedNarHasher.heldBytes}.

@@ -38,3 +38,31 @@ Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("NarSlot.append: overlapping appends hash in call order, also while waiting for a turn", async () => {
+  const { sha256 } = await import("../../src/store/sha256.ts");
+  // Two slots: the second may hold only so much before its turn, so its appends wait, and the
+  // ones made meanwhile must not overtake them.
+  const first = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 0xff);
+  const second = new Uint8Array(20 << 20).map((_, i) => (i * 13 + 1) & 0xff);
+  const hasher = new OrderedNarHasher();
+  const a = hasher.slot(first.length);
+  const b = hasher.slot(second.length);
+  const piece = 1 << 20;
+  const later: Promise<void>[] = [];
+  for (let o = 0; o < second.length; o += piece) {
+    later.push(b.append(second.subarray(o, o + piece)));
+  }
+  const now: Promise<void>[] = [];
+  for (let o = 0; o < first.length; o += piece) now.push(a.append(first.subarray(o, o + piece)));
+  await Promise.all(now);
+  a.end(); // the second slot's turn
+  await Promise.all(later);
+  b.end();
+  const { narSize, narSha256 } = await hasher.result();
+  const all = new Uint8Array(first.length + second.length);
+  all.set(first);
+  all.set(second, first.length);
+  assert.equal(narSize, all.length);
+  assert.deepEqual(narSha256, sha256(all));
+});
