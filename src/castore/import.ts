@@ -683,7 +683,7 @@ export async function importPath(
             const chunk = buf!.subarray(0, Math.min(CHUNK_SIZE, size - off));
             readFullSync(fd, chunk, off, path);
             off += chunk.length;
-            const done = both(slot?.append(chunk), w.write(chunk));
+            const done = both(slot?.write(chunk), w.write(chunk));
             written(chunk.length);
             track(busy, done);
             done.then(() => free.push(buf!), (e) => error ??= { e }).finally(() => {

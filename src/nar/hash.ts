@@ -244,9 +244,23 @@ export class NarSlot {
 
   /**
    * Adds the next content bytes; `data` must not change until this resolves (it may be hashed
-   * in place on another thread), and may be reused afterwards.
+   * in place on another thread), and may be reused afterwards. Calls may overlap: bytes are
+   * added in call order. With none waiting, hashing starts before this returns, so it runs on
+   * another thread while the caller goes on with synchronous work.
    */
-  async write(data: Uint8Array): Promise<void> {
+  write(data: Uint8Array): Promise<void> {
+    const p = this.#writing === 0 ? this.#write(data) : this.#tail.then(() => this.#write(data));
+    this.#writing++;
+    const settle = () => void this.#writing--;
+    p.then(settle, settle);
+    this.#tail = p;
+    return p;
+  }
+
+  #writing = 0;
+  #tail: Promise<void> = Promise.resolve();
+
+  async #write(data: Uint8Array): Promise<void> {
     this.#got += data.length;
     if (this.#got > this.size) throw new Error(`file grew past ${this.size} bytes while importing`);
     if (!this.#owner.isHead(this) && this.#heldBytes + data.length > SLOT_BUFFER_MAX) {
@@ -259,23 +273,6 @@ export class NarSlot {
       this.#hold(data.slice());
     }
   }
-
-  /**
-   * Like {@linkcode NarSlot.write}, but calls may overlap: bytes are added in call order. With
-   * none waiting, hashing starts before this returns, so it runs on another thread while the
-   * caller goes on with synchronous work (a `then` would start it at the caller's next await).
-   */
-  append(data: Uint8Array): Promise<void> {
-    const p = this.#appending === 0 ? this.write(data) : this.#tail.then(() => this.write(data));
-    this.#appending++;
-    const settle = () => void this.#appending--;
-    p.then(settle, settle);
-    this.#tail = p;
-    return p;
-  }
-
-  #appending = 0;
-  #tail: Promise<void> = Promise.resolve();
 
   /**
    * Adds the next content bytes synchronously, keeping a reference to `data` (which must not

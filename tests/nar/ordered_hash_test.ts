@@ -8,6 +8,7 @@ import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
 import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
 import { importPath } from "../../src/castore/import.ts";
 import { calculateNar, OrderedNarHasher } from "../../src/nar/hash.ts";
+import { sha256 } from "../../src/store/sha256.ts";
 
 Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in flight", async () => {
   const dir = await Deno.makeTempDir({ prefix: "nixcas-ordered-" });
@@ -39,9 +40,8 @@ Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in f
   }
 });
 
-Deno.test("NarSlot.append: overlapping appends hash in call order, also while waiting for a turn", async () => {
-  const { sha256 } = await import("../../src/store/sha256.ts");
-  // Two slots: the second may hold only so much before its turn, so its appends wait, and the
+Deno.test("NarSlot.write: overlapping writes hash in call order, also while waiting for a turn", async () => {
+  // Two slots: the second may hold only so much before its turn, so its writes wait, and the
   // ones made meanwhile must not overtake them.
   const first = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 0xff);
   const second = new Uint8Array(20 << 20).map((_, i) => (i * 13 + 1) & 0xff);
@@ -51,10 +51,10 @@ Deno.test("NarSlot.append: overlapping appends hash in call order, also while wa
   const piece = 1 << 20;
   const later: Promise<void>[] = [];
   for (let o = 0; o < second.length; o += piece) {
-    later.push(b.append(second.subarray(o, o + piece)));
+    later.push(b.write(second.subarray(o, o + piece)));
   }
   const now: Promise<void>[] = [];
-  for (let o = 0; o < first.length; o += piece) now.push(a.append(first.subarray(o, o + piece)));
+  for (let o = 0; o < first.length; o += piece) now.push(a.write(first.subarray(o, o + piece)));
   await Promise.all(now);
   a.end(); // the second slot's turn
   await Promise.all(later);
