@@ -317,6 +317,8 @@ let preloading: Promise<unknown> | null = null;
 
 /** Small updates are gathered into pieces of this size before they go to the thread pool. */
 const STAGE_SIZE = 256 << 10;
+/** In-place updates smaller than this are staged (copied) too. */
+const IN_PLACE_MIN = 64 << 10;
 
 /**
  * SHA-256 in libcrypto: the updates and the digest run on Deno's blocking thread pool, one
@@ -356,6 +358,11 @@ class NativeSha256Stream implements Sha256Stream {
 
   updateInPlace(bytes: Uint8Array): Promise<void> {
     this.#check();
+    if (bytes.length < IN_PLACE_MIN) {
+      // Copying a small piece costs less than its own round trip through the thread pool.
+      this.update(bytes);
+      return Promise.resolve();
+    }
     this.#flush();
     return this.#submit(bytes);
   }

@@ -43,6 +43,23 @@ async function streamed(data: Uint8Array): Promise<Uint8Array> {
   return await hash.digest();
 }
 
+Deno.test("createSha256Stream: an in-place update's bytes are free once it resolved", async () => {
+  // Small in-place pieces are staged (copied), big ones hashed where they lie: either way the
+  // caller may reuse its buffer as soon as the promise resolved.
+  for (const sizes of [[5, 700, 64 << 10, 3], [(64 << 10) - 1, 1 << 20, 9, 300_000]]) {
+    const data = pattern(sizes.reduce((a, b) => a + b), sizes.length);
+    const hash = createSha256Stream();
+    const buf = new Uint8Array(1 << 20);
+    for (let off = 0, i = 0; i < sizes.length; off += sizes[i++]) {
+      const piece = buf.subarray(0, sizes[i]);
+      piece.set(data.subarray(off, off + sizes[i]));
+      await hash.updateInPlace(piece);
+      buf.fill(0xee); // the next piece reuses the buffer
+    }
+    assert.deepEqual(await hash.digest(), reference(data), `pieces ${sizes.join(", ")}`);
+  }
+});
+
 Deno.test("createSha256Stream: copied and in-place updates hash in call order", async () => {
   for (const n of [0, 5, 300_001, 9 << 20]) {
     const data = pattern(n, 7 * n + 3);
