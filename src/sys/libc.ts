@@ -219,6 +219,7 @@ const SYMBOLS = {
     result: "isize",
     nonblocking: true,
   },
+  getpidAsync: { name: "getpid", parameters: [], result: "i32", nonblocking: true },
   fdatasync: { parameters: ["i32"], result: "i32" },
   fdatasyncAsync: { name: "fdatasync", parameters: ["i32"], result: "i32", nonblocking: true },
   ftruncate64: { parameters: ["i32", "i64"], result: "i32" },
@@ -625,6 +626,26 @@ export async function pwriteAllAsync(
     }
     done += n;
   }
+}
+
+/**
+ * Resolves in a later turn of the event loop, after the I/O completions due now have been
+ * handled: a no-op call (`getpid`) through Deno's blocking thread pool. It is what
+ * `setImmediate` does, without loading Deno's Node layer (≈5 ms), or `MessageChannel`'s
+ * first use (≈2.5 ms); this costs ≈0.1–0.5 ms the first time and ≈0.05 ms after.
+ *
+ * @example
+ * ```ts
+ * import { nextTurn } from "./libc.ts";
+ * const order: string[] = [];
+ * const turn = nextTurn().then(() => order.push("next turn"));
+ * await Promise.resolve().then(() => order.push("microtask"));
+ * await turn;
+ * console.log(order.join(", ")); // "microtask, next turn"
+ * ```
+ */
+export async function nextTurn(): Promise<void> {
+  await libc().getpidAsync();
 }
 
 /** `fdatasync(fd)` on Deno's blocking thread pool. */

@@ -16,6 +16,7 @@ import {
   transaction,
 } from "../../sqlite/db.ts";
 import { decodePositions, encodePositions } from "../../sqlite/pack.ts";
+import * as libc from "../../sys/libc.ts";
 import { bufferReader } from "./memory.ts";
 import {
   type BlobReader,
@@ -29,21 +30,6 @@ import {
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
 const BATCH_ROWS = 4096;
 const BATCH_BYTES = 16 << 20;
-
-/**
- * Runs `f` after the I/O callbacks now due, as `setImmediate` would: a message on a fresh
- * channel is delivered in the event loop's next turn. (`setImmediate` itself loads Deno's Node
- * compatibility layer, ≈5 ms of importing one small file.)
- */
-function afterIo(f: () => void): void {
-  const { port1, port2 } = new MessageChannel();
-  port1.onmessage = () => {
-    port1.close();
-    f();
-  };
-  port2.postMessage(null);
-  port2.close();
-}
 
 /** Small blobs waiting to be committed together. */
 interface InlineBatch {
@@ -359,7 +345,7 @@ export class SqliteBlobService implements BlobService {
       },
     };
     // After the current burst of I/O callbacks: writers that finish together join the batch.
-    afterIo(batch.commit);
+    libc.nextTurn().then(batch.commit, batch.commit);
     return batch;
   }
 
