@@ -31,7 +31,20 @@ const tmpBase = await Deno.stat("/dev/shm").then(() => "/dev/shm").catch(() => u
 const work = await Deno.makeTempDir({ dir: tmpBase, prefix: "nixcas-bench-" });
 const rows: Row[] = [];
 const deno = Deno.execPath();
-const nixcas = (...a: string[]) => [deno, "run", "-A", "--quiet", `${ROOT}/mod.ts`, ...a];
+// The CLI as `deno task build` makes it (minified, split into chunks loaded on demand), which is
+// what `deno task compile` packages; `deno run mod.ts` from the checkout is measured beside it.
+const built = `${work}/cli`;
+{
+  const b = await new Deno.Command("bash", {
+    args: [`${ROOT}/scripts/build.sh`, built],
+    env: { DENO: deno },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!b.success) throw new Error("scripts/build.sh failed");
+}
+const nixcas = (...a: string[]) => [deno, "run", "-A", "--quiet", `${built}/mod.js`, ...a];
+const nixcasSource = (...a: string[]) => [deno, "run", "-A", "--quiet", `${ROOT}/mod.ts`, ...a];
 
 function haveCmd(c: string): boolean {
   return new Deno.Command("sh", { args: ["-c", `command -v ${c}`], stdout: "null" }).outputSync()
@@ -143,17 +156,23 @@ async function importBenchmarks(dir: string): Promise<void> {
   const fresh = () => ({ NIXCAS_DIR: `${dir}/nixcas-${n++}` });
   const nixEnv = () => ({ NIX_REMOTE: `local?root=${dir}/nixroot-${n++}` });
 
-  for (const [label, path] of [["64 MiB file", big], ["5,000-file tree", tree]]) {
+  const imports = [
+    ["64 MiB file", big, nixcas, ""],
+    ["5,000-file tree", tree, nixcas, ""],
+    ["64 MiB file", big, nixcasSource, ", deno run mod.ts"],
+    ["5,000-file tree", tree, nixcasSource, ", deno run mod.ts"],
+  ] as const;
+  for (const [label, path, cli, how] of imports) {
     const [ours, ref] = await bestInterleaved(
       RUNS_NIX,
-      () => timeCommand(nixcas("import", "--quiet", path), { env: fresh() }),
+      () => timeCommand(cli("import", "--quiet", path), { env: fresh() }),
       () => timeCommand(["nix-store", "--add", path], { env: nixEnv() }),
     );
     if (new TextDecoder().decode(ours.stdout) !== new TextDecoder().decode(ref.stdout)) {
       throw new Error(`store paths differ for ${path}`);
     }
     rows.push({
-      what: `import ${label} vs nix-store --add`,
+      what: `import ${label} vs nix-store --add${how}`,
       ours: s(ours.secs),
       reference: s(ref.secs),
       ratio: ratio(ours.secs, ref.secs),

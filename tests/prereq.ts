@@ -94,15 +94,17 @@ export interface Background {
 /**
  * Starts `nixcas ARGS` and resolves once `ready` appears on its stderr (e.g. "listening",
  * "mounted the store"); stderr keeps being read so the process never blocks on it. Throws with
- * what it printed when it exits first. The caller stops it.
+ * what it printed when it exits first. The caller stops it. `entry` is the CLI's script (default:
+ * this checkout's mod.ts).
  */
 export async function startNixcas(
   args: string[],
   ready: string,
   env: Record<string, string> = {},
+  entry = `${ROOT}/mod.ts`,
 ): Promise<Background> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", `${ROOT}/mod.ts`, ...args],
+    args: ["run", "-A", "--quiet", entry, ...args],
     env,
     stdout: "null",
     stderr: "piped",
