@@ -66,22 +66,21 @@ export async function best<T extends { secs: number }>(
 }
 
 /**
- * Best (minimum) of `n` runs each of `ours` and `ref`, run alternately: on a shared, noisy
- * machine both then see the same disturbances.
+ * Best (minimum) of `n` runs of each command, run in turns (one of each per round): on a shared,
+ * noisy machine they all see the same disturbances.
  */
 export async function bestInterleaved<T extends { secs: number }>(
   n: number,
-  ours: () => Promise<T>,
-  ref: () => Promise<T>,
-): Promise<[T, T]> {
-  let a: T | undefined, b: T | undefined;
+  ...cmds: (() => Promise<T>)[]
+): Promise<T[]> {
+  const best: (T | undefined)[] = cmds.map(() => undefined);
   for (let i = 0; i < n; i++) {
-    const x = await ours();
-    if (!a || x.secs < a.secs) a = x;
-    const y = await ref();
-    if (!b || y.secs < b.secs) b = y;
+    for (const [k, cmd] of cmds.entries()) {
+      const r = await cmd();
+      if (!best[k] || r.secs < best[k]!.secs) best[k] = r;
+    }
   }
-  return [a!, b!];
+  return best as T[];
 }
 
 /** Prints rows as a Markdown table. */
