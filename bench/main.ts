@@ -34,15 +34,6 @@ const deno = Deno.execPath();
 // The CLI as `deno task build` makes it (minified, split into chunks loaded on demand), which is
 // what `deno task compile` packages; `deno run mod.ts` from the checkout is measured beside it.
 const built = `${work}/cli`;
-{
-  const b = await new Deno.Command("bash", {
-    args: [`${ROOT}/scripts/build.sh`, built],
-    env: { DENO: deno },
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  if (!b.success) throw new Error("scripts/build.sh failed");
-}
 const nixcas = (...a: string[]) => [deno, "run", "-A", "--quiet", `${built}/mod.js`, ...a];
 const nixcasSource = (...a: string[]) => [deno, "run", "-A", "--quiet", `${ROOT}/mod.ts`, ...a];
 
@@ -97,6 +88,13 @@ try {
   if ((want("import") || want("nar")) && haveCmd("nix-store")) {
     // Its own directory, removed before the next group: left behind, its 2 GB in tmpfs made the
     // FUSE read that follows 4x slower here (the VM backs newly used memory lazily).
+    const b = await new Deno.Command("bash", {
+      args: [`${ROOT}/scripts/build.sh`, built],
+      env: { DENO: deno },
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (!b.success) throw new Error("scripts/build.sh failed");
     const dir = `${work}/import`;
     await Deno.mkdir(dir);
     try {
