@@ -73,6 +73,18 @@ export async function run(
   return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
 }
 
+/** The flags that point all three services of a nixcas command at one address. */
+export function serviceFlags(addr: string): string[] {
+  return [
+    "--blob-service-addr",
+    addr,
+    "--directory-service-addr",
+    addr,
+    "--path-info-service-addr",
+    addr,
+  ];
+}
+
 /** Runs the nixcas CLI from this checkout. */
 export function nixcas(
   args: string[],

@@ -4,7 +4,7 @@
  * code sits in chunks loaded on demand (the gRPC daemon and client).
  */
 import assert from "node:assert/strict";
-import { nixcas, ROOT, run, startNixcas } from "../prereq.ts";
+import { nixcas, ROOT, run, serviceFlags, startNixcas } from "../prereq.ts";
 
 Deno.test("the built CLI runs from anywhere, imports like the checkout and serves gRPC", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "nixcas-build-" });
@@ -53,12 +53,7 @@ Deno.test("the built CLI runs from anywhere, imports like the checkout and serve
       const info = await built([
         "path-info",
         "--json",
-        "--blob-service-addr",
-        addr,
-        "--directory-service-addr",
-        addr,
-        "--path-info-service-addr",
-        addr,
+        ...serviceFlags(addr),
         storePath,
       ]);
       assert.equal(info.code, 0, info.stderr);

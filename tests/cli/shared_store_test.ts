@@ -4,7 +4,7 @@
  * the file directly while the daemon runs.
  */
 import assert from "node:assert/strict";
-import { nixcas, startNixcas } from "../prereq.ts";
+import { nixcas, serviceFlags, startNixcas } from "../prereq.ts";
 
 const td = new TextDecoder();
 
@@ -25,12 +25,7 @@ Deno.test("daemon and CLI share one SQLite file; import via grpc+unix equals a l
     const viaDaemon = await nixcas([
       "import",
       "--quiet",
-      "--blob-service-addr",
-      remote,
-      "--directory-service-addr",
-      remote,
-      "--path-info-service-addr",
-      remote,
+      ...serviceFlags(remote),
       `${tmp}/tree`,
     ]);
     assert.equal(viaDaemon.code, 0, viaDaemon.stderr);
@@ -53,12 +48,7 @@ Deno.test("daemon and CLI share one SQLite file; import via grpc+unix equals a l
     const viaRemote = await nixcas([
       "cat",
       td.decode(second.stdout).trim(),
-      "--blob-service-addr",
-      remote,
-      "--directory-service-addr",
-      remote,
-      "--path-info-service-addr",
-      remote,
+      ...serviceFlags(remote),
     ]);
     assert.equal(viaRemote.code, 0, viaRemote.stderr);
     assert.equal(td.decode(viaRemote.stdout), "second\n");

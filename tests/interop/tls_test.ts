@@ -4,7 +4,7 @@
  * refused with an error naming the address.
  */
 import assert from "node:assert/strict";
-import { have, nixcas, run } from "../prereq.ts";
+import { have, nixcas, run, serviceFlags } from "../prereq.ts";
 import { generateStubs, havePythonGrpc, startPyServer } from "./pystubs.ts";
 
 const enabled = havePythonGrpc() && have("grpc+https tests", ["openssl"]);
@@ -77,14 +77,7 @@ Deno.test({
     try {
       const port = server.address.split(":").at(-1);
       const addr = `grpc+https://localhost:${port}`;
-      const flags = [
-        "--blob-service-addr",
-        addr,
-        "--directory-service-addr",
-        addr,
-        "--path-info-service-addr",
-        addr,
-      ];
+      const flags = serviceFlags(addr);
       await Deno.mkdir(`${tmp}/tree/sub`, { recursive: true });
       await Deno.writeTextFile(`${tmp}/tree/sub/file`, "over TLS\n");
       const env = { NIX_SSL_CERT_FILE: ca };
