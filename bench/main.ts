@@ -95,6 +95,9 @@ try {
       stderr: "inherit",
     }).output();
     if (!b.success) throw new Error("scripts/build.sh failed");
+    // Its first run fills Deno's caches for the new files (module analysis, V8 code cache), as
+    // earlier runs did for the checkout: the --quick run's single import would pay for that.
+    await timeCommand(nixcas("--version"));
     const dir = `${work}/import`;
     await Deno.mkdir(dir);
     try {
