@@ -86,8 +86,6 @@ try {
 
   // --- import vs nix-store --add; nar vs nix-store --dump ---
   if ((want("import") || want("nar")) && haveCmd("nix-store")) {
-    // Its own directory, removed before the next group: left behind, its 2 GB in tmpfs made the
-    // FUSE read that follows 4x slower here (the VM backs newly used memory lazily).
     const b = await new Deno.Command("bash", {
       args: [`${ROOT}/scripts/build.sh`, built],
       env: { DENO: deno },
@@ -98,6 +96,8 @@ try {
     // Its first run fills Deno's caches for the new files (module analysis, V8 code cache), as
     // earlier runs did for the checkout: the --quick run's single import would pay for that.
     await timeCommand(nixcas("--version"));
+    // Its own directory, removed before the next group: left behind, its 2 GB in tmpfs made the
+    // FUSE read that follows 4x slower here (the VM backs newly used memory lazily).
     const dir = `${work}/import`;
     await Deno.mkdir(dir);
     try {
