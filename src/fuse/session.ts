@@ -22,6 +22,7 @@ import {
   InitFlag,
   Op,
   OpenFlag,
+  opName,
   OUT_HEADER_SIZE,
   WRITE_OPS,
 } from "./protocol.ts";
@@ -377,12 +378,12 @@ export class FuseSession {
       try {
         r = work();
       } catch (e) {
-        return this.#fail(unique, opcode, e);
+        return this.#fail(unique, opcode, nodeid, e);
       }
       if (r instanceof Promise) {
         r.then(
           (body) => this.#reply(unique, 0, body ?? undefined),
-          (e) => this.#fail(unique, opcode, e),
+          (e) => this.#fail(unique, opcode, nodeid, e),
         );
       } else this.#reply(unique, 0, r ?? undefined);
     };
@@ -457,12 +458,13 @@ export class FuseSession {
     }
   }
 
-  #fail(unique: bigint, opcode: number, e: unknown): void {
+  #fail(unique: bigint, opcode: number, nodeid: number, e: unknown): void {
+    const op = `${opName(opcode)} of inode ${nodeid}`;
     if (e instanceof FuseErrno) {
-      if (e.errno === Errno.EIO) this.#log("error", `op ${opcode}: ${e.message}`);
+      if (e.errno === Errno.EIO) this.#log("error", `${op}: ${e.message}`);
       return this.#reply(unique, -e.errno);
     }
-    this.#log("error", `op ${opcode} failed: ${e instanceof Error ? e.stack ?? e.message : e}`);
+    this.#log("error", `${op} failed: ${e instanceof Error ? e.stack ?? e.message : e}`);
     this.#reply(unique, -Errno.EIO);
   }
 
