@@ -325,7 +325,7 @@ export function parseArgs(
     throw new UsageError(`unknown command '${name}'${suggest(name, names)}`);
   };
   if (i >= argv.length) return { kind: "help", text: formatHelp(program), exitCode: 1 };
-  if (argv[i] === "help") return help(program, argv[i + 1] && find(argv[i + 1]).name);
+  if (argv[i] === "help") return helpCommand(program, argv.slice(i + 1), find);
   const command = find(argv[i]);
   const copts = commandOpts(command);
   const options: Record<string, unknown> = {};
@@ -376,6 +376,32 @@ function args(command: CommandSpec, values: string[]): Record<string, string | s
     );
   }
   return out;
+}
+
+/**
+ * `help [command]`. Its own `-h`/`--help`, and `help help`, ask what `help` does: the program's
+ * help is the answer.
+ */
+function helpCommand(
+  program: ProgramSpec,
+  rest: readonly string[],
+  find: (name: string) => CommandSpec,
+): ParseResult {
+  const names: string[] = [];
+  for (const tok of rest) {
+    if (tok === "-h" || tok === "--help") continue;
+    if (tok.startsWith("-") && tok !== "-") throw new UsageError(`unknown option '${tok}'`, "help");
+    names.push(tok);
+  }
+  if (names.length > 1) {
+    throw new UsageError(
+      `too many arguments for 'help': expected 1 argument but got ${names.length}: ` +
+        names.join(", "),
+      "help",
+    );
+  }
+  if (names.length === 0 || names[0] === "help") return help(program);
+  return help(program, find(names[0]).name);
 }
 
 function help(program: ProgramSpec, command?: string): ParseResult {
