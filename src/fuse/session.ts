@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { clip } from "../castore/errors.ts";
 import { addressOf, cstr, Errno, errno, ErrnoError, libc } from "./ffi.ts";
 import {
   type Attr,
@@ -167,9 +168,15 @@ export function checkMountpoint(mountpoint: string): string {
       );
     }
     if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`mountpoint ${mountpoint} does not exist`, { cause: e });
+      throw new Error(`mountpoint ${clip(mountpoint)} does not exist`, { cause: e });
     }
-    throw new Error(`mountpoint ${mountpoint}: ${msg}`, { cause: e });
+    // Deno's message repeats the path: a huge one is quoted short.
+    throw new Error(
+      `mountpoint ${clip(mountpoint)}: ${msg.replaceAll(mountpoint, clip(mountpoint))}`,
+      {
+        cause: e,
+      },
+    );
   }
   if (!Deno.statSync(real).isDirectory) throw new Error(`mountpoint ${real} is not a directory`);
   if (readMountInfo().some((m) => m.mountpoint === real)) {
