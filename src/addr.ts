@@ -14,7 +14,7 @@ import { SqliteBlobService } from "./castore/blob/sqlite.ts";
 import { MemoryDirectoryService } from "./castore/directory/memory.ts";
 import type { DirectoryService } from "./castore/directory/service.ts";
 import { SqliteDirectoryService } from "./castore/directory/sqlite.ts";
-import { InvalidRequestError } from "./castore/errors.ts";
+import { clip, InvalidRequestError } from "./castore/errors.ts";
 import { MemoryPathInfoService } from "./store/path_info/memory.ts";
 import type { PathInfoService } from "./store/path_info/service.ts";
 import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
@@ -60,7 +60,7 @@ export type ServiceAddr =
 export class AddressError extends InvalidRequestError {
   /** Creates the error for `addr`. */
   constructor(addr: string, why: string) {
-    super(`invalid service address ${JSON.stringify(addr)}: ${why}`);
+    super(`invalid service address ${JSON.stringify(clip(addr))}: ${why}`);
     this.name = "AddressError";
   }
 }
@@ -112,7 +112,7 @@ export function parseAddr(addr: string): ServiceAddr {
         throw new AddressError(
           addr,
           `sqlite:// takes no host (got ${
-            JSON.stringify(url.host)
+            JSON.stringify(clip(url.host))
           }); use sqlite:///absolute/path.db`,
         );
       }
@@ -145,7 +145,7 @@ export function parseAddr(addr: string): ServiceAddr {
       throw new AddressError(
         addr,
         `unknown scheme ${
-          JSON.stringify(url.protocol.slice(0, -1))
+          JSON.stringify(clip(url.protocol.slice(0, -1)))
         } (known: memory, sqlite, grpc+http, grpc+https, grpc+unix)`,
       );
   }

@@ -99,3 +99,24 @@ export class UnavailableError extends Error {
     this.name = "UnavailableError";
   }
 }
+
+/**
+ * Shortens user input quoted in an error message: text longer than `max` characters becomes its
+ * first `max` (never half a surrogate pair), an ellipsis and its length, so that a huge argument
+ * cannot flood the message that rejects it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clip } from "./errors.ts";
+ * assert.equal(clip("hello"), "hello");
+ * assert.equal(clip("a".repeat(1000), 5), "aaaaa… [5 of 1000 characters]");
+ * ```
+ */
+export function clip(text: string, max = 200): string {
+  if (text.length <= max) return text;
+  let end = max;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}… [${end} of ${text.length} characters]`;
+}

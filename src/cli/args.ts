@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { clip } from "../castore/errors.ts";
 
 /** An option: a flag, or a flag taking a value when `flags` names one (`<value>`). */
 export interface OptionSpec {
@@ -144,6 +145,8 @@ function distance(a: string, b: string): number {
 }
 
 function suggest(word: string, candidates: string[]): string {
+  // Nothing is close to a very long word (and the distance table would be large).
+  if (word.length > 100) return "";
   let best: string | undefined, bestD = 3;
   for (const c of candidates) {
     const d = distance(word, c), len = Math.max(word.length, c.length);
@@ -154,7 +157,9 @@ function suggest(word: string, candidates: string[]): string {
 
 /** Parses and checks one value given for `o` (on the command line, or from `env`). */
 function value(o: Opt, text: string, cmd: string | undefined, fromEnv = false): unknown {
-  const what = fromEnv ? `value '${text}' from env '${o.spec.env}'` : `argument '${text}'`;
+  const what = fromEnv
+    ? `value '${clip(text)}' from env '${o.spec.env}'`
+    : `argument '${clip(text)}'`;
   const bad = (why: string) =>
     new UsageError(`option '${o.spec.flags}' ${what} is invalid: ${why}`, cmd);
   const { choices, parse } = o.spec;
@@ -191,7 +196,7 @@ function readOptions(
     }
     const longs = opts.map((o) => `--${o.long}`);
     return new UsageError(
-      `unknown option '${flag}'${flag.startsWith("--") ? suggest(flag, longs) : ""}`,
+      `unknown option '${clip(flag)}'${flag.startsWith("--") ? suggest(flag, longs) : ""}`,
       cmd,
     );
   };
@@ -322,10 +327,10 @@ export function parseArgs(
     const c = program.commands.find((c) => c.name === name);
     if (c) return c;
     const names = [...program.commands.map((c) => c.name), "help"];
-    throw new UsageError(`unknown command '${name}'${suggest(name, names)}`);
+    throw new UsageError(`unknown command '${clip(name)}'${suggest(name, names)}`);
   };
   if (i >= argv.length) return { kind: "help", text: formatHelp(program), exitCode: 1 };
-  if (argv[i] === "help") return help(program, argv[i + 1] && find(argv[i + 1]).name);
+  if (argv[i] === "help") return helpCommand(program, argv.slice(i + 1), find);
   const command = find(argv[i]);
   const copts = commandOpts(command);
   const options: Record<string, unknown> = {};
@@ -371,11 +376,39 @@ function args(command: CommandSpec, values: string[]): Record<string, string | s
     const n = decl.length;
     throw new UsageError(
       `too many arguments for '${command.name}': expected ${n} argument${n === 1 ? "" : "s"} ` +
-        `but got ${values.length}: ${values.join(", ")}`,
+        `but got ${values.length}: ${clip(values.map((v) => clip(v)).join(", "), 1000)}`,
       command.name,
     );
   }
   return out;
+}
+
+/**
+ * `help [command]`. Its own `-h`/`--help`, and `help help`, ask what `help` does: the program's
+ * help is the answer.
+ */
+function helpCommand(
+  program: ProgramSpec,
+  rest: readonly string[],
+  find: (name: string) => CommandSpec,
+): ParseResult {
+  const names: string[] = [];
+  for (const tok of rest) {
+    if (tok === "-h" || tok === "--help") continue;
+    if (tok.startsWith("-") && tok !== "-") {
+      throw new UsageError(`unknown option '${clip(tok)}'`, "help");
+    }
+    names.push(tok);
+  }
+  if (names.length > 1) {
+    throw new UsageError(
+      `too many arguments for 'help': expected 1 argument but got ${names.length}: ` +
+        clip(names.map((v) => clip(v)).join(", "), 1000),
+      "help",
+    );
+  }
+  if (names.length === 0 || names[0] === "help") return help(program);
+  return help(program, find(names[0]).name);
 }
 
 function help(program: ProgramSpec, command?: string): ParseResult {

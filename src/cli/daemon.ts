@@ -38,7 +38,9 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
   description:
     "Serve BlobService, DirectoryService and PathInfoService (tvix wire protocol, gRPC over " +
     "HTTP/2 cleartext, with server reflection) until SIGINT or SIGTERM, which stop it " +
-    "gracefully: calls in progress finish and the unix socket file is removed.",
+    "gracefully: calls in progress finish and the unix socket file is removed. A socket file " +
+    "left by a daemon that died is replaced; an address in use is refused (exit 1), a " +
+    "malformed one too (exit 2).",
   options: [
     {
       flags: "-l, --listen-address <addr>",

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { clip } from "../castore/errors.ts";
 
 /** Log levels, most to least severe. */
 export const LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
@@ -33,6 +34,7 @@ export function createLogger(level: Level = "info", json = false): Logger {
   const enabled = (l: Level) => LEVELS.indexOf(l) <= max;
   const log = (l: Level, msg: string, fields?: Record<string, unknown>) => {
     if (!enabled(l)) return;
+    msg = clipLongWords(msg);
     const line = json
       ? JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields })
       : `${l === "info" ? "" : `${l}: `}${msg}${
@@ -50,6 +52,15 @@ export function createLogger(level: Level = "info", json = false): Logger {
     debug: (m, f) => log("debug", m, f),
     enabled,
   };
+}
+
+/**
+ * Shortens the words of a message that are longer than any store path or usual file path: a
+ * huge argument quoted by code that does not {@linkcode clip} it, or by Deno's own error
+ * messages, must not flood stderr.
+ */
+function clipLongWords(message: string): string {
+  return message.replace(/\S{1000,}/g, (w) => clip(w));
 }
 
 function fmt(v: unknown): string {

@@ -5,45 +5,13 @@
  */
 import type { CommandSpec } from "./args.ts";
 import { useReadServerMode } from "../sqlite/db.ts";
-import type { readMountInfo } from "../fuse/mod.ts";
 import {
   action,
-  CliError,
   loggerFor,
   openServices,
   SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
-
-/** Refuses mountpoints that cannot work, with advice for a stale mount. */
-function checkMountpoint(mountpoint: string, mounts: typeof readMountInfo): string {
-  let real: string;
-  try {
-    real = Deno.realPathSync(mountpoint);
-  } catch (e) {
-    const msg = (e as Error).message;
-    if (/not connected/i.test(msg)) {
-      throw new CliError(
-        `${mountpoint} is a stale FUSE mount (its server is gone); unmount it first with ` +
-          `\`fusermount3 -u ${mountpoint}\` or, as root, \`umount -l ${mountpoint}\``,
-      );
-    }
-    if (e instanceof Deno.errors.NotFound) {
-      throw new CliError(`mountpoint ${mountpoint} does not exist`);
-    }
-    throw new CliError(`mountpoint ${mountpoint}: ${msg}`);
-  }
-  if (!Deno.statSync(real).isDirectory) throw new CliError(`mountpoint ${real} is not a directory`);
-  if (mounts().some((m) => m.mountpoint === real)) {
-    throw new CliError(`${real} is busy: something is already mounted there`);
-  }
-  try {
-    Deno.statSync("/dev/fuse");
-  } catch {
-    throw new CliError("/dev/fuse is missing: load the fuse kernel module (modprobe fuse)");
-  }
-  return real;
-}
 
 /** Options of `mount`. */
 export interface MountOptions extends ServiceAddrOptions {
@@ -59,8 +27,13 @@ export const mountCommand: CommandSpec<MountOptions> = {
   description:
     "Mount the store read-only at MOUNTPOINT (like /nix/store) and serve it in the foreground " +
     "until SIGINT or SIGTERM, or until it is unmounted. Store paths are looked up by name; " +
-    "listing the root is refused unless --list-root.",
-  arguments: [["<mountpoint>", "an existing, empty directory"]],
+    "listing the root is refused unless --list-root. As root it mounts with mount(2); other " +
+    "users mount through fusermount3 (Debian's fuse3), which needs /dev/fuse readable and " +
+    "writable by them.",
+  arguments: [[
+    "<mountpoint>",
+    "an existing, empty directory with nothing mounted on it (anything else is refused)",
+  ]],
   options: [
     { flags: "--list-root", description: "allow listing the root directory (every store path)" },
     {
@@ -74,8 +47,9 @@ export const mountCommand: CommandSpec<MountOptions> = {
     const opts = inv.options;
     const log = loggerFor(inv);
     // Loaded here, not at startup: other commands never need the FUSE layer.
-    const { mountStore, readMountInfo } = await import("../fuse/mod.ts");
-    const real = checkMountpoint(mountpoint, readMountInfo);
+    const { checkMountpoint, mountStore } = await import("../fuse/mod.ts");
+    // Checked before the services are opened: a bad mountpoint is the likelier mistake.
+    const real = checkMountpoint(mountpoint);
     // A long-running read server: the SQLite file is memory-mapped.
     useReadServerMode();
     const services = await openServices(opts);

@@ -62,6 +62,23 @@ export const Op = {
   STATX: 52,
 } as const;
 
+const OP_NAMES = new Map<number, string>(Object.entries(Op).map(([name, code]) => [code, name]));
+
+/**
+ * The kernel's name of an opcode (`LOOKUP`, `READ`, …), or `opcode N` for one we do not know.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Op, opName } from "./protocol.ts";
+ * assert.equal(opName(Op.GETATTR), "GETATTR");
+ * assert.equal(opName(999), "opcode 999");
+ * ```
+ */
+export function opName(opcode: number): string {
+  return OP_NAMES.get(opcode) ?? `opcode ${opcode}`;
+}
+
 /** Opcodes that would modify the filesystem; all answered with EROFS. */
 export const WRITE_OPS: ReadonlySet<number> = new Set([
   Op.SETATTR,

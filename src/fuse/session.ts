@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { clip } from "../castore/errors.ts";
 import { addressOf, cstr, Errno, errno, ErrnoError, libc } from "./ffi.ts";
 import {
   type Attr,
@@ -22,6 +23,7 @@ import {
   InitFlag,
   Op,
   OpenFlag,
+  opName,
   OUT_HEADER_SIZE,
   WRITE_OPS,
 } from "./protocol.ts";
@@ -136,6 +138,67 @@ export function readMountInfo(): MountInfo[] {
   return out;
 }
 
+/**
+ * Checks that `mountpoint` can be mounted on and returns its real path. Throws an error naming
+ * it when it does not exist, is a stale FUSE mount (advising how to unmount it), is not a
+ * directory, already has something mounted on it, or is not empty (a mount would hide its
+ * files); also when /dev/fuse is missing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkMountpoint } from "./session.ts";
+ * const dir = Deno.makeTempDirSync();
+ * Deno.writeTextFileSync(`${dir}/file`, "");
+ * assert.throws(() => checkMountpoint(dir), /is not empty/);
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function checkMountpoint(mountpoint: string): string {
+  let real: string;
+  try {
+    real = Deno.realPathSync(mountpoint);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/not connected/i.test(msg)) {
+      throw new Error(
+        `${mountpoint} is a stale FUSE mount (its server is gone); unmount it first with ` +
+          `\`fusermount3 -u ${mountpoint}\` or, as root, \`umount -l ${mountpoint}\``,
+        { cause: e },
+      );
+    }
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`mountpoint ${clip(mountpoint)} does not exist`, { cause: e });
+    }
+    // Deno's message repeats the path: a huge one is quoted short.
+    throw new Error(
+      `mountpoint ${clip(mountpoint)}: ${msg.replaceAll(mountpoint, clip(mountpoint))}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  if (!Deno.statSync(real).isDirectory) throw new Error(`mountpoint ${real} is not a directory`);
+  if (readMountInfo().some((m) => m.mountpoint === real)) {
+    throw new Error(`${real} is busy: something is already mounted there`);
+  }
+  let empty: boolean;
+  try {
+    empty = Deno.readDirSync(real)[Symbol.iterator]().next().done ?? false;
+  } catch (e) {
+    throw new Error(`mountpoint ${real}: ${(e as Error).message}`, { cause: e });
+  }
+  if (!empty) {
+    throw new Error(`mountpoint ${real} is not empty: a mount would hide its files`);
+  }
+  try {
+    Deno.statSync("/dev/fuse");
+  } catch {
+    throw new Error("/dev/fuse is missing: load the fuse kernel module (modprobe fuse)");
+  }
+  return real;
+}
+
 /** A mounted FUSE filesystem being served. */
 export class FuseSession {
   /** The absolute mount point. */
@@ -186,19 +249,11 @@ export class FuseSession {
   }
 
   /**
-   * Mounts `ops` at `opts.mountpoint` and starts serving. Throws with a clear message when
-   * /dev/fuse is missing, the mountpoint is not a directory, or mounting is not permitted.
+   * Mounts `ops` at `opts.mountpoint` and starts serving. Throws with a clear message when the
+   * mountpoint is not usable (see {@linkcode checkMountpoint}) or mounting is not permitted.
    */
   static async mount(ops: FuseOps, opts: SessionOptions): Promise<FuseSession> {
-    let mountpoint: string;
-    try {
-      mountpoint = Deno.realPathSync(opts.mountpoint);
-    } catch (e) {
-      throw new Error(`mountpoint ${opts.mountpoint} does not exist`, { cause: e });
-    }
-    if (!Deno.statSync(mountpoint).isDirectory) {
-      throw new Error(`mountpoint ${mountpoint} is not a directory`);
-    }
+    const mountpoint = checkMountpoint(opts.mountpoint);
     const fsname = opts.fsname ?? "nixcas";
     const method = opts.method ?? "auto";
     const viaFusermount = method === "fusermount" ||
@@ -330,12 +385,12 @@ export class FuseSession {
       try {
         r = work();
       } catch (e) {
-        return this.#fail(unique, opcode, e);
+        return this.#fail(unique, opcode, nodeid, e);
       }
       if (r instanceof Promise) {
         r.then(
           (body) => this.#reply(unique, 0, body ?? undefined),
-          (e) => this.#fail(unique, opcode, e),
+          (e) => this.#fail(unique, opcode, nodeid, e),
         );
       } else this.#reply(unique, 0, r ?? undefined);
     };
@@ -410,12 +465,13 @@ export class FuseSession {
     }
   }
 
-  #fail(unique: bigint, opcode: number, e: unknown): void {
+  #fail(unique: bigint, opcode: number, nodeid: number, e: unknown): void {
+    const op = `${opName(opcode)} of inode ${nodeid}`;
     if (e instanceof FuseErrno) {
-      if (e.errno === Errno.EIO) this.#log("error", `op ${opcode}: ${e.message}`);
+      if (e.errno === Errno.EIO) this.#log("error", `${op}: ${e.message}`);
       return this.#reply(unique, -e.errno);
     }
-    this.#log("error", `op ${opcode} failed: ${e instanceof Error ? e.stack ?? e.message : e}`);
+    this.#log("error", `${op} failed: ${e instanceof Error ? e.stack ?? e.message : e}`);
     this.#reply(unique, -Errno.EIO);
   }
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { InvalidRequestError } from "../castore/errors.ts";
+import { clip, InvalidRequestError } from "../castore/errors.ts";
 
 /** The daemon's default listen address: IPv6 loopback, as tvix-store. */
 export const DEFAULT_LISTEN_ADDRESS = "[::1]:8000";
@@ -23,7 +23,7 @@ export function parseListenAddress(text: string): SocketAddress {
   if (text.startsWith("unix:")) {
     const path = text.slice(5);
     if (!path.startsWith("/")) {
-      throw new InvalidRequestError(`unix listen address needs an absolute path: ${text}`);
+      throw new InvalidRequestError(`unix listen address needs an absolute path: ${clip(text)}`);
     }
     return { transport: "unix", path };
   }
@@ -31,7 +31,9 @@ export function parseListenAddress(text: string): SocketAddress {
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) {
     throw new InvalidRequestError(
-      `invalid listen address ${JSON.stringify(text)}: want host:port, [v6]:port or unix:/path`,
+      `invalid listen address ${
+        JSON.stringify(clip(text))
+      }: want host:port, [v6]:port or unix:/path`,
     );
   }
   return { transport: "tcp", hostname: m[1] ?? m[2], port };
@@ -59,33 +61,33 @@ export function parseGrpcUrl(text: string): GrpcTarget {
   try {
     url = new URL(text);
   } catch {
-    throw new InvalidRequestError(`invalid gRPC service address ${JSON.stringify(text)}`);
+    throw new InvalidRequestError(`invalid gRPC service address ${JSON.stringify(clip(text))}`);
   }
   switch (url.protocol) {
     case "grpc+unix:": {
       if (url.host !== "") {
-        throw new InvalidRequestError(`host may not be set in ${JSON.stringify(text)}`);
+        throw new InvalidRequestError(`host may not be set in ${JSON.stringify(clip(text))}`);
       }
       const path = decodeURIComponent(url.pathname);
       if (!path.startsWith("/") || path === "/") {
-        throw new InvalidRequestError(`missing socket path in ${JSON.stringify(text)}`);
+        throw new InvalidRequestError(`missing socket path in ${JSON.stringify(clip(text))}`);
       }
       return { kind: "unix", path };
     }
     case "grpc+http:":
     case "grpc+https:": {
       if (url.pathname !== "" && url.pathname !== "/") {
-        throw new InvalidRequestError(`path may not be set in ${JSON.stringify(text)}`);
+        throw new InvalidRequestError(`path may not be set in ${JSON.stringify(clip(text))}`);
       }
       if (url.hostname === "") {
-        throw new InvalidRequestError(`missing host in ${JSON.stringify(text)}`);
+        throw new InvalidRequestError(`missing host in ${JSON.stringify(clip(text))}`);
       }
       const kind = url.protocol === "grpc+http:" ? "http" : "https";
       return { kind, baseUrl: `${kind}://${url.host}` };
     }
     default:
       throw new InvalidRequestError(
-        `unsupported scheme ${JSON.stringify(url.protocol)} in ${JSON.stringify(text)}`,
+        `unsupported scheme ${JSON.stringify(clip(url.protocol))} in ${JSON.stringify(clip(text))}`,
       );
   }
 }

@@ -157,7 +157,9 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
       } catch { /* the stream is gone */ }
     }
   });
-  h2.on("error", (e) => log(`HTTP/2 server error: ${e}`));
+  // A failure to listen is thrown by the start, not logged as well.
+  let started = false;
+  h2.on("error", (e) => started && log(`HTTP/2 server error: ${e}`));
   h2.on("sessionError", (e) => log(`HTTP/2 session error: ${e}`));
   h2.on("session", (s) => s.on("error", () => {/* already reported as sessionError */}));
 
@@ -168,20 +170,43 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
   const uplinks = new Set<Deno.Conn>(); // our side of each connection to the inner server
   const pumps = new Set<Promise<void>>();
   let address: SocketAddress;
+  let inner = "";
 
-  if (listen.transport === "unix") await removeStaleSocket(listen.path);
-  if (guard) {
-    tmpDir = await Deno.makeTempDir({ prefix: "nixcas-h2-" });
-    const inner = `${tmpDir}/h2.sock`;
-    await listenNode(h2, { path: inner });
-    listener = listen.transport === "unix"
-      ? Deno.listen({ transport: "unix", path: listen.path })
-      : Deno.listen({ transport: "tcp", hostname: listen.hostname, port: listen.port });
-    address = listen.transport === "unix" ? listen : {
-      transport: "tcp",
-      hostname: listen.hostname,
-      port: (listener.addr as Deno.NetAddr).port,
-    };
+  try {
+    if (listen.transport === "unix") await removeStaleSocket(listen.path);
+    if (guard) {
+      tmpDir = await Deno.makeTempDir({ prefix: "nixcas-h2-" });
+      inner = `${tmpDir}/h2.sock`;
+      await listenNode(h2, { path: inner });
+      listener = listen.transport === "unix"
+        ? Deno.listen({ transport: "unix", path: listen.path })
+        : Deno.listen({ transport: "tcp", hostname: listen.hostname, port: listen.port });
+      address = listen.transport === "unix" ? listen : {
+        transport: "tcp",
+        hostname: listen.hostname,
+        port: (listener.addr as Deno.NetAddr).port,
+      };
+    } else {
+      address = await listenNode(
+        h2,
+        listen.transport === "unix" ? { path: listen.path } : {
+          host: listen.hostname,
+          port: listen.port,
+        },
+      );
+    }
+  } catch (e) {
+    // Nothing may outlive a failed start: the inner server would keep the process alive.
+    listener?.close();
+    if (h2.listening) await new Promise<void>((r) => h2.close(() => r()));
+    if (tmpDir) await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+    throw new Error(
+      `cannot listen on ${formatSocketAddress(listen)}: ${e instanceof Error ? e.message : e}`,
+      { cause: e },
+    );
+  }
+  started = true;
+  if (listener) {
     const accept = async (l: Deno.Listener) => {
       for (;;) {
         let conn: Deno.Conn;
@@ -217,14 +242,6 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
       }
     };
     accept(listener);
-  } else {
-    address = await listenNode(
-      h2,
-      listen.transport === "unix" ? { path: listen.path } : {
-        host: listen.hostname,
-        port: listen.port,
-      },
-    );
   }
 
   let closing: Promise<void> | null = null;

@@ -5,7 +5,7 @@
  * @module
  */
 import { toHex } from "../castore/digest.ts";
-import { InvalidRequestError } from "../castore/errors.ts";
+import { clip, InvalidRequestError } from "../castore/errors.ts";
 import * as nixbase32 from "./nixbase32.ts";
 import { sha256 } from "./sha256.ts";
 
@@ -116,7 +116,8 @@ export class StorePathError extends InvalidRequestError {
 
   /** Creates the error; `detail` says more than the kind. */
   constructor(kind: StorePathErrorKind, text: string, detail: string) {
-    super(`invalid store path ${JSON.stringify(text)}: ${detail}`);
+    // Quoted in full unless far longer than a store path (at most 255 characters) can be.
+    super(`invalid store path ${JSON.stringify(clip(text, 400))}: ${detail}`);
     this.name = "StorePathError";
     this.kind = kind;
     this.text = text;
@@ -300,7 +301,11 @@ export function parseStorePathWithSubpath(
   const subpath = rest.filter((c) => c !== "");
   for (const c of subpath) {
     if (c === "." || c === "..") {
-      throw new StorePathError("InvalidName", path, `sub path component ${JSON.stringify(c)}`);
+      throw new StorePathError(
+        "InvalidName",
+        path,
+        `sub path component ${JSON.stringify(clip(c))}`,
+      );
     }
   }
   return { storePath, subpath };

@@ -179,6 +179,18 @@ Deno.test("args: --help, -h and `help [command]` win over everything else; --ver
   ) {
     assert.deepEqual(parseArgs(GREET, argv), { kind: "help", text: helloHelp, exitCode: 0 });
   }
+  // `help` has help of its own: the program's.
+  for (
+    const argv of [["help", "--help"], ["help", "-h"], ["help", "help"], ["--json", "help", "-h"]]
+  ) {
+    assert.deepEqual(parseArgs(GREET, argv), { kind: "help", text: programHelp, exitCode: 0 });
+  }
+  for (const argv of [["help", "hello", "--help"], ["help", "-h", "hello"]]) {
+    assert.deepEqual(parseArgs(GREET, argv), { kind: "help", text: helloHelp, exitCode: 0 });
+  }
+  assert.throws(() => parseArgs(GREET, ["help", "--bogus"]), /unknown option '--bogus'/);
+  assert.throws(() => parseArgs(GREET, ["help", "hello", "wave"]), /too many arguments for 'help'/);
+  assert.throws(() => parseArgs(GREET, ["help", "hullo"]), /unknown command 'hullo'/);
   // No command: the program's help, as an error.
   assert.deepEqual(parseArgs(GREET, ["--json"]), { kind: "help", text: programHelp, exitCode: 1 });
   for (const argv of [["--version"], ["-V"], ["-V", "hello"]]) {
@@ -317,6 +329,16 @@ Deno.test("nixcas --version, --help and each command's --help: stdout, exit code
   );
   runs.forEach((r, i) => {
     const name = i === 0 ? undefined : names[i - 1];
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.equal(td.decode(r.stdout), formatHelp(PROGRAM, name));
+  });
+  // `nixcas help --help` is the program's help too, and `help CMD --help` the command's.
+  const helps = await Promise.all(
+    [["help", "--help"], ["help", "mount", "--help"]].map((a) => nixcas(a, { env })),
+  );
+  helps.forEach((r, i) => {
+    const name = i === 0 ? undefined : "mount";
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, "");
     assert.equal(td.decode(r.stdout), formatHelp(PROGRAM, name));

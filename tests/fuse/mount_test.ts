@@ -226,6 +226,12 @@ mountTest("missing directory is EIO", [populate.pathInfoWithoutDirectory], async
   await assert.rejects(readDirNames(p), isEio);
   await assert.rejects(Deno.stat(`${p}/.keep`), isEio);
   assert.ok(logs.some((l) => l.startsWith("error:") && l.includes("not found")), "logged");
+  // Each log line names the operation that failed (the kernel's name for it).
+  assert.ok(logs.some((l) => /^error: LOOKUP .*not found/.test(l)), logs.join("\n"));
+  assert.ok(
+    logs.some((l) => /^error: (OPENDIR|READDIR(PLUS)?) .*not found/.test(l)),
+    logs.join("\n"),
+  );
   // The mount keeps serving.
   assert.ok((await Deno.stat(p)).isDirectory);
 });
@@ -236,5 +242,6 @@ mountTest("missing blob is EIO", [populate.blobAWithoutBlob], async (mnt, logs) 
   const isEio = (e: unknown) => errCode(e) === "EIO" || /Input\/output error/.test(String(e));
   await assert.rejects(Deno.readFile(p), isEio);
   assert.ok(logs.some((l) => l.startsWith("error:") && l.includes("not found")), "logged");
+  assert.ok(logs.some((l) => /^error: OPEN .*not found/.test(l)), logs.join("\n"));
   assert.ok((await Deno.stat(p)).isFile);
 });

@@ -38,6 +38,39 @@ const asNobody = (args: string[], denoDir: string) =>
     cwd: "/",
   });
 
+/**
+ * What the unprivileged server runs, all inside `tmp` so that it does not matter where Deno and
+ * the checkout live (a fresh machine's /root, holding the npm-installed Deno, is mode 0700): a
+ * copy of the deno binary, the server bundled into one file, and a DENO_DIR primed by root so
+ * the run needs nothing else (`--cached-only`: no network).
+ */
+async function prepareForNobody(tmp: string) {
+  const deno = `${tmp}/deno`, script = `${tmp}/server.js`, denoDir = `${tmp}/deno-dir`;
+  await Deno.copyFile(Deno.execPath(), deno);
+  await Deno.chmod(deno, 0o755);
+  const src = new URL("./nonroot_server.ts", import.meta.url).pathname;
+  const steps = [
+    ["bundle", "--quiet", "--no-config", "--no-lock", "--no-remote", "--no-npm", "-o", script, src],
+    ["cache", "--quiet", "--no-config", "--no-lock", script],
+  ];
+  for (const args of steps) {
+    const r = await new Deno.Command(deno, {
+      args,
+      env: { DENO_DIR: denoDir },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!r.success) {
+      throw new Error(`deno ${args[0]} failed: ${new TextDecoder().decode(r.stderr)}`);
+    }
+  }
+  await Deno.mkdir(denoDir, { recursive: true });
+  // Deno keeps writing to its caches (SQLite files): the user must own them.
+  await new Deno.Command("chown", { args: ["-R", `${NOBODY}:${NOBODY}`, denoDir] }).output();
+  await Deno.chmod(script, 0o644);
+  return { deno, script, denoDir };
+}
+
 // Registered where it can run directly, or to report the skip when no variant can run.
 const registerDirect = canSwitch || !canNamespaceCheck();
 
@@ -61,22 +94,35 @@ if (registerDirect) {
     async fn() {
       const tmp = await Deno.makeTempDir({ prefix: "nixcas-nonroot-" });
       await Deno.chmod(tmp, 0o755);
-      const mnt = `${tmp}/mnt`, denoDir = `${tmp}/deno`;
+      const mnt = `${tmp}/mnt`;
       await Deno.mkdir(mnt);
-      await Deno.mkdir(denoDir);
       await Deno.chown(mnt, NOBODY, NOBODY);
-      await Deno.chown(denoDir, NOBODY, NOBODY);
-      const script = new URL("./nonroot_server.ts", import.meta.url).pathname;
+      let prepared;
+      try {
+        prepared = await prepareForNobody(tmp);
+      } catch (e) {
+        await Deno.remove(tmp, { recursive: true });
+        throw e;
+      }
+      const { deno, script, denoDir } = prepared;
       const server = asNobody(
-        [Deno.execPath(), "run", "-A", "--no-config", "--no-lock", script, mnt],
+        [deno, "run", "-A", "--no-config", "--no-lock", "--cached-only", script, mnt],
         denoDir,
       ).spawn();
+      // Read stderr all along: it says why the server failed, and a full pipe would block it.
+      let errText = "";
+      const errDone = (async () => {
+        for await (const t of server.stderr.pipeThrough(new TextDecoderStream())) errText += t;
+      })();
       const out = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
       let seen = "";
       try {
         while (!seen.includes("mounted")) {
           const { value, done } = await out.read();
-          if (done) throw new Error(`server exited: ${seen}`);
+          if (done) {
+            await errDone;
+            throw new Error(`server exited: ${seen}${errText}`);
+          }
           seen += value;
         }
         const m = readMountInfo().find((x) => x.mountpoint === mnt);
@@ -90,11 +136,8 @@ if (registerDirect) {
         server.kill("SIGTERM");
         for (let r = await out.read(); !r.done; r = await out.read()) seen += r.value;
         const status = await server.status;
-        assert.equal(
-          status.code,
-          0,
-          new TextDecoder().decode(await new Response(server.stderr).arrayBuffer()),
-        );
+        await errDone;
+        assert.equal(status.code, 0, errText);
         assert.match(seen, /unmounted/);
         assert.ok(
           !readMountInfo().some((x) => x.mountpoint === mnt),
@@ -105,6 +148,7 @@ if (registerDirect) {
           server.kill("SIGKILL");
         } catch { /* exited */ }
         await server.status;
+        await errDone;
         if (readMountInfo().some((x) => x.mountpoint === mnt)) {
           await new Deno.Command("umount", { args: ["-l", mnt] }).output();
         }

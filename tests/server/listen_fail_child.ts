@@ -1,0 +1,18 @@
+// Starts a daemon on the address given (one that is taken), reports the rejection, and then
+// simply ends: the process exits only if the failed start left nothing running.
+import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
+import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { serveDaemon } from "../../src/server/daemon.ts";
+
+const [listen, guard] = Deno.args;
+try {
+  await serveDaemon({
+    listen,
+    guard: guard === "guard",
+    blobs: new MemoryBlobService(),
+    directories: new MemoryDirectoryService(),
+  });
+  console.log("listening");
+} catch (e) {
+  console.log(`rejected: ${(e as Error).message}`);
+}
