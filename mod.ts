@@ -5,28 +5,29 @@
  *
  * @module
  */
+export * from "./src/base/bytes.ts";
 export * from "./src/castore/digest.ts";
-export * from "./src/castore/errors.ts";
+export * from "./src/base/errors.ts";
 export * from "./src/castore/directory.ts";
-export * from "./src/castore/blob/service.ts";
-export * from "./src/castore/blob/util.ts";
-export * from "./src/castore/blob/memory.ts";
-export * from "./src/castore/directory/service.ts";
-export * from "./src/castore/directory/memory.ts";
-export * from "./src/castore/directory/closure.ts";
-export * from "./src/castore/directory/traverse.ts";
-export * from "./src/store/path_info/service.ts";
+export * from "./src/castore/blob_service.ts";
+export * from "./src/castore/blob_util.ts";
+export * from "./src/backends/memory/blob.ts";
+export * from "./src/castore/directory_service.ts";
+export * from "./src/backends/memory/directory.ts";
+export * from "./src/castore/closure.ts";
+export * from "./src/castore/traverse.ts";
+export * from "./src/store/path_info_service.ts";
 export * from "./src/store/nixbase32.ts";
 export * from "./src/store/store_path.ts";
-export * from "./src/store/sha256.ts";
+export * from "./src/hash/sha256.ts";
 export * from "./src/store/import.ts";
-export * from "./src/store/path_info/sqlite.ts";
-export * from "./src/castore/blob/sqlite.ts";
-export * from "./src/castore/directory/sqlite.ts";
+export * from "./src/backends/sqlite/path_info.ts";
+export * from "./src/backends/sqlite/blob.ts";
+export * from "./src/backends/sqlite/directory.ts";
 export * from "./src/nar/writer.ts";
 export * from "./src/nar/render.ts";
 export * from "./src/nar/hash.ts";
-export * from "./src/addr.ts";
+export * from "./src/backends/open.ts";
 
 export { main } from "./src/cli/main.ts";
 
@@ -39,6 +40,6 @@ if (import.meta.main) {
 }
 export * from "./src/castore/import.ts";
 export * from "./src/store/path_info.ts";
-export * from "./src/store/path_info/memory.ts";
-export * from "./src/types.ts";
+export * from "./src/backends/memory/path_info.ts";
+export * from "./src/base/message.ts";
 export type { FileKind } from "./src/sys/libc.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import { createBLAKE3 } from "hash-wasm";
-import { Blake3, blake3Hash } from "../src/castore/blake3.ts";
+import { Blake3, blake3Hash } from "../src/hash/blake3.ts";
 
 const MiB = 1 << 20;
 const STREAM_MIB = 256;

@@ -10,7 +10,7 @@
  * @module
  */
 import { type Row, timeCommand, writeRandomFile } from "./lib.ts";
-import { openStore } from "../src/addr.ts";
+import { openStore } from "../src/backends/open.ts";
 import { mountStore } from "../src/fuse/mod.ts";
 import { importStorePath } from "../src/store/import.ts";
 

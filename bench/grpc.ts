@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { GrpcBlobService } from "../src/castore/blob/grpc.ts";
-import { putBlob } from "../src/castore/blob/util.ts";
+import { GrpcBlobService } from "../src/backends/grpc/blob.ts";
+import { putBlob } from "../src/castore/blob_util.ts";
 import { startDaemonProcess } from "../tests/server/helpers.ts";
 import {
   generateStubs,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { SqliteBlobService } from "../src/castore/blob/sqlite.ts";
+import { SqliteBlobService } from "../src/backends/sqlite/blob.ts";
 
 const [path, mibArg] = Deno.args;
 const mib = Number(mibArg);

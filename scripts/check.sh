@@ -9,7 +9,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bash scripts/gen.sh "$tmp/gen" "$tmp/blake3_wasm.ts" >/dev/null
 deno fmt -q "$tmp/blake3_wasm.ts"
-if ! diff -r "$tmp/gen" src/gen >/dev/null || ! diff -q "$tmp/blake3_wasm.ts" src/castore/blake3_wasm.ts >/dev/null; then
+if ! diff -r "$tmp/gen" src/gen >/dev/null || ! diff -q "$tmp/blake3_wasm.ts" src/hash/blake3_wasm.ts >/dev/null; then
   echo "generated code is stale: run 'deno task gen' and commit the result" >&2
   diff -r "$tmp/gen" src/gen | head -20 >&2
   exit 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates src/gen/ from protos/ with Debian's protoc and protoc-gen-es (npm, pinned), and
-# src/castore/blake3_wasm.ts from src/castore/blake3_gen.ts.
-# Usage: scripts/gen.sh [OUTDIR [BLAKE3_WASM_OUT]]   (default src/gen, src/castore/blake3_wasm.ts)
+# src/hash/blake3_wasm.ts from scripts/blake3_gen.ts.
+# Usage: scripts/gen.sh [OUTDIR [BLAKE3_WASM_OUT]]   (default src/gen, src/hash/blake3_wasm.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-src/gen}"
@@ -11,4 +11,4 @@ protoc -Iprotos \
   --plugin=protoc-gen-es=scripts/protoc-gen-es \
   --es_out="$out" --es_opt=target=ts,import_extension=ts \
   $(cd protos && find . -name '*.proto' | sort | sed 's|^\./|protos/|' | sed 's|^protos/||')
-deno run --allow-read --allow-write scripts/gen_blake3_wasm.ts "${2:-src/castore/blake3_wasm.ts}"
+deno run --allow-read --allow-write scripts/gen_blake3_wasm.ts "${2:-src/hash/blake3_wasm.ts}"

@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { Blake3, blake3Hash } from "./blake3.ts";
-import { InvalidRequestError } from "./errors.ts";
+import { fromBase64, toBase64, toHex } from "../base/bytes.ts";
+import { Blake3, blake3Hash } from "../hash/blake3.ts";
+import { InvalidRequestError } from "../base/errors.ts";
 
 /**
  * Length in bytes of a BLAKE3 digest.
@@ -17,57 +18,6 @@ import { InvalidRequestError } from "./errors.ts";
  * ```
  */
 export const B3_LEN = 32;
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-/**
- * Lower-case hex of some bytes.
- *
- * @example
- * ```ts
- * import { toHex } from "../../mod.ts";
- * toHex(new Uint8Array([0, 15, 171, 255])); // => "000fabff"
- * ```
- */
-export function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += HEX[b];
-  return s;
-}
-
-/**
- * Standard base64 (with padding) of some bytes, as tvix prints digests.
- *
- * @example
- * ```ts
- * import { toBase64 } from "../../mod.ts";
- * toBase64(new TextEncoder().encode("hi")); // => "aGk="
- * toBase64(new Uint8Array([0xfb, 0xff])); // => "+/8="
- * ```
- */
-export function toBase64(bytes: Uint8Array): string {
-  let bin = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(bin);
-}
-
-/**
- * Decodes standard base64.
- *
- * @example
- * ```ts
- * import { fromBase64 } from "../../mod.ts";
- * new TextDecoder().decode(fromBase64("aGk=")); // => "hi"
- * ```
- */
-export function fromBase64(text: string): Uint8Array {
-  const bin = atob(text);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
 
 /**
  * A 32-byte BLAKE3 digest, displayed as `b3:<base64>` like tvix.

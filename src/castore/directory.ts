@@ -5,10 +5,11 @@
  *
  * @module
  */
+import { compareBytes, displayName } from "../base/bytes.ts";
 import { decodeDirectoryWire, encodeDirectoryWire } from "./wire.ts";
-import type { Message } from "../types.ts";
-import { B3_LEN, type B3Digest, blake3, toBase64 } from "./digest.ts";
-import { InvalidRequestError } from "./errors.ts";
+import type { Message } from "../base/message.ts";
+import { B3_LEN, type B3Digest, blake3 } from "./digest.ts";
+import { InvalidRequestError } from "../base/errors.ts";
 
 // The message types below have the shape protobuf-es generates for tvix/castore/protos/
 // castore.proto (src/gen/tvix/castore/protos/castore_pb.ts); they are declared here so that the
@@ -186,26 +187,6 @@ export type DirectoryErrorKind =
   | "DuplicateName"
   | "InvalidDigestLen";
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * A node name for messages: JSON-quoted UTF-8 when it is, base64 otherwise.
- *
- * @example
- * ```ts
- * import { displayName } from "../../mod.ts";
- * displayName(new TextEncoder().encode("bin")); // => "\"bin\""
- * displayName(new Uint8Array([0xff])); // => "base64:/w=="
- * ```
- */
-export function displayName(name: Uint8Array): string {
-  try {
-    return JSON.stringify(decoder.decode(name));
-  } catch {
-    return `base64:${toBase64(name)}`;
-  }
-}
-
 /**
  * A Directory failed validation. `kind` and `detail` say why (the name, or the bad length).
  *
@@ -248,25 +229,6 @@ export class ValidateDirectoryError extends InvalidRequestError {
     this.kind = kind;
     this.detail = detail;
   }
-}
-
-/**
- * Byte-wise comparison of two names (negative, zero, positive), the order castore uses.
- *
- * @example
- * ```ts
- * import { compareBytes } from "../../mod.ts";
- * const names = ["b", "B", "a", "ab"].map((n) => new TextEncoder().encode(n));
- * names.sort(compareBytes);
- * console.log(names.map((n) => new TextDecoder().decode(n))); // ["B", "a", "ab", "b"]
- * ```
- */
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    if (a[i] !== b[i]) return a[i] - b[i];
-  }
-  return a.length - b.length;
 }
 
 /**

@@ -10,10 +10,9 @@
  * @module
  */
 import { B3_LEN, type B3Digest } from "./digest.ts";
-import { HASH_BUFFER_LEN, returnHashBuffer, takeHashBuffer } from "./blake3.ts";
+import { HASH_BUFFER_LEN, returnHashBuffer, takeHashBuffer } from "../hash/blake3.ts";
 import {
   type AnyNode,
-  compareBytes,
   directoryDigest,
   type DirectoryNode,
   directorySize,
@@ -22,10 +21,11 @@ import {
   makeDirectory,
   type SymlinkNode,
 } from "./directory.ts";
-import { InvalidRequestError, StorageError } from "./errors.ts";
-import { type BlobService, type BlobWriter, CHUNK_SIZE } from "./blob/service.ts";
-import { putSmallBlob } from "./blob/util.ts";
-import type { DirectoryPutter, DirectoryService } from "./directory/service.ts";
+import { compareBytes } from "../base/bytes.ts";
+import { InvalidRequestError, StorageError } from "../base/errors.ts";
+import { type BlobService, type BlobWriter, CHUNK_SIZE } from "./blob_service.ts";
+import { putSmallBlob } from "./blob_util.ts";
+import type { DirectoryPutter, DirectoryService } from "./directory_service.ts";
 import * as libc from "../sys/libc.ts";
 import type { NarSlot, OrderedNarHasher } from "../nar/hash.ts";
 import { NarWriter } from "../nar/writer.ts";

@@ -16,7 +16,7 @@ import type {
   Node,
   SymlinkNode,
 } from "../gen/tvix/castore/protos/castore_pb.ts";
-import { InvalidRequestError } from "./errors.ts";
+import { InvalidRequestError } from "../base/errors.ts";
 
 /** Thrown for bytes that are not a valid encoding of the expected message. */
 export class WireError extends InvalidRequestError {

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { clip } from "../castore/errors.ts";
+import { clip } from "../base/errors.ts";
 
 /** An option: a flag, or a flag taking a value when `flags` names one (`<value>`). */
 export interface OptionSpec {

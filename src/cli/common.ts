@@ -5,7 +5,7 @@
  * @module
  */
 import type { Invocation, OptionSpec } from "./args.ts";
-import { openStore, type Store } from "../addr.ts";
+import { openStore, type Store } from "../backends/open.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "./log.ts";
 
 /** The three address flags as parsed (see {@linkcode SERVICE_ADDR_OPTIONS}). */

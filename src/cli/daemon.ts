@@ -4,8 +4,8 @@
  * @module
  */
 import type { CommandSpec } from "./args.ts";
-import { useReadServerMode } from "../sqlite/db.ts";
-import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../grpc/address.ts";
+import { useReadServerMode } from "../backends/sqlite/db.ts";
+import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../backends/grpc/address.ts";
 import {
   action,
   CliError,

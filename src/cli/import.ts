@@ -5,7 +5,7 @@
  */
 import type { CommandSpec } from "./args.ts";
 import { importStorePath } from "../store/import.ts";
-import { preloadLibcrypto } from "../store/sha256.ts";
+import { preloadLibcrypto } from "../hash/sha256.ts";
 import {
   action,
   CliError,

@@ -4,14 +4,15 @@
  * @module
  */
 import type { CommandSpec, Invocation } from "./args.ts";
-import { concat } from "../castore/blob/util.ts";
-import { B3Digest, toBase64 } from "../castore/digest.ts";
+import { concat } from "../base/bytes.ts";
+import { B3Digest } from "../castore/digest.ts";
+import { toBase64 } from "../base/bytes.ts";
 import { type AnyNode, directoryNodes, fromNodeMessage } from "../castore/directory.ts";
-import { NotFoundError } from "../castore/errors.ts";
-import { descendTo } from "../castore/directory/traverse.ts";
+import { NotFoundError } from "../base/errors.ts";
+import { descendTo } from "../castore/traverse.ts";
 import { renderNar } from "../nar/render.ts";
 import { encode as nixbase32 } from "../store/nixbase32.ts";
-import type { PathInfo } from "../store/path_info/service.ts";
+import type { PathInfo } from "../store/path_info_service.ts";
 import {
   parseStorePathWithSubpath,
   STORE_DIR_WITH_SLASH,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { clip } from "../castore/errors.ts";
+import { clip } from "../base/errors.ts";
 
 /** Log levels, most to least severe. */
 export const LEVELS = ["error", "warn", "info", "debug", "trace"] as const;

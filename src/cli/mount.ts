@@ -4,7 +4,7 @@
  * @module
  */
 import type { CommandSpec } from "./args.ts";
-import { useReadServerMode } from "../sqlite/db.ts";
+import { useReadServerMode } from "../backends/sqlite/db.ts";
 import {
   action,
   loggerFor,

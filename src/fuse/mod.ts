@@ -11,9 +11,9 @@
  *
  * @module
  */
-import type { BlobService } from "../castore/blob/service.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
-import type { PathInfoService } from "../store/path_info/service.ts";
+import type { BlobService } from "../castore/blob_service.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import type { PathInfoService } from "../store/path_info_service.ts";
 import { FuseSession, type Logger } from "./session.ts";
 import { StoreFs } from "./store_fs.ts";
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { clip } from "../castore/errors.ts";
+import { clip } from "../base/errors.ts";
 import { addressOf, cstr, Errno, errno, ErrnoError, libc } from "./ffi.ts";
 import {
   type Attr,

@@ -6,11 +6,11 @@
  *
  * @module
  */
-import type { BlobReader, BlobService } from "../castore/blob/service.ts";
+import type { BlobReader, BlobService } from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
-import type { PathInfoService } from "../store/path_info/service.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import type { PathInfoService } from "../store/path_info_service.ts";
 import { Errno } from "./ffi.ts";
 import { bytesKey, type DirChildren, type InodeData, InodeTracker, ROOT_INO } from "./inodes.ts";
 import { type Attr, type DirEntry, S_IFDIR, S_IFLNK, S_IFREG } from "./protocol.ts";

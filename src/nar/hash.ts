@@ -3,15 +3,47 @@
  *
  * @module
  */
-import type { BlobService } from "../castore/blob/service.ts";
+import type { BlobService } from "../castore/blob_service.ts";
 import type { AnyNode } from "../castore/directory.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
-import type { NarCalculation } from "../store/path_info/service.ts";
-import { createSha256Stream, type Sha256Stream } from "../store/sha256.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import { createSha256Stream, type Sha256Stream } from "../hash/sha256.ts";
 import { writeNar } from "./render.ts";
 import type { NarSink } from "./writer.ts";
 
-export type { NarCalculation };
+/**
+ * Size and SHA-256 of the NAR serialisation of a node, as
+ * {@linkcode PathInfoService.calculateNar} returns them.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ *   type NarCalculation,
+ *   toHex,
+ * } from "../../mod.ts";
+ * const pathInfos = new MemoryPathInfoService(
+ *   new MemoryBlobService(),
+ *   new MemoryDirectoryService(),
+ * );
+ * const nar: NarCalculation = await pathInfos.calculateNar({
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("link"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   },
+ * });
+ * console.log(nar.narSize, toHex(nar.narSha256).length); // 128 64
+ * ```
+ */
+export interface NarCalculation {
+  /** Length of the NAR in bytes. */
+  narSize: number;
+  /** SHA-256 of the NAR (32 bytes). */
+  narSha256: Uint8Array;
+}
 
 /**
  * Size and SHA-256 of the NAR of `root`. Errors are those of {@linkcode writeNar}: missing

@@ -5,11 +5,12 @@
  *
  * @module
  */
-import type { BlobService } from "../castore/blob/service.ts";
+import type { BlobService } from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
-import { type AnyNode, directoryNodes, displayName } from "../castore/directory.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
-import { NotFoundError, StorageError } from "../castore/errors.ts";
+import { type AnyNode, directoryNodes } from "../castore/directory.ts";
+import { displayName } from "../base/bytes.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import { NotFoundError, StorageError } from "../base/errors.ts";
 import { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
 
 /**

@@ -11,9 +11,10 @@
  *
  * @module
  */
-import { compareBytes, displayName, isValidName } from "../castore/directory.ts";
-import { InvalidRequestError } from "../castore/errors.ts";
-import { concat } from "../castore/blob/util.ts";
+import { isValidName } from "../castore/directory.ts";
+import { compareBytes, displayName } from "../base/bytes.ts";
+import { InvalidRequestError } from "../base/errors.ts";
+import { concat } from "../base/bytes.ts";
 
 /**
  * Receives the NAR bytes in order. It must not modify the arrays it is given.

@@ -6,8 +6,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { B3Digest } from "../castore/digest.ts";
-import { NotFoundError } from "../castore/errors.ts";
-import { type BlobService, CHUNK_SIZE } from "../castore/blob/service.ts";
+import { NotFoundError } from "../base/errors.ts";
+import { type BlobService, CHUNK_SIZE } from "../castore/blob_service.ts";
 import {
   type BlobChunk,
   BlobChunkSchema,

@@ -11,9 +11,9 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import type { BlobService } from "../castore/blob/service.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
-import type { PathInfoService } from "../store/path_info/service.ts";
+import type { BlobService } from "../castore/blob_service.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import type { PathInfoService } from "../store/path_info_service.ts";
 import { BlobService as BlobServiceDesc } from "../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 import { DirectoryService as DirectoryServiceDesc } from "../gen/tvix/castore/protos/rpc_directory_pb.ts";
 import { PathInfoService as PathInfoServiceDesc } from "../gen/tvix/store/protos/rpc_pathinfo_pb.ts";
@@ -22,12 +22,12 @@ import {
   formatSocketAddress,
   parseListenAddress,
   type SocketAddress,
-} from "../grpc/address.ts";
+} from "../backends/grpc/address.ts";
 import { blobServiceImpl } from "./blob.ts";
 import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
-import { pumpGuarded } from "../grpc/h2guard.ts";
+import { pumpGuarded } from "../backends/grpc/h2guard.ts";
 
 /** What {@linkcode serveDaemon} serves and where. */
 export interface DaemonOptions {

@@ -7,9 +7,9 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { B3Digest } from "../castore/digest.ts";
 import type { Directory } from "../castore/directory.ts";
-import { InvalidRequestError, NotFoundError } from "../castore/errors.ts";
-import { ClosureValidator } from "../castore/directory/closure.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
+import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
+import { ClosureValidator } from "../castore/closure.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
 import {
   type DirectoryService as DirectoryServiceDesc,
   PutDirectoryResponseSchema,

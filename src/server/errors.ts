@@ -10,7 +10,7 @@ import {
   NotFoundError,
   StorageError,
   UnavailableError,
-} from "../castore/errors.ts";
+} from "../base/errors.ts";
 
 /**
  * The status a failed call answers with: INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE for ours,

@@ -6,8 +6,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { fromNodeMessage, validateNode } from "../castore/directory.ts";
-import { InvalidRequestError, NotFoundError } from "../castore/errors.ts";
-import type { PathInfoService } from "../store/path_info/service.ts";
+import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
+import type { PathInfoService } from "../store/path_info_service.ts";
 import {
   CalculateNARResponseSchema,
   type PathInfoService as PathInfoServiceDesc,

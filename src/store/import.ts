@@ -4,14 +4,14 @@
  *
  * @module
  */
-import type { BlobService } from "../castore/blob/service.ts";
+import type { BlobService } from "../castore/blob_service.ts";
 import type { AnyNode } from "../castore/directory.ts";
-import type { DirectoryService } from "../castore/directory/service.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
 import { importPath, type ImportProgress } from "../castore/import.ts";
 import { OrderedNarHasher } from "../nar/hash.ts";
 import { makePathInfo } from "./path_info.ts";
 import { sourceStorePath, type StorePath, validateName } from "./store_path.ts";
-import type { PathInfo, PathInfoService } from "./path_info/service.ts";
+import type { PathInfo, PathInfoService } from "./path_info_service.ts";
 
 /**
  * The services an import writes to.

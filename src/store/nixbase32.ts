@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { InvalidRequestError } from "../castore/errors.ts";
+import { InvalidRequestError } from "../base/errors.ts";
 
 /**
  * The 32 characters of Nix's base32, in digit order.

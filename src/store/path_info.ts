@@ -3,10 +3,12 @@
  *
  * @module
  */
-import { B3_LEN, toBase64 } from "../castore/digest.ts";
-import { InvalidRequestError } from "../castore/errors.ts";
-import { type AnyNode, displayName, renameNode, toNodeMessage } from "../castore/directory.ts";
-import type { PathInfo } from "./path_info/service.ts";
+import { B3_LEN } from "../castore/digest.ts";
+import { toBase64 } from "../base/bytes.ts";
+import { InvalidRequestError } from "../base/errors.ts";
+import { type AnyNode, renameNode, toNodeMessage } from "../castore/directory.ts";
+import { displayName } from "../base/bytes.ts";
+import type { PathInfo } from "./path_info_service.ts";
 import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
 
 /**

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { toHex } from "../castore/digest.ts";
-import { clip, InvalidRequestError } from "../castore/errors.ts";
+import { toHex } from "../base/bytes.ts";
+import { clip, InvalidRequestError } from "../base/errors.ts";
 import * as nixbase32 from "./nixbase32.ts";
-import { sha256 } from "./sha256.ts";
+import { sha256 } from "../hash/sha256.ts";
 
 /**
  * Length in bytes of a store path digest.

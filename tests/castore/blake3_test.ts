@@ -6,9 +6,9 @@ import {
   HASH_BUFFER_LEN,
   returnHashBuffer,
   takeHashBuffer,
-} from "../../src/castore/blake3.ts";
+} from "../../src/hash/blake3.ts";
 import { have } from "../prereq.ts";
-import { concat } from "../../src/castore/blob/util.ts";
+import { concat } from "../../src/base/bytes.ts";
 
 const MiB = 1 << 20;
 
@@ -288,8 +288,8 @@ Deno.test("blake3: returned digests are independent copies", () => {
 });
 
 Deno.test("the stored wasm module is the one blake3_gen.ts emits", async () => {
-  const { BLAKE3_WASM } = await import("../../src/castore/blake3_wasm.ts");
-  const { buildBlake3Wasm } = await import("../../src/castore/blake3_gen.ts");
+  const { BLAKE3_WASM } = await import("../../src/hash/blake3_wasm.ts");
+  const { buildBlake3Wasm } = await import("../../scripts/blake3_gen.ts");
   const stored = Uint8Array.from(atob(BLAKE3_WASM), (c) => c.charCodeAt(0));
   assert.deepEqual(stored, buildBlake3Wasm(), "stale: run deno task gen");
 });

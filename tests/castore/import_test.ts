@@ -10,13 +10,13 @@ import {
   makeDirectory,
   type SymlinkNode,
 } from "../../src/castore/directory.ts";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
-import type { BlobService, BlobWriter } from "../../src/castore/blob/service.ts";
-import { CHUNK_SIZE } from "../../src/castore/blob/service.ts";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { readBlob } from "../../src/castore/blob/util.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import type { DirectoryPutter, DirectoryService } from "../../src/castore/directory/service.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
+import type { BlobService, BlobWriter } from "../../src/castore/blob_service.ts";
+import { CHUNK_SIZE } from "../../src/castore/blob_service.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { readBlob } from "../../src/castore/blob_util.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import type { DirectoryPutter, DirectoryService } from "../../src/castore/directory_service.ts";
 import {
   importPath,
   UnsupportedFileTypeError,

@@ -12,7 +12,7 @@ import {
   UsageError,
 } from "../../src/cli/args.ts";
 import { PROGRAM, VERSION } from "../../src/cli/main.ts";
-import { DEFAULT_LISTEN_ADDRESS } from "../../src/grpc/address.ts";
+import { DEFAULT_LISTEN_ADDRESS } from "../../src/backends/grpc/address.ts";
 import { ROOT } from "../prereq.ts";
 
 const td = new TextDecoder();

@@ -4,7 +4,7 @@
  * paths, service and listen addresses, mountpoints, import paths).
  */
 import assert from "node:assert/strict";
-import { clip } from "../../src/castore/errors.ts";
+import { clip } from "../../src/base/errors.ts";
 import { nixcas } from "../prereq.ts";
 
 const L = "a".repeat(100_000);

@@ -2,15 +2,15 @@
  * Runs every conformance suite against the local backends: memory, SQLite in memory, and a
  * SQLite file shared by the three services.
  */
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { SqliteDirectoryService } from "../../src/castore/directory/sqlite.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import { SqliteDirectoryService } from "../../src/backends/sqlite/directory.ts";
 import { blobServiceSuite } from "./blob.ts";
 import { directoryServiceSuite } from "./directory.ts";
 import { pathInfoServiceSuite } from "./path_info.ts";
-import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
-import { SqlitePathInfoService } from "../../src/store/path_info/sqlite.ts";
+import { MemoryPathInfoService } from "../../src/backends/memory/path_info.ts";
+import { SqlitePathInfoService } from "../../src/backends/sqlite/path_info.ts";
 
 const noCleanup = () => Promise.resolve();
 

@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
-import type { BlobService } from "../../src/castore/blob/service.ts";
-import { collect, concat, putBlob, putSmallBlob, readBlob } from "../../src/castore/blob/util.ts";
-import { CHUNK_SIZE } from "../../src/castore/blob/service.ts";
+import type { BlobService } from "../../src/castore/blob_service.ts";
+import { collect, putBlob, putSmallBlob, readBlob } from "../../src/castore/blob_util.ts";
+import { concat } from "../../src/base/bytes.ts";
+import { CHUNK_SIZE } from "../../src/castore/blob_service.ts";
 import { blake3 } from "../../src/castore/digest.ts";
 import { suiteTest } from "./suite.ts";
 import {

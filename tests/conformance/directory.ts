@@ -11,10 +11,10 @@ import {
   makeDirectory,
   ValidateDirectoryError,
 } from "../../src/castore/directory.ts";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
-import type { DirectoryService } from "../../src/castore/directory/service.ts";
-import { descendTo } from "../../src/castore/directory/traverse.ts";
-import { collect } from "../../src/castore/blob/util.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
+import type { DirectoryService } from "../../src/castore/directory_service.ts";
+import { descendTo } from "../../src/castore/traverse.ts";
+import { collect } from "../../src/castore/blob_util.ts";
 import { suiteTest } from "./suite.ts";
 import {
   DIRECTORY_A,

@@ -6,18 +6,18 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { BlobService } from "../../src/castore/blob/service.ts";
-import { collect, putBlob } from "../../src/castore/blob/util.ts";
+import type { BlobService } from "../../src/castore/blob_service.ts";
+import { collect, putBlob } from "../../src/castore/blob_util.ts";
 import { type AnyNode, directoryDigest, toNodeMessage } from "../../src/castore/directory.ts";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
-import type { DirectoryService } from "../../src/castore/directory/service.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
+import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import {
   NARInfoSchema,
   type PathInfo,
   PathInfoSchema,
 } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
 import { renderNar } from "../../src/nar/render.ts";
-import type { PathInfoService } from "../../src/store/path_info/service.ts";
+import type { PathInfoService } from "../../src/store/path_info_service.ts";
 import { StorePath } from "../../src/store/store_path.ts";
 import { suiteTest } from "./suite.ts";
 import {

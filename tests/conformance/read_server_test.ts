@@ -2,8 +2,8 @@
  * The blob conformance suite on an SQLite file in read-server mode: memory-mapped database (what
  * `nixcas mount` and `nixcas daemon` use).
  */
-import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
-import { useReadServerMode } from "../../src/sqlite/db.ts";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
+import { useReadServerMode } from "../../src/backends/sqlite/db.ts";
 import { blobServiceSuite } from "./blob.ts";
 
 useReadServerMode();

@@ -1,15 +1,11 @@
 // Beyond the seed: byte names, concurrency, a slow blob, diff -r against a source tree, the
 // fusermount3 path, external unmounts, and the store path name parser.
 import assert from "node:assert/strict";
-import type { BlobReader, BlobService } from "../../src/castore/blob/service.ts";
-import { putBlob } from "../../src/castore/blob/util.ts";
-import {
-  type AnyNode,
-  compareBytes,
-  directoryNodeFor,
-  makeDirectory,
-} from "../../src/castore/directory.ts";
-import type { DirectoryService } from "../../src/castore/directory/service.ts";
+import type { BlobReader, BlobService } from "../../src/castore/blob_service.ts";
+import { putBlob } from "../../src/castore/blob_util.ts";
+import { type AnyNode, directoryNodeFor, makeDirectory } from "../../src/castore/directory.ts";
+import { compareBytes } from "../../src/base/bytes.ts";
+import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import { type B3Digest, blake3 } from "../../src/castore/digest.ts";
 import { mountStore } from "../../src/fuse/mod.ts";
 import {

@@ -5,10 +5,11 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import type { BlobService } from "../../src/castore/blob/service.ts";
-import { putBlob } from "../../src/castore/blob/util.ts";
-import { type B3Digest, blake3, toHex } from "../../src/castore/digest.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import type { BlobService } from "../../src/castore/blob_service.ts";
+import { putBlob } from "../../src/castore/blob_util.ts";
+import { type B3Digest, blake3 } from "../../src/castore/digest.ts";
+import { toHex } from "../../src/base/bytes.ts";
 import {
   type AnyNode,
   type Directory,
@@ -17,12 +18,12 @@ import {
   makeDirectory,
   toNodeMessage,
 } from "../../src/castore/directory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import type { DirectoryService } from "../../src/castore/directory/service.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import { type MountHandle, mountStore, type MountStoreOptions } from "../../src/fuse/mod.ts";
 import { StorePath } from "../../src/store/store_path.ts";
 import { type PathInfo, PathInfoSchema } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
-import type { NarCalculation, PathInfoService } from "../../src/store/path_info/service.ts";
+import type { NarCalculation, PathInfoService } from "../../src/store/path_info_service.ts";
 
 /** True when this machine can mount FUSE filesystems. */
 export const HAVE_FUSE: boolean = (() => {

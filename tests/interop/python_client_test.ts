@@ -3,9 +3,9 @@
  * rejection of our daemon, over TCP and over a unix socket.
  */
 import assert from "node:assert/strict";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import { MemoryPathInfoService } from "../../src/backends/memory/path_info.ts";
 import { serveDaemon } from "../../src/server/daemon.ts";
 import { generateStubs, havePythonGrpc, INTEROP_DIR, PYTHON } from "./pystubs.ts";
 

@@ -4,15 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
-import { collect, putBlob, readBlob } from "../../src/castore/blob/util.ts";
+import { collect, putBlob, readBlob } from "../../src/castore/blob_util.ts";
 import { directoryDigest, type FileNode, makeDirectory } from "../../src/castore/directory.ts";
-import { StorageError } from "../../src/castore/errors.ts";
-import { GrpcBlobService } from "../../src/castore/blob/grpc.ts";
-import { GrpcDirectoryService } from "../../src/castore/directory/grpc.ts";
-import { GrpcPathInfoService } from "../../src/store/path_info/grpc.ts";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
+import { StorageError } from "../../src/base/errors.ts";
+import { GrpcBlobService } from "../../src/backends/grpc/blob.ts";
+import { GrpcDirectoryService } from "../../src/backends/grpc/directory.ts";
+import { GrpcPathInfoService } from "../../src/backends/grpc/path_info.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import { MemoryPathInfoService } from "../../src/backends/memory/path_info.ts";
 import { create } from "@bufbuild/protobuf";
 import { NARInfoSchema, PathInfoSchema } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
 import { generateStubs, havePythonGrpc, startPyServer } from "./pystubs.ts";

@@ -5,11 +5,11 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { putBlob } from "../../src/castore/blob/util.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { putBlob } from "../../src/castore/blob_util.ts";
 import { blake3 } from "../../src/castore/digest.ts";
 import { type Directory, directoryNodeFor, makeDirectory } from "../../src/castore/directory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { FileNodeSchema, SymlinkNodeSchema } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 
 const te = new TextEncoder();

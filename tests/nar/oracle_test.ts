@@ -2,12 +2,13 @@
 // `nix-store --add` in a throw-away store, for trees imported by the castore importer.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
 import type { AnyNode } from "../../src/castore/directory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
-import { collect, concat } from "../../src/castore/blob/util.ts";
+import { collect } from "../../src/castore/blob_util.ts";
+import { concat } from "../../src/base/bytes.ts";
 import { importPath } from "../../src/castore/import.ts";
 import { sourceStorePath } from "../../src/store/store_path.ts";
 

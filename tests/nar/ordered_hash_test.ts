@@ -4,11 +4,11 @@
  * to make later files wait for their turn.
  */
 import assert from "node:assert/strict";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { importPath } from "../../src/castore/import.ts";
 import { calculateNar, OrderedNarHasher } from "../../src/nar/hash.ts";
-import { sha256 } from "../../src/store/sha256.ts";
+import { sha256 } from "../../src/hash/sha256.ts";
 
 Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in flight", async () => {
   const dir = await Deno.makeTempDir({ prefix: "nixcas-ordered-" });

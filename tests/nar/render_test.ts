@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { putBlob } from "../../src/castore/blob/util.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { putBlob } from "../../src/castore/blob_util.ts";
 import { B3Digest } from "../../src/castore/digest.ts";
 import {
   type AnyNode,
@@ -10,8 +10,8 @@ import {
   directoryNodeFor,
   makeDirectory,
 } from "../../src/castore/directory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { NotFoundError, StorageError } from "../../src/castore/errors.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import { NotFoundError, StorageError } from "../../src/base/errors.ts";
 import {
   DirectoryNodeSchema,
   FileNodeSchema,
@@ -19,7 +19,8 @@ import {
 } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
-import { collect, concat } from "../../src/castore/blob/util.ts";
+import { collect } from "../../src/castore/blob_util.ts";
+import { concat } from "../../src/base/bytes.ts";
 import {
   DIRECTORY_COMPLICATED,
   EMPTY_BLOB_DIGEST,

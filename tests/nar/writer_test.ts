@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
 import { NarWriter } from "../../src/nar/writer.ts";
-import { concat } from "../../src/castore/blob/util.ts";
+import { concat } from "../../src/base/bytes.ts";
 import { NAR_CONTENTS_COMPLICATED, NAR_CONTENTS_HELLOWORLD } from "./fixtures.ts";
 
 const te = new TextEncoder();

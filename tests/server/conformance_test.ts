@@ -2,12 +2,12 @@
  * The conformance suites of the three services, run on the remote (`grpc+…`) backends against
  * a real daemon (memory backends behind it), over a unix socket and over TCP.
  */
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
-import { GrpcBlobService } from "../../src/castore/blob/grpc.ts";
-import { GrpcDirectoryService } from "../../src/castore/directory/grpc.ts";
-import { GrpcPathInfoService } from "../../src/store/path_info/grpc.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import { MemoryPathInfoService } from "../../src/backends/memory/path_info.ts";
+import { GrpcBlobService } from "../../src/backends/grpc/blob.ts";
+import { GrpcDirectoryService } from "../../src/backends/grpc/directory.ts";
+import { GrpcPathInfoService } from "../../src/backends/grpc/path_info.ts";
 import { type Daemon, serveDaemon } from "../../src/server/daemon.ts";
 import { blobServiceSuite } from "../conformance/blob.ts";
 import { directoryServiceSuite } from "../conformance/directory.ts";

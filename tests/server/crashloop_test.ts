@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createClient } from "@connectrpc/connect";
-import { createTransport } from "../../src/grpc/transport.ts";
+import { createTransport } from "../../src/backends/grpc/transport.ts";
 import { BlobService } from "../../src/gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 import { type DaemonProcess, startDaemonProcess } from "./helpers.ts";
 import { type Leave, readCycle, readRequestBody, sessionOpener } from "./goaway_client.ts";

@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { closeOnSignal, serveDaemon } from "../../src/server/daemon.ts";
-import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
+import { MemoryPathInfoService } from "../../src/backends/memory/path_info.ts";
 
 const blobs = new MemoryBlobService();
 const directories = new MemoryDirectoryService();

@@ -5,13 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
-import { putBlob } from "../../src/castore/blob/util.ts";
-import { InvalidRequestError, UnavailableError } from "../../src/castore/errors.ts";
-import { GrpcBlobService } from "../../src/castore/blob/grpc.ts";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import { createTransport } from "../../src/grpc/transport.ts";
-import { parseGrpcUrl, parseListenAddress } from "../../src/grpc/address.ts";
+import { putBlob } from "../../src/castore/blob_util.ts";
+import { InvalidRequestError, UnavailableError } from "../../src/base/errors.ts";
+import { GrpcBlobService } from "../../src/backends/grpc/blob.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import { createTransport } from "../../src/backends/grpc/transport.ts";
+import { parseGrpcUrl, parseListenAddress } from "../../src/backends/grpc/address.ts";
 import { serveDaemon } from "../../src/server/daemon.ts";
 import { startDaemonProcess } from "./helpers.ts";
 

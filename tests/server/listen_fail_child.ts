@@ -1,7 +1,7 @@
 // Starts a daemon on the address given (one that is taken), reports the rejection, and then
 // simply ends: the process exits only if the failed start left nothing running.
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { serveDaemon } from "../../src/server/daemon.ts";
 
 const [listen, guard] = Deno.args;

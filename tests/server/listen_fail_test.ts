@@ -4,8 +4,8 @@
  * (the test sanitizers would report it), no process.
  */
 import assert from "node:assert/strict";
-import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
+import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { serveDaemon } from "../../src/server/daemon.ts";
 import { nixcas } from "../prereq.ts";
 

@@ -3,8 +3,8 @@
  * another, so blobs written at the same time all read back intact.
  */
 import assert from "node:assert/strict";
-import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
-import { readBlob } from "../../src/castore/blob/util.ts";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
+import { readBlob } from "../../src/castore/blob_util.ts";
 import { B3Digest } from "../../src/castore/digest.ts";
 
 const CHILD = new URL("./pack_writer_child.ts", import.meta.url).pathname;

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 
 const [path, seed, count] = Deno.args;
 const blobs = new SqliteBlobService(path);

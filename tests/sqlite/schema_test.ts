@@ -5,13 +5,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { blake3 } from "../../src/castore/digest.ts";
-import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
-import { SqliteDirectoryService } from "../../src/castore/directory/sqlite.ts";
-import { readBlob } from "../../src/castore/blob/util.ts";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
+import { SqliteDirectoryService } from "../../src/backends/sqlite/directory.ts";
+import { readBlob } from "../../src/castore/blob_util.ts";
 import { directoryDigest, encodeDirectory, makeDirectory } from "../../src/castore/directory.ts";
-import { chunkFilePath, openDatabase, SCHEMA_VERSION } from "../../src/sqlite/db.ts";
-import { packFilePath } from "../../src/sqlite/pack.ts";
-import { StorageError } from "../../src/castore/errors.ts";
+import { chunkFilePath, openDatabase, SCHEMA_VERSION } from "../../src/backends/sqlite/db.ts";
+import { packFilePath } from "../../src/backends/sqlite/pack.ts";
+import { StorageError } from "../../src/base/errors.ts";
 
 // The schema nixcas 0.1.0 created (version 1), verbatim.
 const SCHEMA_V1 = `

@@ -1,21 +1,21 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { collect } from "../../src/castore/blob/util.ts";
+import { collect } from "../../src/castore/blob_util.ts";
 import {
   type AnyNode,
   directoryNodeFor,
   renameNode,
   toNodeMessage,
 } from "../../src/castore/directory.ts";
-import { InvalidRequestError, NotFoundError } from "../../src/castore/errors.ts";
+import { InvalidRequestError, NotFoundError } from "../../src/base/errors.ts";
 import {
   NARInfo_SignatureSchema,
   NARInfoSchema,
   PathInfoSchema,
 } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
 import { ValidatePathInfoError } from "../../src/store/path_info.ts";
-import { MemoryPathInfoService } from "../../src/store/path_info/memory.ts";
+import { MemoryPathInfoService } from "../../src/backends/memory/path_info.ts";
 import { StorePath } from "../../src/store/store_path.ts";
 import {
   DIRECTORY_COMPLICATED,
@@ -23,8 +23,8 @@ import {
   fixtureServices,
   NAR_CONTENTS_COMPLICATED,
 } from "../nar/fixtures.ts";
-import { MemoryDirectoryService } from "../../src/castore/directory/memory.ts";
-import type { DirectoryService } from "../../src/castore/directory/service.ts";
+import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
+import type { DirectoryService } from "../../src/castore/directory_service.ts";
 
 const te = new TextEncoder();
 const NAME_A = "00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60";

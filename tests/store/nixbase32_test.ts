@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
 import { decode, encode, encodedLength, Nixbase32DecodeError } from "../../src/store/nixbase32.ts";
 
 const fromHex = (h: string) => Uint8Array.from(h.match(/../g) ?? [], (x) => parseInt(x, 16));

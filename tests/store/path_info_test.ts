@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
 import {
   DirectoryNodeSchema,
   FileNodeSchema,

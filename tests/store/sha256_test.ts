@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { createSha256Stream, sha256 } from "../../src/store/sha256.ts";
+import { createSha256Stream, sha256 } from "../../src/hash/sha256.ts";
 
 const reference = (b: Uint8Array) => new Uint8Array(createHash("sha256").update(b).digest());
 
@@ -74,7 +74,7 @@ Deno.test("createSha256Stream: node:crypto stands in where libcrypto is not used
   // NIXCAS_NO_LIBCRYPTO is read once per process, so the fallback runs in a child.
   const code = `
     import { createSha256Stream } from ${
-    JSON.stringify(new URL("../../src/store/sha256.ts", import.meta.url).href)
+    JSON.stringify(new URL("../../src/hash/sha256.ts", import.meta.url).href)
   };
     const h = createSha256Stream();
     h.update(new TextEncoder().encode("a"));

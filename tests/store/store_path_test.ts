@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { InvalidRequestError } from "../../src/castore/errors.ts";
+import { InvalidRequestError } from "../../src/base/errors.ts";
 import {
   compressHash,
   parseStorePathWithSubpath,

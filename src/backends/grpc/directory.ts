@@ -4,14 +4,14 @@
  * @module
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { B3Digest } from "../digest.ts";
-import { type Directory, directoryDigest, validateDirectory } from "../directory.ts";
-import { InvalidRequestError, StorageError } from "../errors.ts";
+import { B3Digest } from "../../castore/digest.ts";
+import { type Directory, directoryDigest, validateDirectory } from "../../castore/directory.ts";
+import { InvalidRequestError, StorageError } from "../../base/errors.ts";
 import { DirectoryService as DirectoryServiceDesc } from "../../gen/tvix/castore/protos/rpc_directory_pb.ts";
-import { createTransport, fromGrpcError, type RemoteTransport } from "../../grpc/transport.ts";
-import { Channel } from "../blob/grpc.ts";
-import { ClosureValidator } from "./closure.ts";
-import type { DirectoryPutter, DirectoryService } from "./service.ts";
+import { createTransport, fromGrpcError, type RemoteTransport } from "./transport.ts";
+import { Channel } from "./blob.ts";
+import { ClosureValidator } from "../../castore/closure.ts";
+import type { DirectoryPutter, DirectoryService } from "../../castore/directory_service.ts";
 
 /**
  * A DirectoryService on a tvix-compatible gRPC server. Everything received is validated and

@@ -3,16 +3,17 @@
  *
  * @module
  */
-import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
-import { InvalidRequestError } from "../errors.ts";
+import { type B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
+import { InvalidRequestError } from "../../base/errors.ts";
 import {
   type BlobReader,
   type BlobService,
   type BlobWriter,
   CHUNK_SIZE,
   type SmallBlobPut,
-} from "./service.ts";
-import { concat } from "./util.ts";
+} from "../../castore/blob_service.ts";
+import { bufferReader } from "../../castore/blob_util.ts";
+import { concat } from "../../base/bytes.ts";
 
 /**
  * Blobs in a Map, lost when the process ends (`memory://`).
@@ -82,30 +83,4 @@ export class MemoryBlobService implements BlobService {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-/**
- * A {@linkcode BlobReader} over bytes held in memory.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { bufferReader, readAtFromChunks } from "../../../mod.ts";
- * const reader = bufferReader(new TextEncoder().encode("Hello, world!\n"));
- * const dec = new TextDecoder();
- * assert.equal(dec.decode(await reader.readAt(0, 5)), "Hello");
- * assert.equal(dec.decode(await readAtFromChunks(reader, 7, 5)), "world");
- * await reader.close();
- * ```
- */
-export function bufferReader(data: Uint8Array): BlobReader {
-  return {
-    readAt: (offset, length) => Promise.resolve(data.subarray(offset, offset + length)),
-    async *chunks(offset = 0) {
-      for (let o = offset; o < data.length; o += CHUNK_SIZE) {
-        yield data.subarray(o, Math.min(o + CHUNK_SIZE, data.length));
-      }
-    },
-    close: () => Promise.resolve(),
-  };
 }

@@ -4,12 +4,17 @@
  * @module
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
-import { InvalidRequestError, StorageError } from "../errors.ts";
+import { B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
+import { InvalidRequestError, StorageError } from "../../base/errors.ts";
 import { BlobService as BlobServiceDesc } from "../../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
-import { createTransport, fromGrpcError, type RemoteTransport } from "../../grpc/transport.ts";
-import type { BlobReader, BlobService, BlobWriter, SmallBlobPut } from "./service.ts";
-import { readAtFromChunks } from "./util.ts";
+import { createTransport, fromGrpcError, type RemoteTransport } from "./transport.ts";
+import type {
+  BlobReader,
+  BlobService,
+  BlobWriter,
+  SmallBlobPut,
+} from "../../castore/blob_service.ts";
+import { readAtFromChunks } from "../../castore/blob_util.ts";
 
 /**
  * How many small-blob Put calls run at once on one service. An import hands over thousands of

@@ -13,7 +13,7 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { StorageError } from "../castore/errors.ts";
+import { StorageError } from "../../base/errors.ts";
 import { encodePositions, openPack, type Pack } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */

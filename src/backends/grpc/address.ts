@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { clip, InvalidRequestError } from "../castore/errors.ts";
+import { clip, InvalidRequestError } from "../../base/errors.ts";
 
 /** The daemon's default listen address: IPv6 loopback, as tvix-store. */
 export const DEFAULT_LISTEN_ADDRESS = "[::1]:8000";

@@ -5,10 +5,10 @@
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { type AnyNode, toNodeMessage } from "../../castore/directory.ts";
-import { StorageError } from "../../castore/errors.ts";
+import { StorageError } from "../../base/errors.ts";
 import { PathInfoService as PathInfoServiceDesc } from "../../gen/tvix/store/protos/rpc_pathinfo_pb.ts";
-import { createTransport, fromGrpcError, type RemoteTransport } from "../../grpc/transport.ts";
-import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
+import { createTransport, fromGrpcError, type RemoteTransport } from "./transport.ts";
+import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
 
 /** A PathInfoService on a tvix-compatible gRPC server. */
 export class GrpcPathInfoService implements PathInfoService {

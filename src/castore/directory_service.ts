@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { B3Digest } from "../digest.ts";
-import type { Directory } from "../directory.ts";
+import type { B3Digest } from "./digest.ts";
+import type { Directory } from "./directory.ts";
 
 /**
  * Stores Directory messages, keyed by their digest. Backends: memory
@@ -20,7 +20,7 @@ import type { Directory } from "../directory.ts";
  *   type DirectoryService,
  *   makeDirectory,
  *   MemoryDirectoryService,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * const directories: DirectoryService = new MemoryDirectoryService();
  * const child = makeDirectory({});
  * const root = makeDirectory({
@@ -67,7 +67,7 @@ export interface DirectoryService {
  *   type DirectoryPutter,
  *   makeDirectory,
  *   MemoryDirectoryService,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * const directories = new MemoryDirectoryService();
  * const leaf = makeDirectory({});
  * const root = makeDirectory({

@@ -8,16 +8,16 @@
  *
  * @module
  */
-import { MemoryBlobService } from "./castore/blob/memory.ts";
-import type { BlobService } from "./castore/blob/service.ts";
-import { SqliteBlobService } from "./castore/blob/sqlite.ts";
-import { MemoryDirectoryService } from "./castore/directory/memory.ts";
-import type { DirectoryService } from "./castore/directory/service.ts";
-import { SqliteDirectoryService } from "./castore/directory/sqlite.ts";
-import { clip, InvalidRequestError } from "./castore/errors.ts";
-import { MemoryPathInfoService } from "./store/path_info/memory.ts";
-import type { PathInfoService } from "./store/path_info/service.ts";
-import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
+import { MemoryBlobService } from "./memory/blob.ts";
+import type { BlobService } from "../castore/blob_service.ts";
+import { SqliteBlobService } from "./sqlite/blob.ts";
+import { MemoryDirectoryService } from "./memory/directory.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import { SqliteDirectoryService } from "./sqlite/directory.ts";
+import { clip, InvalidRequestError } from "../base/errors.ts";
+import { MemoryPathInfoService } from "./memory/path_info.ts";
+import type { PathInfoService } from "../store/path_info_service.ts";
+import { SqlitePathInfoService } from "./sqlite/path_info.ts";
 // The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened: a
 // local import then starts ~50 ms sooner.
 
@@ -26,7 +26,7 @@ import { SqlitePathInfoService } from "./store/path_info/sqlite.ts";
  *
  * @example
  * ```ts
- * import { parseAddr, type ServiceAddr } from "../mod.ts";
+ * import { parseAddr, type ServiceAddr } from "../../mod.ts";
  * function describe(addr: ServiceAddr): string {
  *   switch (addr.kind) {
  *     case "memory":
@@ -52,7 +52,7 @@ export type ServiceAddr =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { AddressError, parseAddr } from "../mod.ts";
+ * import { AddressError, parseAddr } from "../../mod.ts";
  * assert.throws(() => parseAddr("sqlite://store.db"), AddressError); // a host, not a path
  * assert.throws(() => parseAddr("redis://localhost"), AddressError); // unknown scheme
  * ```
@@ -72,7 +72,7 @@ export class AddressError extends InvalidRequestError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseAddr } from "../mod.ts";
+ * import { parseAddr } from "../../mod.ts";
  * assert.deepEqual(parseAddr("memory://"), { kind: "memory" });
  * assert.deepEqual(parseAddr("sqlite://"), { kind: "sqlite", path: ":memory:" });
  * assert.deepEqual(parseAddr("sqlite:///var/lib/nixcas/store.db"), {
@@ -158,7 +158,7 @@ export function parseAddr(addr: string): ServiceAddr {
  *
  * @example
  * ```ts
- * import { nixcasDir } from "../mod.ts";
+ * import { nixcasDir } from "../../mod.ts";
  * const dir = nixcasDir(); // e.g. "/home/alice/.local/share/nixcas"
  * console.log(`the default store is ${dir}/store.db`);
  * ```
@@ -180,7 +180,7 @@ export function nixcasDir(): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { defaultStoreAddr, nixcasDir, parseAddr } from "../mod.ts";
+ * import { defaultStoreAddr, nixcasDir, parseAddr } from "../../mod.ts";
  * const addr = defaultStoreAddr(); // e.g. "sqlite:///home/alice/.local/share/nixcas/store.db"
  * assert.equal(parseAddr(addr).kind, "sqlite");
  * assert(addr.endsWith(`${nixcasDir()}/store.db`));
@@ -205,7 +205,7 @@ function ensureParent(path: string): void {
  *
  * @example
  * ```ts
- * import { openBlobService, putBlob, readBlob } from "../mod.ts";
+ * import { openBlobService, putBlob, readBlob } from "../../mod.ts";
  * const blobs = await openBlobService("memory://");
  * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
  * console.log(new TextDecoder().decode(await readBlob(blobs, digest))); // "Hello, world!\n"
@@ -221,7 +221,7 @@ export async function openBlobService(addr: string): Promise<BlobService> {
       if (a.path !== ":memory:") ensureParent(a.path);
       return new SqliteBlobService(a.path);
     case "grpc":
-      return new (await import("./castore/blob/grpc.ts")).GrpcBlobService(addr);
+      return new (await import("./grpc/blob.ts")).GrpcBlobService(addr);
   }
 }
 
@@ -232,7 +232,7 @@ export async function openBlobService(addr: string): Promise<BlobService> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makeDirectory, openDirectoryService } from "../mod.ts";
+ * import { makeDirectory, openDirectoryService } from "../../mod.ts";
  * const dir = await Deno.makeTempDir();
  * const addr = `sqlite://${dir}/store.db`;
  * let directories = await openDirectoryService(addr);
@@ -254,7 +254,7 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
       if (a.path !== ":memory:") ensureParent(a.path);
       return new SqliteDirectoryService(a.path);
     case "grpc":
-      return new (await import("./castore/directory/grpc.ts")).GrpcDirectoryService(addr);
+      return new (await import("./grpc/directory.ts")).GrpcDirectoryService(addr);
   }
 }
 
@@ -264,7 +264,7 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
  *
  * @example
  * ```ts
- * import { openBlobService, openDirectoryService, openPathInfoService } from "../mod.ts";
+ * import { openBlobService, openDirectoryService, openPathInfoService } from "../../mod.ts";
  * const blobs = await openBlobService("sqlite://");
  * const directories = await openDirectoryService("sqlite://");
  * const pathInfos = await openPathInfoService("sqlite://", blobs, directories);
@@ -287,7 +287,7 @@ export async function openPathInfoService(
       if (a.path !== ":memory:") ensureParent(a.path);
       return new SqlitePathInfoService(a.path, blobs, directories);
     case "grpc":
-      return new (await import("./store/path_info/grpc.ts")).GrpcPathInfoService(addr);
+      return new (await import("./grpc/path_info.ts")).GrpcPathInfoService(addr);
   }
 }
 
@@ -296,7 +296,7 @@ export async function openPathInfoService(
  *
  * @example
  * ```ts
- * import { openStore, putBlob, type Store } from "../mod.ts";
+ * import { openStore, putBlob, type Store } from "../../mod.ts";
  * const store: Store = await openStore("memory://");
  * const digest = await putBlob(store.blobs, new TextEncoder().encode("hi"));
  * console.log(await store.blobs.has(digest)); // true
@@ -320,7 +320,7 @@ export interface Store {
  *
  * @example
  * ```ts
- * import { importStorePath, openStore } from "../mod.ts";
+ * import { importStorePath, openStore } from "../../mod.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
  * const store = await openStore("memory://");

@@ -4,15 +4,17 @@
  *
  * @module
  */
-import { B3Digest, blake3 } from "../digest.ts";
+import { B3Digest, blake3 } from "./digest.ts";
 import {
   type Directory,
   directoryDigest,
   directorySize,
-  displayName,
+  encodeDirectory,
   validateDirectory,
-} from "../directory.ts";
-import { InvalidRequestError } from "../errors.ts";
+} from "./directory.ts";
+import { displayName } from "../base/bytes.ts";
+import { InvalidRequestError } from "../base/errors.ts";
+import type { DirectoryPutter } from "./directory_service.ts";
 
 /**
  * Checks directories as they arrive leaves first: each is valid, and each child it refers to
@@ -26,7 +28,7 @@ import { InvalidRequestError } from "../errors.ts";
  *   directoryNodeFor,
  *   InvalidRequestError,
  *   makeDirectory,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * const leaf = makeDirectory({});
  * const root = makeDirectory({
  *   directories: [directoryNodeFor(new TextEncoder().encode("lib"), leaf)],
@@ -90,4 +92,63 @@ export class ClosureValidator {
 
 function b3(bytes: Uint8Array): string {
   return B3Digest.fromBytes(bytes).toString();
+}
+
+/**
+ * A putter that validates the closure as directories arrive and hands all of them to `commit`
+ * at close, so a rejected closure stores nothing. Directories are small; a closure fits memory.
+ * Backends use it to implement {@linkcode DirectoryService.putMultipleStart}.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type B3Digest,
+ *   BufferedPutter,
+ *   directoryNodeFor,
+ *   makeDirectory,
+ * } from "../../mod.ts";
+ * const stored = new Map<string, Uint8Array>();
+ * const putter = new BufferedPutter((dirs: [B3Digest, Uint8Array][]) => {
+ *   for (const [digest, encoded] of dirs) stored.set(digest.key, encoded);
+ *   return Promise.resolve();
+ * });
+ * const leaf = makeDirectory({});
+ * await putter.put(leaf);
+ * await putter.put(makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("empty"), leaf)],
+ * }));
+ * console.log(stored.size); // 0: nothing is committed before close
+ * const root = await putter.close();
+ * console.log(stored.size, stored.has(root.key)); // 2 true
+ * ```
+ */
+export class BufferedPutter implements DirectoryPutter {
+  #validator = new ClosureValidator();
+  #pending: [B3Digest, Uint8Array][] = [];
+  #root: Promise<B3Digest> | null = null;
+  #commit: (dirs: [B3Digest, Uint8Array][]) => Promise<void>;
+
+  /** `commit` stores the validated, encoded directories in one go. */
+  constructor(commit: (dirs: [B3Digest, Uint8Array][]) => Promise<void>) {
+    this.#commit = commit;
+  }
+
+  /** The {@linkcode DirectoryPutter} method of the same name. */
+  // deno-lint-ignore require-await
+  async put(directory: Directory): Promise<void> {
+    if (this.#root) throw new InvalidRequestError("directory putter is closed");
+    const bytes = encodeDirectory(directory);
+    this.#pending.push([this.#validator.add(directory, bytes), bytes]);
+  }
+
+  /** The {@linkcode DirectoryPutter} method of the same name. */
+  close(): Promise<B3Digest> {
+    this.#root ??= (async () => {
+      const root = this.#validator.root();
+      await this.#commit(this.#pending);
+      this.#pending = [];
+      return root;
+    })();
+    return this.#root;
+  }
 }

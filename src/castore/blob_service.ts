@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { B3Digest } from "../digest.ts";
+import type { B3Digest } from "./digest.ts";
 
 /**
  * Largest chunk a reader yields and the SQLite backend stores (1 MiB).
@@ -11,7 +11,7 @@ import type { B3Digest } from "../digest.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { CHUNK_SIZE, collect, MemoryBlobService, putBlob } from "../../../mod.ts";
+ * import { CHUNK_SIZE, collect, MemoryBlobService, putBlob } from "../../mod.ts";
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, new Uint8Array(2.5 * CHUNK_SIZE));
  * const reader = (await blobs.openRead(digest))!;
@@ -34,7 +34,7 @@ export const CHUNK_SIZE = 1 << 20;
  *   MemoryBlobService,
  *   putBlob,
  *   SqliteBlobService,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * // Works with any backend: streams the blob from one service into another.
  * async function copyBlob(from: BlobService, to: BlobService, digest: B3Digest): Promise<void> {
  *   if (await to.has(digest)) return;
@@ -78,7 +78,7 @@ export interface BlobService {
  *
  * @example
  * ```ts
- * import { MemoryBlobService, putSmallBlob, type SmallBlobPut } from "../../../mod.ts";
+ * import { MemoryBlobService, putSmallBlob, type SmallBlobPut } from "../../mod.ts";
  * const blobs = new MemoryBlobService();
  * const put: SmallBlobPut = putSmallBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
  * console.log(put.digest.toString()); // "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8="
@@ -99,7 +99,7 @@ export interface SmallBlobPut {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type BlobReader, concat, MemoryBlobService, putBlob } from "../../../mod.ts";
+ * import { type BlobReader, concat, MemoryBlobService, putBlob } from "../../mod.ts";
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
  * const reader: BlobReader | null = await blobs.openRead(digest);
@@ -135,7 +135,7 @@ export interface BlobReader {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, type BlobWriter, MemoryBlobService } from "../../../mod.ts";
+ * import { blake3, type BlobWriter, MemoryBlobService } from "../../mod.ts";
  * const enc = new TextEncoder();
  * const blobs = new MemoryBlobService();
  * const writer: BlobWriter = await blobs.openWrite();

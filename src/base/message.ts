@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { type UnknownField, WireType } from "../mod.ts";
+ * import { type UnknownField, WireType } from "../../mod.ts";
  * // Field 5, a varint with the value 1:
  * const field: UnknownField = { no: 5, wireType: WireType.Varint, data: new Uint8Array([1]) };
  * console.log(field.wireType === WireType.Varint); // true
@@ -41,7 +41,7 @@ export enum WireType {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeDirectory, makeDirectory, type UnknownField, WireType } from "../mod.ts";
+ * import { encodeDirectory, makeDirectory, type UnknownField, WireType } from "../../mod.ts";
  * const extra: UnknownField = { no: 99, wireType: WireType.Varint, data: new Uint8Array([1]) };
  * const dir = makeDirectory({});
  * dir.$unknown = [extra];
@@ -65,7 +65,7 @@ export type UnknownField = {
  *
  * @example
  * ```ts
- * import { makeDirectory, type Message } from "../mod.ts";
+ * import { makeDirectory, type Message } from "../../mod.ts";
  * const message: Message = makeDirectory({});
  * console.log(message.$typeName); // "tvix.castore.v1.Directory"
  * ```

@@ -14,7 +14,7 @@ import {
   NotFoundError,
   StorageError,
   UnavailableError,
-} from "../castore/errors.ts";
+} from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
 import { guardedConnection } from "./h2guard.ts";
 

@@ -4,17 +4,17 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import type { BlobService } from "../../castore/blob/service.ts";
+import type { BlobService } from "../../castore/blob_service.ts";
 import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
 import { encodeNodeWire } from "../../castore/wire.ts";
-import { decodePathInfoWire, encodePathInfoWire } from "../wire.ts";
-import type { DirectoryService } from "../../castore/directory/service.ts";
-import { InvalidRequestError } from "../../castore/errors.ts";
+import { decodePathInfoWire, encodePathInfoWire } from "../../store/wire.ts";
+import type { DirectoryService } from "../../castore/directory_service.ts";
+import { InvalidRequestError } from "../../base/errors.ts";
 import { calculateNar } from "../../nar/hash.ts";
-import { openDatabase, type SqliteHandle, storageError } from "../../sqlite/db.ts";
-import { validatePathInfo } from "../path_info.ts";
-import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
-import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
+import { openDatabase, type SqliteHandle, storageError } from "./db.ts";
+import { validatePathInfo } from "../../store/path_info.ts";
+import { STORE_PATH_DIGEST_LEN } from "../../store/store_path.ts";
+import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
 
 /**
  * Path infos in SQLite (`sqlite:///abs/path.db`), usually the same file as blobs and directories.

@@ -39,7 +39,7 @@ import {
   PARENT,
   ROOT,
   SPARE,
-} from "./blake3_gen.ts";
+} from "./blake3_layout.ts";
 import { BLAKE3_WASM } from "./blake3_wasm.ts";
 
 interface Exports {

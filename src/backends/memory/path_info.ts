@@ -3,17 +3,17 @@
  *
  * @module
  */
-import type { BlobService } from "../../castore/blob/service.ts";
-import { toHex } from "../../castore/digest.ts";
+import type { BlobService } from "../../castore/blob_service.ts";
+import { toHex } from "../../base/bytes.ts";
 import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
 import { encodeNodeWire } from "../../castore/wire.ts";
-import { decodePathInfoWire, encodePathInfoWire } from "../wire.ts";
-import type { DirectoryService } from "../../castore/directory/service.ts";
-import { InvalidRequestError } from "../../castore/errors.ts";
+import { decodePathInfoWire, encodePathInfoWire } from "../../store/wire.ts";
+import type { DirectoryService } from "../../castore/directory_service.ts";
+import { InvalidRequestError } from "../../base/errors.ts";
 import { calculateNar } from "../../nar/hash.ts";
-import { validatePathInfo } from "../path_info.ts";
-import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
-import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
+import { validatePathInfo } from "../../store/path_info.ts";
+import { STORE_PATH_DIGEST_LEN } from "../../store/store_path.ts";
+import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
 
 // Decoding copies every bytes field, so callers that modify a returned message cannot modify
 // the stored one.

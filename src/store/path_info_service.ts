@@ -4,8 +4,10 @@
  *
  * @module
  */
-import type { AnyNode, Node } from "../../castore/directory.ts";
-import type { Message } from "../../types.ts";
+import type { AnyNode, Node } from "../castore/directory.ts";
+import type { NarCalculation } from "../nar/hash.ts";
+export type { NarCalculation };
+import type { Message } from "../base/message.ts";
 
 // The message types below have the shape protobuf-es generates for tvix/store/protos/
 // pathinfo.proto (src/gen/tvix/store/protos/pathinfo_pb.ts); they are declared here so that the
@@ -18,7 +20,7 @@ import type { Message } from "../../types.ts";
  *
  * @example
  * ```ts
- * import { makePathInfo, type PathInfo, StorePath } from "../../../mod.ts";
+ * import { makePathInfo, type PathInfo, StorePath } from "../../mod.ts";
  * const info: PathInfo = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   node: {
@@ -50,7 +52,7 @@ export type PathInfo = Message<"tvix.store.v1.PathInfo"> & {
  *
  * @example
  * ```ts
- * import { makePathInfo, type NARInfo, StorePath } from "../../../mod.ts";
+ * import { makePathInfo, type NARInfo, StorePath } from "../../mod.ts";
  * const dep = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-glibc");
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
@@ -87,7 +89,7 @@ export type NARInfo = Message<"tvix.store.v1.NARInfo"> & {
  *
  * @example
  * ```ts
- * import type { NARInfo_Signature } from "../../../mod.ts";
+ * import type { NARInfo_Signature } from "../../mod.ts";
  * const signature: NARInfo_Signature = {
  *   $typeName: "tvix.store.v1.NARInfo.Signature",
  *   name: "cache.nixos.org-1",
@@ -101,41 +103,6 @@ export type NARInfo_Signature = Message<"tvix.store.v1.NARInfo.Signature"> & {
   /** The ed25519 signature bytes. */
   data: Uint8Array;
 };
-
-/**
- * Size and SHA-256 of the NAR serialisation of a node, as
- * {@linkcode PathInfoService.calculateNar} returns them.
- *
- * @example
- * ```ts
- * import {
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   MemoryPathInfoService,
- *   type NarCalculation,
- *   toHex,
- * } from "../../../mod.ts";
- * const pathInfos = new MemoryPathInfoService(
- *   new MemoryBlobService(),
- *   new MemoryDirectoryService(),
- * );
- * const nar: NarCalculation = await pathInfos.calculateNar({
- *   case: "symlink",
- *   value: {
- *     $typeName: "tvix.castore.v1.SymlinkNode",
- *     name: new TextEncoder().encode("link"),
- *     target: new TextEncoder().encode("/etc/hosts"),
- *   },
- * });
- * console.log(nar.narSize, toHex(nar.narSha256).length); // 128 64
- * ```
- */
-export interface NarCalculation {
-  /** Length of the NAR in bytes. */
-  narSize: number;
-  /** SHA-256 of the NAR (32 bytes). */
-  narSha256: Uint8Array;
-}
 
 /**
  * Stores PathInfo messages. Backends: memory ({@linkcode MemoryPathInfoService}), SQLite
@@ -153,7 +120,7 @@ export interface NarCalculation {
  *   MemoryPathInfoService,
  *   type PathInfoService,
  *   sourceStorePath,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * const pathInfos: PathInfoService = new MemoryPathInfoService(
  *   new MemoryBlobService(),
  *   new MemoryDirectoryService(),

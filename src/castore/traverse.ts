@@ -4,16 +4,11 @@
  *
  * @module
  */
-import { B3Digest } from "../digest.ts";
-import {
-  type AnyNode,
-  type Directory,
-  directoryNodes,
-  displayName,
-  validateDirectory,
-} from "../directory.ts";
-import { StorageError } from "../errors.ts";
-import type { DirectoryService } from "./service.ts";
+import { B3Digest } from "./digest.ts";
+import { type AnyNode, type Directory, directoryNodes, validateDirectory } from "./directory.ts";
+import { displayName } from "../base/bytes.ts";
+import { StorageError } from "../base/errors.ts";
+import type { DirectoryService } from "./directory_service.ts";
 
 /**
  * Breadth-first from `root`, each directory once (a digest reached twice is sent once), each
@@ -30,7 +25,7 @@ import type { DirectoryService } from "./service.ts";
  *   directoryNodeFor,
  *   makeDirectory,
  *   traverseDirectories,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * const enc = new TextEncoder();
  * const empty = makeDirectory({});
  * // Two names for the same (empty) directory: it is visited once.
@@ -89,7 +84,7 @@ export async function* traverseDirectories(
  *   directoryNodeFor,
  *   makeDirectory,
  *   MemoryDirectoryService,
- * } from "../../../mod.ts";
+ * } from "../../mod.ts";
  * const enc = new TextEncoder();
  * const directories = new MemoryDirectoryService();
  * const bin = makeDirectory({
@@ -137,7 +132,7 @@ export async function descendTo(
  *
  * @example
  * ```ts
- * import { findNode, makeDirectory } from "../../../mod.ts";
+ * import { findNode, makeDirectory } from "../../mod.ts";
  * const enc = new TextEncoder();
  * const dir = makeDirectory({
  *   symlinks: [{

@@ -6,25 +6,25 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import { type B3Digest, blake3, createBlake3Hasher } from "../digest.ts";
-import { InvalidRequestError } from "../errors.ts";
+import { type B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
+import { InvalidRequestError } from "../../base/errors.ts";
 import {
   noteSqliteBytes,
   openDatabase,
   type SqliteHandle,
   storageError,
   transaction,
-} from "../../sqlite/db.ts";
-import { decodePositions, encodePositions } from "../../sqlite/pack.ts";
+} from "./db.ts";
+import { decodePositions, encodePositions } from "./pack.ts";
 import * as libc from "../../sys/libc.ts";
-import { bufferReader } from "./memory.ts";
+import { bufferReader } from "../../castore/blob_util.ts";
 import {
   type BlobReader,
   type BlobService,
   type BlobWriter,
   CHUNK_SIZE,
   type SmallBlobPut,
-} from "./service.ts";
+} from "../../castore/blob_service.ts";
 
 // A batch of small blobs is committed once it holds this many rows or bytes, even before the
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.

@@ -3,9 +3,15 @@
  *
  * @module
  */
-import { type B3Digest, blake3 } from "../digest.ts";
-import { InvalidRequestError, NotFoundError, StorageError } from "../errors.ts";
-import { type BlobReader, type BlobService, CHUNK_SIZE, type SmallBlobPut } from "./service.ts";
+import { concat } from "../base/bytes.ts";
+import { type B3Digest, blake3 } from "./digest.ts";
+import { InvalidRequestError, NotFoundError, StorageError } from "../base/errors.ts";
+import {
+  type BlobReader,
+  type BlobService,
+  CHUNK_SIZE,
+  type SmallBlobPut,
+} from "./blob_service.ts";
 
 /**
  * Stores a whole buffer (or a stream of buffers) as one blob and returns its digest.
@@ -13,7 +19,7 @@ import { type BlobReader, type BlobService, CHUNK_SIZE, type SmallBlobPut } from
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, MemoryBlobService, putBlob } from "../../../mod.ts";
+ * import { blake3, MemoryBlobService, putBlob } from "../../mod.ts";
  * const blobs = new MemoryBlobService();
  * const text = "Hello, world!\n";
  * const whole = await putBlob(blobs, new TextEncoder().encode(text));
@@ -50,7 +56,7 @@ export async function putBlob(
  *
  * @example
  * ```ts
- * import { putSmallBlob, SqliteBlobService } from "../../../mod.ts";
+ * import { putSmallBlob, SqliteBlobService } from "../../mod.ts";
  * const blobs = new SqliteBlobService(":memory:");
  * const enc = new TextEncoder();
  * // Many small blobs: digests come back at once, the backend commits them in batches.
@@ -83,7 +89,7 @@ export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, MemoryBlobService, NotFoundError, putBlob, readBlob } from "../../../mod.ts";
+ * import { blake3, MemoryBlobService, NotFoundError, putBlob, readBlob } from "../../mod.ts";
  * const enc = new TextEncoder();
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, enc.encode("Hello, world!\n"));
@@ -106,7 +112,7 @@ export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Ui
  *
  * @example
  * ```ts
- * import { collect, makeDirectory, MemoryDirectoryService } from "../../../mod.ts";
+ * import { collect, makeDirectory, MemoryDirectoryService } from "../../mod.ts";
  * const directories = new MemoryDirectoryService();
  * const root = await directories.put(makeDirectory({}));
  * const closure = await collect(directories.getRecursive(root));
@@ -120,34 +126,12 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 }
 
 /**
- * Concatenates byte arrays.
- *
- * @example
- * ```ts
- * import { concat } from "../../../mod.ts";
- * const enc = new TextEncoder();
- * const bytes = concat([enc.encode("Hello, "), enc.encode("world!")]);
- * new TextDecoder().decode(bytes); // => "Hello, world!"
- * ```
- */
-export function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/**
  * Implements {@linkcode BlobReader.readAt} on top of a sequential `chunks(offset)` source. Used
  * by backends whose natural access is a stream (gRPC).
  *
  * @example
  * ```ts
- * import { type BlobReader, readAtFromChunks } from "../../../mod.ts";
+ * import { type BlobReader, readAtFromChunks } from "../../mod.ts";
  * const data = new TextEncoder().encode("Hello, world!\n");
  * // A source that can only stream, in 4-byte pieces, from an offset.
  * const stream: Pick<BlobReader, "chunks"> = {
@@ -173,4 +157,30 @@ export async function readAtFromChunks(
     if (got >= length) break;
   }
   return concat(parts);
+}
+
+/**
+ * A {@linkcode BlobReader} over bytes held in memory.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bufferReader, readAtFromChunks } from "../../mod.ts";
+ * const reader = bufferReader(new TextEncoder().encode("Hello, world!\n"));
+ * const dec = new TextDecoder();
+ * assert.equal(dec.decode(await reader.readAt(0, 5)), "Hello");
+ * assert.equal(dec.decode(await readAtFromChunks(reader, 7, 5)), "world");
+ * await reader.close();
+ * ```
+ */
+export function bufferReader(data: Uint8Array): BlobReader {
+  return {
+    readAt: (offset, length) => Promise.resolve(data.subarray(offset, offset + length)),
+    async *chunks(offset = 0) {
+      for (let o = offset; o < data.length; o += CHUNK_SIZE) {
+        yield data.subarray(o, Math.min(o + CHUNK_SIZE, data.length));
+      }
+    },
+    close: () => Promise.resolve(),
+  };
 }

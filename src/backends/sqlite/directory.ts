@@ -4,17 +4,17 @@
  * @module
  */
 import type { StatementSync } from "node:sqlite";
-import { type B3Digest, blake3 } from "../digest.ts";
+import { type B3Digest, blake3 } from "../../castore/digest.ts";
 import {
   decodeDirectory,
   type Directory,
   encodeDirectory,
   validateDirectory,
-} from "../directory.ts";
-import { openDatabase, type SqliteHandle, storageError, transaction } from "../../sqlite/db.ts";
-import { BufferedPutter } from "./memory.ts";
-import type { DirectoryPutter, DirectoryService } from "./service.ts";
-import { traverseDirectories } from "./traverse.ts";
+} from "../../castore/directory.ts";
+import { openDatabase, type SqliteHandle, storageError, transaction } from "./db.ts";
+import { BufferedPutter } from "../../castore/closure.ts";
+import type { DirectoryPutter, DirectoryService } from "../../castore/directory_service.ts";
+import { traverseDirectories } from "../../castore/traverse.ts";
 
 /**
  * Directories in SQLite (`sqlite:///abs/path.db`). A closure is stored in one transaction.

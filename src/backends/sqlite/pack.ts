@@ -7,7 +7,7 @@
  *
  * @module
  */
-import * as libc from "../sys/libc.ts";
+import * as libc from "../../sys/libc.ts";
 
 /** Chunk storage at byte positions: a file, or memory for `:memory:` databases. */
 export interface Pack {
