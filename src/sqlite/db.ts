@@ -17,7 +17,7 @@ import { StorageError } from "../castore/errors.ts";
 import { encodePositions, openPack, type Pack } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 // Tables holding bytes are rowid tables with a separate unique index on the digest: in a
 // WITHOUT ROWID table every row sits in the key's B-tree, so rows of kilobytes made random
@@ -26,6 +26,13 @@ const DIRECTORIES = `
 CREATE TABLE IF NOT EXISTS directories (
   digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the canonical encoding
   data BLOB NOT NULL              -- the canonical encoding
+);`;
+// Version 5: pack space given back below `used` (blobs stored already, unused rests of
+// extents), handed out again before the pack grows. Ranges never touch (they are merged).
+const PACK_FREE = `
+CREATE TABLE IF NOT EXISTS pack_free (
+  pos INTEGER PRIMARY KEY,
+  length INTEGER NOT NULL
 );`;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -44,17 +51,19 @@ CREATE TABLE IF NOT EXISTS nar_cache (
   nar_size INTEGER NOT NULL,
   nar_sha256 BLOB NOT NULL
 ) WITHOUT ROWID;
--- Bytes of the pack file handed out so far. Space handed to a writer that then failed, or
--- crashed, is not reused; bytes past this point are garbage.
+-- Bytes of the pack file handed out so far. Space held by a process that crashed is not
+-- reused; bytes past this point are garbage.
 CREATE TABLE IF NOT EXISTS pack (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   used INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO pack (id, used) VALUES (1, 0);
+${PACK_FREE}
 `;
 
 // Version 1 kept blobs and directories in WITHOUT ROWID tables (same columns); versions 1 and
-// 2 kept the chunks of large blobs in the main file (table chunks), version 3 in the chunk file.
+// 2 kept the chunks of large blobs in the main file (table chunks), version 3 in the chunk file;
+// version 4 had no free list of pack space.
 const REBUILD_V1 = `
 ALTER TABLE blobs RENAME TO blobs_v1;
 ALTER TABLE directories RENAME TO directories_v1;
@@ -66,58 +75,180 @@ INSERT INTO directories SELECT * FROM directories_v1;
 DROP TABLE directories_v1;
 `;
 
+/** A range of pack file bytes: position and length. */
+export type PackRange = [pos: number, length: number];
+
 /**
  * Hands out pack file space to the writers of one process. Space is taken from the database in
- * extents of {@linkcode EXTENT} bytes (one commit each, instead of one per 1 MiB chunk); what
- * is left of the current extent goes back to the database when the connection closes, if no
- * other process took space after it meanwhile.
+ * extents of up to {@linkcode EXTENT} bytes (one commit each, instead of one per 1 MiB chunk):
+ * from the free list (`pack_free`, lowest position first) when a range there is big enough,
+ * else from the end (`pack.used`). Space a writer did not keep (a blob stored already, an
+ * aborted upload, the rest of an extent) goes back: to the current extent when it was the last
+ * taken from it, else to the free list; free space at the end lowers `used` and cuts the file.
  */
 export class PackSpace {
   #db: DatabaseSync;
-  #reserve: StatementSync | null = null;
-  #giveBack: StatementSync | null = null;
+  #pack: Pack;
+  #sql: Record<string, StatementSync> = {};
+  // The range being handed out now, and more taken with it that come next.
   #next = 0;
   #end = 0;
+  #queue: PackRange[] = [];
+  // Rests of ranges too small for a request, freed with the next commit.
+  #leftovers: PackRange[] = [];
 
-  /** Space in the pack of the database `db`. */
-  constructor(db: DatabaseSync) {
+  /** Space in `pack`, the pack of the database `db`. */
+  constructor(db: DatabaseSync, pack: Pack) {
     this.#db = db;
+    this.#pack = pack;
+  }
+
+  #stmt(sql: string): StatementSync {
+    return this.#sql[sql] ??= this.#db.prepare(sql);
   }
 
   /** The position of `length` new bytes. */
   take(length: number): number {
-    if (this.#end - this.#next < length) {
-      this.#returnRest();
-      const n = Math.max(length, EXTENT);
-      this.#reserve ??= this.#db.prepare(
-        "UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used",
-      );
-      this.#end = (this.#reserve.get(n) as { used: number }).used;
-      this.#next = this.#end - n;
+    while (this.#end - this.#next < length) {
+      if (this.#next < this.#end) this.#leftovers.push([this.#next, this.#end - this.#next]);
+      const r = this.#queue.shift();
+      if (r) [this.#next, this.#end] = [r[0], r[0] + r[1]];
+      else {
+        this.#next = this.#end = 0;
+        this.#reserve(length);
+      }
     }
     const pos = this.#next;
     this.#next += length;
     return pos;
   }
 
-  /** Returns space taken last (`pos` to `pos + length`), when nothing was taken after it. */
-  giveBack(pos: number, length: number): boolean {
-    if (pos + length !== this.#next) return false;
-    this.#next = pos;
-    return true;
+  /** Gives back space taken earlier and not used for any stored blob. */
+  free(ranges: PackRange[]): void {
+    const rest: PackRange[] = [];
+    // Newest first: what was taken last from the current range goes back to it, no commit.
+    for (const [pos, length] of [...ranges].sort((a, b) => b[0] - a[0])) {
+      if (length === 0) continue;
+      // (The range is ours, so it may even end where the current range starts.)
+      if (pos + length === this.#next) this.#next = pos;
+      else rest.push([pos, length]);
+    }
+    if (rest.length === 0) return;
+    transaction(this.#db, () => {
+      for (const r of coalesce(rest)) this.#freeRange(r);
+      this.#trim(true);
+    });
   }
 
-  /** Returns the unused rest of the current extent to the database (when closing). */
+  /** Returns all space held and unused to the database (when closing). */
   close(): void {
-    this.#returnRest();
+    const rest = [...this.#leftovers, ...this.#queue];
+    if (this.#next < this.#end) rest.push([this.#next, this.#end - this.#next]);
+    this.#next = this.#end = 0;
+    this.#queue = [];
+    this.#leftovers = [];
+    if (rest.length === 0) return;
+    transaction(this.#db, () => {
+      for (const r of coalesce(rest)) this.#freeRange(r);
+      this.#trim(true);
+    });
   }
 
-  #returnRest(): void {
-    if (this.#next === this.#end) return;
-    this.#giveBack ??= this.#db.prepare("UPDATE pack SET used = ? WHERE id = 1 AND used = ?");
-    this.#giveBack.run(this.#next, this.#end);
-    this.#next = this.#end = 0;
+  /**
+   * Takes about {@linkcode EXTENT} bytes from the database, in ranges of at least `length`:
+   * free ones first (several in one commit: a free list fragmented into 1 MiB holes would
+   * otherwise cost a commit per chunk), else from the end. Leftovers are freed meanwhile.
+   */
+  #reserve(length: number): void {
+    const leftovers = this.#leftovers;
+    this.#leftovers = [];
+    const want = Math.max(length, EXTENT);
+    const got = transaction(this.#db, (): PackRange[] => {
+      if (leftovers.length > 0) {
+        for (const r of coalesce(leftovers)) this.#freeRange(r);
+        this.#trim(false); // the file is about to be written again
+      }
+      const holes = this.#stmt(
+        "SELECT pos, length FROM pack_free WHERE length >= ? ORDER BY pos LIMIT 256",
+      ).all(length) as { pos: number; length: number }[];
+      const out: PackRange[] = [];
+      let total = 0;
+      for (const h of holes) {
+        if (total >= want) break;
+        const n = Math.min(h.length, want - total);
+        if (n < length) break;
+        if (n === h.length) this.#stmt("DELETE FROM pack_free WHERE pos = ?").run(h.pos);
+        else {
+          this.#stmt("UPDATE pack_free SET pos = pos + ?1, length = length - ?1 WHERE pos = ?2")
+            .run(n, h.pos);
+        }
+        out.push([h.pos, n]);
+        total += n;
+      }
+      if (out.length > 0) return out;
+      const used = (this.#stmt("UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used")
+        .get(want) as { used: number }).used;
+      return [[used - want, want]];
+    }, () => {
+      this.#leftovers = leftovers; // not freed: still ours
+    });
+    const [first, ...more] = got;
+    [this.#next, this.#end] = [first[0], first[0] + first[1]];
+    this.#queue = more;
   }
+
+  /** Adds a range to the free list, merged with free neighbours (inside a transaction). */
+  #freeRange([pos, length]: PackRange): void {
+    let start = pos;
+    let end = pos + length;
+    const before = this.#stmt(
+      "SELECT pos, length FROM pack_free WHERE pos < ? ORDER BY pos DESC LIMIT 1",
+    ).get(pos) as { pos: number; length: number } | undefined;
+    const after = this.#stmt(
+      "SELECT pos, length FROM pack_free WHERE pos >= ? ORDER BY pos LIMIT 1",
+    ).get(pos) as { pos: number; length: number } | undefined;
+    // Giving back space that is free already would later hand it out twice.
+    if ((before && before.pos + before.length > start) || (after && after.pos < end)) {
+      throw new Error(`pack bytes ${pos}..${end} were given back twice`);
+    }
+    const drop = this.#stmt("DELETE FROM pack_free WHERE pos = ?");
+    if (before && before.pos + before.length === start) {
+      start = before.pos;
+      drop.run(before.pos);
+    }
+    if (after && after.pos === end) {
+      end += after.length;
+      drop.run(after.pos);
+    }
+    this.#stmt("INSERT INTO pack_free (pos, length) VALUES (?, ?)").run(start, end - start);
+    this.#pack.discard(pos, length);
+  }
+
+  /** Free space at the end of the pack lowers `used`; with `cut`, the file is cut there too. */
+  #trim(cut: boolean): void {
+    const { used } = this.#stmt("SELECT used FROM pack WHERE id = 1").get() as { used: number };
+    const last = this.#stmt("SELECT pos, length FROM pack_free ORDER BY pos DESC LIMIT 1")
+      .get() as { pos: number; length: number } | undefined;
+    let end = used;
+    if (last && last.pos + last.length === used) {
+      this.#stmt("DELETE FROM pack_free WHERE pos = ?").run(last.pos);
+      this.#stmt("UPDATE pack SET used = ? WHERE id = 1").run(last.pos);
+      end = last.pos;
+    }
+    // Under the write lock: nobody can be handed the bytes past `used` meanwhile.
+    if (cut && this.#pack.size() > end) this.#pack.truncate(end);
+  }
+}
+
+/** Sorted ranges with touching neighbours merged. */
+function coalesce(ranges: PackRange[]): PackRange[] {
+  const out: PackRange[] = [];
+  for (const [pos, length] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    const last = out[out.length - 1];
+    if (last && last[0] + last[1] === pos) last[1] += length;
+    else out.push([pos, length]);
+  }
+  return out;
 }
 
 /** Pack space is taken from the database this much at a time. */
@@ -200,7 +331,7 @@ export function openDatabase(path: string): SqliteHandle {
       cause: e,
     });
   }
-  const conn: Connection = { db, pack, space: new PackSpace(db), refs: 1 };
+  const conn: Connection = { db, pack, space: new PackSpace(db, pack), refs: 1 };
   if (path !== ":memory:") open.set(path, conn);
   return handle(path, conn);
 }
@@ -254,6 +385,8 @@ function migrate(db: DatabaseSync, pack: Pack, path: string): void {
     if (now === SCHEMA_VERSION) return;
     if (now === 0 && !hasTable(db, "blobs")) {
       db.exec(SCHEMA);
+    } else if (now === 4) {
+      db.exec(PACK_FREE);
     } else {
       if (now === 1) db.exec(REBUILD_V1);
       moved = moveChunksToPack(db, pack, path);
@@ -326,10 +459,16 @@ function moveChunksToPack(db: DatabaseSync, pack: Pack, path: string): boolean {
 
 /**
  * Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so concurrent writers
- * wait on the busy timeout instead of failing on upgrade), committing on success.
+ * wait on the busy timeout instead of failing on upgrade), committing on success; `onRollback`
+ * runs when it fails.
  */
-export function transaction<T>(db: DatabaseSync, fn: () => T): T {
-  db.exec("BEGIN IMMEDIATE");
+export function transaction<T>(db: DatabaseSync, fn: () => T, onRollback?: () => void): T {
+  try {
+    db.exec("BEGIN IMMEDIATE");
+  } catch (e) {
+    onRollback?.();
+    throw e;
+  }
   try {
     const result = fn();
     db.exec("COMMIT");
@@ -338,6 +477,7 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
     try {
       db.exec("ROLLBACK");
     } catch { /* already rolled back */ }
+    onRollback?.();
     throw e;
   }
 }

@@ -23,8 +23,12 @@ export interface Pack {
   sync(): Promise<void>;
   /** Makes everything written so far durable, on this thread. */
   syncSync(): void;
-  /** Cuts the file to `size` bytes (migrations restarting after a crash). */
+  /** Cuts the file to `size` bytes (migrations restarting after a crash, space given back). */
   truncate(size: number): void;
+  /** The size of the file (in memory: the end of the last chunk). */
+  size(): number;
+  /** Forgets the chunks starting in `pos` to `pos + length` (space given back; in memory). */
+  discard(pos: number, length: number): void;
   /** Closes it. */
   close(): void;
 }
@@ -82,6 +86,14 @@ class FilePack implements Pack {
     libc.ftruncate(this.#fd, size, this.#name);
   }
 
+  size(): number {
+    return libc.fstat(this.#fd, this.#name).size;
+  }
+
+  discard(): void {
+    // The bytes stay until overwritten or cut off: nothing points at them any more.
+  }
+
   close(): void {
     libc.close(this.#fd);
   }
@@ -117,6 +129,18 @@ class MemoryPack implements Pack {
 
   truncate(size: number): void {
     for (const pos of [...this.#chunks.keys()]) if (pos >= size) this.#chunks.delete(pos);
+  }
+
+  size(): number {
+    let end = 0;
+    for (const [pos, c] of this.#chunks) end = Math.max(end, pos + c.length);
+    return end;
+  }
+
+  discard(pos: number, length: number): void {
+    for (const p of [...this.#chunks.keys()]) {
+      if (p >= pos && p < pos + length) this.#chunks.delete(p);
+    }
   }
 
   close(): void {

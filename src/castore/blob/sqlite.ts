@@ -11,6 +11,7 @@ import { InvalidRequestError } from "../errors.ts";
 import {
   noteSqliteBytes,
   openDatabase,
+  type PackRange,
   type SqliteHandle,
   storageError,
   transaction,
@@ -237,13 +238,12 @@ export class SqliteBlobService implements BlobService {
       const failed = results.find((r) => r.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
     };
-    /** Returns our space when nobody took any after it (the usual case: one writer at a time). */
+    /** Gives our space back: the blob is stored already, or the upload was abandoned. */
     const release = () => {
-      for (let i = positions.length - 1; i >= 0; i--) {
-        if (!this.#h.space.giveBack(positions[i], lengths[i])) break;
-      }
+      const ranges = positions.map((p, i): PackRange => [p, lengths[i]]);
       positions.length = 0;
       lengths.length = 0;
+      this.#h.space.free(ranges);
     };
 
     return {
@@ -289,6 +289,13 @@ export class SqliteBlobService implements BlobService {
             release();
           }
         } catch (e) {
+          // Nothing points at the chunks written: their space goes back.
+          aborted = true;
+          pending = [];
+          await settle().catch(() => {});
+          try {
+            release();
+          } catch { /* leaks that space, the error below is what matters */ }
           throw storageError(`storing blob ${digest}`, e);
         }
         pending = [];
