@@ -75,7 +75,7 @@ function withServices<O extends ServiceAddrOptions>(
   fn: (services: Services, inv: Invocation<O>) => Promise<void>,
 ) {
   return action<O>(async (inv) => {
-    const services = await openServices(inv.options);
+    const services = await openServices(inv.options, { readOnly: true });
     try {
       await fn(services, inv);
     } finally {

@@ -14,7 +14,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { StorageError } from "../castore/errors.ts";
-import { encodePositions, openPack, type Pack } from "./pack.ts";
+import { encodePositions, openPack, type Pack, packFilePath } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */
 export const SCHEMA_VERSION = 5;
@@ -264,18 +264,43 @@ export interface SqliteHandle {
   readonly space: PackSpace;
   /** Where it lives (`:memory:` for a private in-memory database). */
   readonly path: string;
+  /** False for a connection opened read-only: writes fail. */
+  readonly writable: boolean;
   /** Drops this reference; the connection closes with the last one. */
   release(): Promise<void>;
+}
+
+/**
+ * How an SQLite store is opened.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type OpenOptions, SqliteBlobService } from "../../mod.ts";
+ * const options: OpenOptions = { readOnly: true };
+ * // Reading never creates a store:
+ * assert.throws(() => new SqliteBlobService("/nonexistent/store.db", options), /no store at/);
+ * ```
+ */
+export interface OpenOptions {
+  /**
+   * Only read (default false): a missing file is an error instead of a new store, and a store
+   * on a read-only filesystem can be read.
+   */
+  readOnly?: boolean;
 }
 
 interface Connection {
   db: DatabaseSync;
   pack: Pack;
   space: PackSpace;
+  writable: boolean;
   refs: number;
 }
 
+// Shared connections: read-write ones by path, read-only ones by path + READER.
 const open = new Map<string, Connection>();
+const READER = "\0read-only";
 
 // Bytes of each database file SQLite may map into memory (0: plain reads).
 let mmapBytes = 0;
@@ -296,20 +321,34 @@ export function chunkFilePath(path: string): string {
 }
 
 /**
- * Opens (creating if needed) the database at `path`, or a private in-memory one for
- * `":memory:"`. Opening the same path again in this process shares the connection.
+ * Opens the database at `path`, or a private in-memory one for `":memory:"`: for writing
+ * (created if missing), or with `readOnly` for reading only (a missing file is an error naming
+ * it). Opening the same path again in this process shares the connection; a reader shares a
+ * writer's.
  */
-export function openDatabase(path: string): SqliteHandle {
+export function openDatabase(path: string, options: OpenOptions = {}): SqliteHandle {
+  const readOnly = (options.readOnly ?? false) && path !== ":memory:";
   if (path !== ":memory:") {
-    const shared = open.get(path);
+    const key = open.has(path) || !readOnly ? path : path + READER;
+    const shared = open.get(key);
     if (shared) {
       shared.refs++;
-      return handle(path, shared);
+      return handle(key, path, shared);
     }
   }
+  const conn = readOnly ? openForReading(path) : openForWriting(path);
+  const key = conn.writable ? path : path + READER;
+  if (path !== ":memory:") open.set(key, conn);
+  return handle(key, path, conn);
+}
+
+function openForWriting(path: string): Connection {
   let db: DatabaseSync | undefined;
   let pack: Pack | undefined;
   try {
+    // The pack first: it fails with the reason (EROFS, EACCES) where SQLite would open the
+    // database read-only without a word, or say only "unable to open database file".
+    pack = openPack(path);
     db = new DatabaseSync(path, { timeout: 30_000 });
     // 16 KiB pages: small commits write 4x less WAL than with 64 KiB pages.
     db.exec("PRAGMA page_size = 16384");
@@ -318,40 +357,128 @@ export function openDatabase(path: string): SqliteHandle {
     // per transaction.
     db.exec("PRAGMA synchronous = NORMAL");
     if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
-    pack = openPack(path);
     migrate(db, pack, path);
   } catch (e) {
-    try {
-      pack?.close();
-    } catch { /* not open */ }
-    try {
-      db?.close();
-    } catch { /* not open */ }
+    closeQuietly(db, pack);
+    throw new StorageError(
+      `cannot open SQLite database ${path} for writing: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  return { db, pack, space: new PackSpace(db, pack), writable: true, refs: 1 };
+}
+
+// Schema versions a read-only connection can read as they are; older ones need a migration.
+const READABLE_SINCE = 4;
+
+function openForReading(path: string): Connection {
+  try {
+    Deno.statSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new StorageError(`no store at ${path} (nothing has been imported there yet)`, {
+        cause: e,
+      });
+    }
     throw new StorageError(`cannot open SQLite database ${path}: ${(e as Error).message}`, {
       cause: e,
     });
   }
-  const conn: Connection = { db, pack, space: new PackSpace(db, pack), refs: 1 };
-  if (path !== ":memory:") open.set(path, conn);
-  return handle(path, conn);
+  let db: DatabaseSync | undefined;
+  let pack: Pack | undefined;
+  try {
+    db = openReadOnly(path);
+    const v = version(db);
+    if (v > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${v} is newer than this nixcas (${SCHEMA_VERSION})`);
+    }
+    if (v === 0 && !hasTable(db, "blobs")) throw new Error("not a nixcas store (no tables)");
+    if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
+    pack = openPack(path, { readOnly: true });
+    if (v < READABLE_SINCE) {
+      closeQuietly(db, pack);
+      db = pack = undefined;
+      // Migrating an old store is the one write a reader does: its schema cannot be read.
+      return openForWriting(path);
+    }
+  } catch (e) {
+    closeQuietly(db, pack);
+    if (e instanceof StorageError) throw e;
+    throw new StorageError(`cannot open SQLite database ${path}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return { db, pack, space: new PackSpace(db, pack), writable: false, refs: 1 };
 }
 
-function handle(path: string, conn: Connection): SqliteHandle {
+/**
+ * A read-only connection. A WAL database on a read-only filesystem cannot be opened as usual
+ * (SQLite needs to create its `-shm` index file); nobody can write there either, so it is then
+ * opened as immutable — unless a write-ahead log there holds commits not yet in the file.
+ */
+function openReadOnly(path: string): DatabaseSync {
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path, { readOnly: true, timeout: 30_000 });
+    version(db); // SQLite opens the WAL index only when first reading
+    return db;
+  } catch (e) {
+    closeQuietly(db, undefined);
+    if (!onReadOnlyFilesystem(path)) throw e;
+    let wal = 0;
+    try {
+      wal = Deno.statSync(`${path}-wal`).size;
+    } catch { /* no log */ }
+    if (wal > 0) {
+      throw new Error(
+        `${path}-wal holds commits not yet in the database and the filesystem is read-only: ` +
+          `open the store once where it is writable`,
+      );
+    }
+    const url = new URL("file:///");
+    url.pathname = path;
+    url.search = "immutable=1";
+    return new DatabaseSync(url, { readOnly: true });
+  }
+}
+
+// Asked of the pack file: opening the database file itself would drop SQLite's POSIX locks on
+// it held by this process.
+function onReadOnlyFilesystem(path: string): boolean {
+  try {
+    Deno.openSync(packFilePath(path), { write: true }).close();
+    return false;
+  } catch (e) {
+    return (e as { code?: string }).code === "EROFS";
+  }
+}
+
+function closeQuietly(db: DatabaseSync | undefined, pack: Pack | undefined): void {
+  try {
+    pack?.close();
+  } catch { /* not open */ }
+  try {
+    db?.close();
+  } catch { /* not open */ }
+}
+
+function handle(key: string, path: string, conn: Connection): SqliteHandle {
   let released = false;
   return {
     db: conn.db,
     pack: conn.pack,
     space: conn.space,
     path,
+    writable: conn.writable,
     release() {
       if (released) return Promise.resolve();
       released = true;
-      if (open.get(path) === conn) {
+      if (open.get(key) === conn) {
         if (--conn.refs > 0) return Promise.resolve();
-        open.delete(path);
+        open.delete(key);
       }
       try {
-        conn.space.close();
+        if (conn.writable) conn.space.close();
       } finally {
         conn.db.close();
         conn.pack.close();

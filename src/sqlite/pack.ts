@@ -38,9 +38,13 @@ export function packFilePath(path: string): string {
   return `${path}-pack`;
 }
 
-/** Opens (creating if needed) the pack of the database at `path`; `:memory:` gets a private one. */
-export function openPack(path: string): Pack {
-  return path === ":memory:" ? new MemoryPack() : new FilePack(packFilePath(path));
+/**
+ * Opens the pack of the database at `path` (created if needed, unless `readOnly`); `:memory:`
+ * gets a private one.
+ */
+export function openPack(path: string, options: { readOnly?: boolean } = {}): Pack {
+  if (path === ":memory:") return new MemoryPack();
+  return new FilePack(packFilePath(path), options.readOnly ?? false);
 }
 
 class FilePack implements Pack {
@@ -48,10 +52,20 @@ class FilePack implements Pack {
   #name: Uint8Array;
   #fd: number;
 
-  constructor(path: string) {
+  constructor(path: string, readOnly: boolean) {
     this.path = path;
     this.#name = libc.toBytes(path);
-    this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDWR | libc.O_CREAT, 0o644);
+    if (!readOnly) {
+      this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDWR | libc.O_CREAT, 0o644);
+      return;
+    }
+    try {
+      this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDONLY);
+    } catch (e) {
+      // A store without large blobs reads fine without it; reading a large blob says why not.
+      if (!(e instanceof libc.LibcError && e.code === "ENOENT")) throw e;
+      this.#fd = -1;
+    }
   }
 
   write(pos: number, data: Uint8Array): Promise<void> {
@@ -63,6 +77,7 @@ class FilePack implements Pack {
   }
 
   async read(pos: number, length: number): Promise<Uint8Array> {
+    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
     const buf = new Uint8Array(length);
     for (let got = 0; got < length;) {
       const n = await libc.preadAsync(this.#fd, buf.subarray(got), pos + got, this.#name);
@@ -87,7 +102,7 @@ class FilePack implements Pack {
   }
 
   size(): number {
-    return libc.fstat(this.#fd, this.#name).size;
+    return this.#fd < 0 ? 0 : libc.fstat(this.#fd, this.#name).size;
   }
 
   discard(): void {
@@ -95,7 +110,8 @@ class FilePack implements Pack {
   }
 
   close(): void {
-    libc.close(this.#fd);
+    if (this.#fd >= 0) libc.close(this.#fd);
+    this.#fd = -1;
   }
 }
 

@@ -11,6 +11,7 @@ import { InvalidRequestError } from "../errors.ts";
 import {
   noteSqliteBytes,
   openDatabase,
+  type OpenOptions,
   type PackRange,
   type SqliteHandle,
   storageError,
@@ -26,6 +27,8 @@ import {
   CHUNK_SIZE,
   type SmallBlobPut,
 } from "./service.ts";
+
+export type { OpenOptions } from "../../sqlite/db.ts";
 
 // A batch of small blobs is committed once it holds this many rows or bytes, even before the
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
@@ -67,9 +70,12 @@ export class SqliteBlobService implements BlobService {
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
 
-  /** Opens the database at `path` (`:memory:` for a private in-memory one). */
-  constructor(path: string) {
-    this.#h = openDatabase(path);
+  /**
+   * Opens the database at `path` (`:memory:` for a private in-memory one), created if missing
+   * unless `options.readOnly`.
+   */
+  constructor(path: string, options: OpenOptions = {}) {
+    this.#h = openDatabase(path, options);
     const db = this.#h.db;
     this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
     this.#meta = db.prepare("SELECT size, chunks FROM blobs WHERE digest = ?");

@@ -11,7 +11,12 @@ import { decodePathInfoWire, encodePathInfoWire } from "../wire.ts";
 import type { DirectoryService } from "../../castore/directory/service.ts";
 import { InvalidRequestError } from "../../castore/errors.ts";
 import { calculateNar } from "../../nar/hash.ts";
-import { openDatabase, type SqliteHandle, storageError } from "../../sqlite/db.ts";
+import {
+  openDatabase,
+  type OpenOptions,
+  type SqliteHandle,
+  storageError,
+} from "../../sqlite/db.ts";
 import { validatePathInfo } from "../path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../store_path.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "./service.ts";
@@ -68,9 +73,17 @@ export class SqlitePathInfoService implements PathInfoService {
   #narGet: StatementSync;
   #narPut: StatementSync;
 
-  /** Opens the database at `path`; NARs are calculated from `blobs` and `directories`. */
-  constructor(path: string, blobs: BlobService, directories: DirectoryService) {
-    this.#h = openDatabase(path);
+  /**
+   * Opens the database at `path` (created if missing unless `options.readOnly`); NARs are
+   * calculated from `blobs` and `directories`.
+   */
+  constructor(
+    path: string,
+    blobs: BlobService,
+    directories: DirectoryService,
+    options: OpenOptions = {},
+  ) {
+    this.#h = openDatabase(path, options);
     this.#blobs = blobs;
     this.#directories = directories;
     const db = this.#h.db;
@@ -122,6 +135,7 @@ export class SqlitePathInfoService implements PathInfoService {
     const hit = this.#narGet.get(key) as { nar_size: number; nar_sha256: Uint8Array } | undefined;
     if (hit) return { narSize: hit.nar_size, narSha256: hit.nar_sha256 };
     const calc = await calculateNar(node, this.#blobs, this.#directories);
+    if (!this.#h.writable) return calc; // a reader does not write, not even its cache
     try {
       this.#narPut.run(key, calc.narSize, calc.narSha256);
     } catch (e) {
