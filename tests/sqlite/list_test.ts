@@ -1,7 +1,8 @@
 /**
  * Concurrent iteration of an SQLite store: every `list()` owns its own reading, so consumers
  * that interleave (awaiting between items, as the daemon's streaming List and the FUSE
- * `--list-root` readdir do) all see the whole list.
+ * `--list-root` readdir do) all see the whole list: in the library, through a daemon, and
+ * through a mount.
  */
 import assert from "node:assert/strict";
 import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
@@ -13,6 +14,8 @@ import { GrpcPathInfoService } from "../../src/store/path_info/grpc.ts";
 import type { PathInfoService } from "../../src/store/path_info/service.ts";
 import { SqlitePathInfoService } from "../../src/store/path_info/sqlite.ts";
 import { sourceStorePath } from "../../src/store/store_path.ts";
+import { readMountInfo } from "../../src/fuse/mod.ts";
+import { have, run, startNixcas } from "../prereq.ts";
 
 const ENTRIES = 300;
 
@@ -126,4 +129,40 @@ Deno.test("80 concurrent List calls through a daemon backed by SQLite all comple
     await s.blobs.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "20 concurrent ls of a --list-root mount of an SQLite store all list everything",
+  ignore: !have("FUSE list test", ["ls"], ["/dev/fuse"]),
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const env = { NIXCAS_DIR: `${dir}/store` };
+    await Deno.mkdir(env.NIXCAS_DIR);
+    const s = await fill(`${env.NIXCAS_DIR}/store.db`);
+    await s.pathInfos.close();
+    await s.directories.close();
+    await s.blobs.close();
+    const mnt = `${dir}/mnt`;
+    await Deno.mkdir(mnt);
+    const { child } = await startNixcas(["mount", "--list-root", mnt], "mounted the store", env);
+    try {
+      const expected = s.names.map((n) => n.slice("/nix/store/".length)).sort();
+      // -f: unsorted, as readdir returns them; each ls is its own process.
+      const outs = await Promise.all(Array.from({ length: 20 }, () => run("ls", ["-f", mnt])));
+      const failed = outs.filter((o) => o.code !== 0);
+      assert.equal(failed.length, 0, `${failed.length} of 20 failed: ${failed[0]?.stderr}`);
+      for (const o of outs) {
+        const names = new TextDecoder().decode(o.stdout).split("\n").filter((n) =>
+          n && n !== "." && n !== ".."
+        );
+        assert.deepEqual(names.sort(), expected);
+      }
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      if (readMountInfo().some((m) => m.mountpoint === mnt)) await run("umount", ["-l", mnt]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
