@@ -7,8 +7,12 @@
  * `pack.ts`), at positions handed out by the `pack` table; each `blobs` row lists its chunks'
  * positions. Version 3 kept them as 1 MiB rows of a second SQLite file, where storing a 64 MiB
  * blob cost ~100 ms of this thread (copying each chunk into pages and writing them); a `pwrite`
- * on the thread pool costs it nothing. The main file is in WAL mode, so readers never wait for
- * writers.
+ * on the thread pool costs it nothing. Pack space no blob keeps (copies of stored blobs, aborted
+ * uploads) goes to a free list and is handed out again (see {@linkcode PackSpace}). The main
+ * file is in WAL mode, so readers never wait for writers.
+ *
+ * Commands that only read open the file read-only ({@linkcode OpenOptions}): they never create
+ * a store and can read one on a read-only filesystem.
  *
  * @module
  */
@@ -79,12 +83,14 @@ DROP TABLE directories_v1;
 export type PackRange = [pos: number, length: number];
 
 /**
- * Hands out pack file space to the writers of one process. Space is taken from the database in
- * extents of up to {@linkcode EXTENT} bytes (one commit each, instead of one per 1 MiB chunk):
- * from the free list (`pack_free`, lowest position first) when a range there is big enough,
- * else from the end (`pack.used`). Space a writer did not keep (a blob stored already, an
- * aborted upload, the rest of an extent) goes back: to the current extent when it was the last
- * taken from it, else to the free list; free space at the end lowers `used` and cuts the file.
+ * Hands out pack file space to the writers of one process. Space is taken from the database
+ * about {@linkcode EXTENT} bytes at a time (one commit, instead of one per 1 MiB chunk): free
+ * ranges big enough for the request (`pack_free`, lowest position first), else a new extent at
+ * the end (`pack.used`). Space a writer did not keep (a blob stored already, an aborted upload,
+ * what is left when the process closes the store) goes back: to the range being handed out
+ * when it was the last taken from it, else to the free list; free space at the end lowers
+ * `used` and cuts the file. Only space held by a process that died is lost (at most what it had
+ * taken and not used: about one extent).
  */
 export class PackSpace {
   #db: DatabaseSync;
@@ -399,7 +405,15 @@ function openForReading(path: string): Connection {
       closeQuietly(db, pack);
       db = pack = undefined;
       // Migrating an old store is the one write a reader does: its schema cannot be read.
-      return openForWriting(path);
+      try {
+        return openForWriting(path);
+      } catch (e) {
+        throw new StorageError(
+          `the store ${path} has schema version ${v}, which must be upgraded before it can be ` +
+            `read, and upgrading failed: ${(e as Error).message}`,
+          { cause: e },
+        );
+      }
     }
   } catch (e) {
     closeQuietly(db, pack);
@@ -413,8 +427,10 @@ function openForReading(path: string): Connection {
 
 /**
  * A read-only connection. A WAL database on a read-only filesystem cannot be opened as usual
- * (SQLite needs to create its `-shm` index file); nobody can write there either, so it is then
- * opened as immutable — unless a write-ahead log there holds commits not yet in the file.
+ * when its `-shm` index file is missing (SQLite needs to create it); nobody can write there
+ * either, so it is then opened as immutable — unless a write-ahead log there holds commits not
+ * yet in the file. (A writer reaching the same file through another, writable mount while it
+ * is open this way goes unseen: a read-only bind mount of a live store needs its `-shm`.)
  */
 function openReadOnly(path: string): DatabaseSync {
   let db: DatabaseSync | undefined;

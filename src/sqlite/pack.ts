@@ -1,9 +1,9 @@
 /**
  * The pack file beside an SQLite store, `<file>-pack`: the bytes of large blobs, in 1 MiB
- * chunks at positions the database hands out. Bytes are written once, with `pwrite` on Deno's
- * thread pool, so storing a chunk costs the calling thread nothing but the call; reads are
- * `pread`s there too. A chunk is only reachable through a committed `blobs` row, written after
- * the chunk's bytes were synced.
+ * chunks at positions the database hands out. Bytes are written once per use of their space
+ * (space no blob kept is handed out again), with `pwrite` on Deno's thread pool, so storing a
+ * chunk costs the calling thread nothing but the call; reads are `pread`s there too. A chunk is
+ * only reachable through a committed `blobs` row, written after the chunk's bytes were synced.
  *
  * @module
  */

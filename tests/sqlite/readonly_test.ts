@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { SqliteBlobService } from "../../src/castore/blob/sqlite.ts";
+import { readBlob } from "../../src/castore/blob/util.ts";
 import { StorageError } from "../../src/castore/errors.ts";
 import { openStore } from "../../src/addr.ts";
 import { have, nixcas, run, serviceFlags } from "../prereq.ts";
@@ -35,6 +36,35 @@ Deno.test("opening a missing store read-only fails naming it and creates nothing
     const store = await openStore(`sqlite://${path}`);
     await store.close();
     assert.ok(await exists(path));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a reader sees what a writer commits, and cannot write itself", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.db`;
+  try {
+    await new SqliteBlobService(path).close();
+    const reader = new SqliteBlobService(path, { readOnly: true });
+    const writer = new SqliteBlobService(path);
+    try {
+      const data = new Uint8Array(2 * 1024 * 1024 + 1).fill(3);
+      const w = await writer.openWrite();
+      await w.write(data);
+      const digest = await w.close();
+      assert.equal(await reader.has(digest), true);
+      assert.deepEqual(await readBlob(reader, digest), data);
+      const attempt = await reader.openWrite();
+      await assert.rejects(
+        attempt.write(data),
+        (e) => e instanceof StorageError && /readonly/.test(e.message),
+      );
+      await attempt.abort();
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -130,6 +130,34 @@ Deno.test("a version 1 database is migrated with every blob, chunk and directory
   }
 });
 
+Deno.test("a version 1 database opened for reading only is upgraded first, then read", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/v1.db`;
+  try {
+    const big = pattern(1024 * 1024 + 99, 9);
+    const old = new DatabaseSync(path);
+    old.exec(SCHEMA_V1);
+    old.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, ?)")
+      .run(blake3(big).bytes, big.length, 1);
+    const chunk = old.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
+    chunk.run(1, 0, big.subarray(0, 1048576));
+    chunk.run(1, 1, big.subarray(1048576));
+    old.close();
+    const blobs = new SqliteBlobService(path, { readOnly: true });
+    try {
+      assert.deepEqual(await readBlob(blobs, blake3(big)), big);
+    } finally {
+      await blobs.close();
+    }
+    const check = new DatabaseSync(path);
+    const v = check.prepare("PRAGMA user_version").get() as { user_version: number };
+    assert.equal(v.user_version, SCHEMA_VERSION);
+    check.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a database from a newer nixcas is refused with its version named", async () => {
   const dir = await Deno.makeTempDir();
   try {
