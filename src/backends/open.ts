@@ -10,7 +10,7 @@
  */
 import { MemoryBlobService } from "./memory/blob.ts";
 import type { BlobService } from "../castore/blob_service.ts";
-import { SqliteBlobService } from "./sqlite/blob.ts";
+import { type OpenOptions, SqliteBlobService } from "./sqlite/blob.ts";
 import { MemoryDirectoryService } from "./memory/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import { SqliteDirectoryService } from "./sqlite/directory.ts";
@@ -201,7 +201,8 @@ function ensureParent(path: string): void {
 
 /**
  * Opens a BlobService by address (see {@linkcode parseAddr}). A `sqlite://` file and its
- * parent directories are created when missing.
+ * parent directories are created when missing, unless `options.readOnly` (then a missing file
+ * is an error naming it, and a store on a read-only filesystem can be read).
  *
  * @example
  * ```ts
@@ -212,14 +213,17 @@ function ensureParent(path: string): void {
  * await blobs.close();
  * ```
  */
-export async function openBlobService(addr: string): Promise<BlobService> {
+export async function openBlobService(
+  addr: string,
+  options: OpenOptions = {},
+): Promise<BlobService> {
   const a = parseAddr(addr);
   switch (a.kind) {
     case "memory":
       return new MemoryBlobService();
     case "sqlite":
-      if (a.path !== ":memory:") ensureParent(a.path);
-      return new SqliteBlobService(a.path);
+      if (!options.readOnly && a.path !== ":memory:") ensureParent(a.path);
+      return new SqliteBlobService(a.path, options);
     case "grpc":
       return new (await import("./grpc/blob.ts")).GrpcBlobService(addr);
   }
@@ -227,7 +231,7 @@ export async function openBlobService(addr: string): Promise<BlobService> {
 
 /**
  * Opens a DirectoryService by address (see {@linkcode parseAddr}). A `sqlite://` file and its
- * parent directories are created when missing.
+ * parent directories are created when missing, unless `options.readOnly`.
  *
  * @example
  * ```ts
@@ -245,14 +249,17 @@ export async function openBlobService(addr: string): Promise<BlobService> {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function openDirectoryService(addr: string): Promise<DirectoryService> {
+export async function openDirectoryService(
+  addr: string,
+  options: OpenOptions = {},
+): Promise<DirectoryService> {
   const a = parseAddr(addr);
   switch (a.kind) {
     case "memory":
       return new MemoryDirectoryService();
     case "sqlite":
-      if (a.path !== ":memory:") ensureParent(a.path);
-      return new SqliteDirectoryService(a.path);
+      if (!options.readOnly && a.path !== ":memory:") ensureParent(a.path);
+      return new SqliteDirectoryService(a.path, options);
     case "grpc":
       return new (await import("./grpc/directory.ts")).GrpcDirectoryService(addr);
   }
@@ -260,7 +267,8 @@ export async function openDirectoryService(addr: string): Promise<DirectoryServi
 
 /**
  * Opens a PathInfoService by address. Local backends calculate NARs from `blobs` and
- * `directories`; a remote daemon calculates them from its own.
+ * `directories`; a remote daemon calculates them from its own. A `sqlite://` file is created
+ * when missing, unless `options.readOnly`.
  *
  * @example
  * ```ts
@@ -278,14 +286,15 @@ export async function openPathInfoService(
   addr: string,
   blobs: BlobService,
   directories: DirectoryService,
+  options: OpenOptions = {},
 ): Promise<PathInfoService> {
   const a = parseAddr(addr);
   switch (a.kind) {
     case "memory":
       return new MemoryPathInfoService(blobs, directories);
     case "sqlite":
-      if (a.path !== ":memory:") ensureParent(a.path);
-      return new SqlitePathInfoService(a.path, blobs, directories);
+      if (!options.readOnly && a.path !== ":memory:") ensureParent(a.path);
+      return new SqlitePathInfoService(a.path, blobs, directories, options);
     case "grpc":
       return new (await import("./grpc/path_info.ts")).GrpcPathInfoService(addr);
   }
@@ -317,6 +326,8 @@ export interface Store {
 /**
  * Opens all three services. `addr` is used for every service unless `blob`, `directory` or
  * `pathInfo` name another; the default is the embedded store ({@linkcode defaultStoreAddr}).
+ * With `options.readOnly`, SQLite stores are opened for reading only: a missing one is an error,
+ * nothing is created.
  *
  * @example
  * ```ts
@@ -333,14 +344,22 @@ export interface Store {
 export async function openStore(
   addr?: string,
   overrides: { blob?: string; directory?: string; pathInfo?: string } = {},
+  options: OpenOptions = {},
 ): Promise<Store> {
   const def = addr ??
     (overrides.blob && overrides.directory && overrides.pathInfo ? "" : defaultStoreAddr());
-  const blobs = await openBlobService(overrides.blob ?? def);
+  // Every address is checked before any store is opened, so a bad one is reported as such.
+  for (const a of [overrides.blob, overrides.directory, overrides.pathInfo]) parseAddr(a ?? def);
+  const blobs = await openBlobService(overrides.blob ?? def, options);
   let directories: DirectoryService | undefined;
   try {
-    directories = await openDirectoryService(overrides.directory ?? def);
-    const pathInfos = await openPathInfoService(overrides.pathInfo ?? def, blobs, directories);
+    directories = await openDirectoryService(overrides.directory ?? def, options);
+    const pathInfos = await openPathInfoService(
+      overrides.pathInfo ?? def,
+      blobs,
+      directories,
+      options,
+    );
     const dirs = directories;
     return {
       blobs,

@@ -6,6 +6,7 @@
  */
 import type { Invocation, OptionSpec } from "./args.ts";
 import { openStore, type Store } from "../backends/open.ts";
+import type { OpenOptions } from "../backends/sqlite/db.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "./log.ts";
 
 /** The three address flags as parsed (see {@linkcode SERVICE_ADDR_OPTIONS}). */
@@ -42,13 +43,20 @@ export const SERVICE_ADDR_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
-/** Opens the three services named by the flags, defaulting to the embedded store. */
-export function openServices(opts: ServiceAddrOptions): Promise<Services> {
+/**
+ * Opens the three services named by the flags, defaulting to the embedded store. Commands that
+ * only read pass `{ readOnly: true }`: they must not create a store, and must work on one they
+ * cannot write.
+ */
+export function openServices(
+  opts: ServiceAddrOptions,
+  options: OpenOptions = {},
+): Promise<Services> {
   return openStore(undefined, {
     blob: opts.blobServiceAddr,
     directory: opts.directoryServiceAddr,
     pathInfo: opts.pathInfoServiceAddr,
-  });
+  }, options);
 }
 
 /** Global options (on the program). */

@@ -76,7 +76,10 @@ function withServices<O extends ServiceAddrOptions>(
   fn: (services: Services, inv: Invocation<O>) => Promise<void>,
 ) {
   return action<O>(async (inv) => {
-    const services = await openServices(inv.options);
+    // A malformed store path is reported before any store is opened.
+    const target = inv.args.storePath ?? inv.args.path;
+    if (typeof target === "string") parseTarget(target);
+    const services = await openServices(inv.options, { readOnly: true });
     try {
       await fn(services, inv);
     } finally {

@@ -52,7 +52,7 @@ export const mountCommand: CommandSpec<MountOptions> = {
     const real = checkMountpoint(mountpoint);
     // A long-running read server: the SQLite file is memory-mapped.
     useReadServerMode();
-    const services = await openServices(opts);
+    const services = await openServices(opts, { readOnly: true });
     try {
       const handle = await mountStore({
         mountpoint: real,

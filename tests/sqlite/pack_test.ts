@@ -1,8 +1,10 @@
 /**
  * The pack file shared by several processes: space handed out to one is never handed to
- * another, so blobs written at the same time all read back intact.
+ * another, so blobs written at the same time all read back intact; space they give back (copies
+ * of blobs stored already) costs nothing.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
 import { B3Digest } from "../../src/castore/digest.ts";
@@ -22,6 +24,26 @@ Deno.test("two processes writing large blobs into one store at once", async () =
       }).output();
     const outs = await Promise.all([run(1), run(2)]);
     for (const o of outs) assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    const used = () => {
+      const db = new DatabaseSync(path, { readOnly: true });
+      const one = (sql: string) => Object.values(db.prepare(sql).get()!)[0] as number;
+      const r = {
+        used: one("SELECT used FROM pack"),
+        free: one("SELECT coalesce(sum(length), 0) FROM pack_free"),
+        live: one("SELECT coalesce(sum(size), 0) FROM blobs"),
+      };
+      db.close();
+      return r;
+    };
+    const first = used();
+    assert.equal(first.live, 24 * 2.5 * 1024 * 1024);
+    assert.equal(first.used, first.live + first.free);
+    // Both again, at once: every blob is a copy, so the pack does not grow.
+    const copies = await Promise.all([run(1), run(2)]);
+    for (const o of copies) assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    const second = used();
+    assert.equal(second.used, first.used);
+    assert.equal(second.used, second.live + second.free);
     const blobs = new SqliteBlobService(path);
     try {
       for (const [k, o] of outs.entries()) {

@@ -53,7 +53,14 @@ Deno.test("a new database gets the current schema version with rowid blob tables
     assert.deepEqual(/WITHOUT ROWID/i.test(sql.sql), false);
     const tables = h.db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all()
       .map((r) => r.name as string).sort();
-    assert.deepEqual(tables, ["blobs", "directories", "nar_cache", "pack", "path_infos"]);
+    assert.deepEqual(tables, [
+      "blobs",
+      "directories",
+      "nar_cache",
+      "pack",
+      "pack_free",
+      "path_infos",
+    ]);
     assert.equal(usedPack(h.db), 0);
     assert.ok((await Deno.stat(packFilePath(`${dir}/s.db`))).isFile);
     await h.release();
@@ -117,6 +124,34 @@ Deno.test("a version 1 database is migrated with every blob, chunk and directory
     assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks"]);
     // The big blob, then the new one, each written once into the pack.
     assert.equal(usedPack(check), big.length + 1500000);
+    check.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a version 1 database opened for reading only is upgraded first, then read", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/v1.db`;
+  try {
+    const big = pattern(1024 * 1024 + 99, 9);
+    const old = new DatabaseSync(path);
+    old.exec(SCHEMA_V1);
+    old.prepare("INSERT INTO blobs (digest, size, data_id) VALUES (?, ?, ?)")
+      .run(blake3(big).bytes, big.length, 1);
+    const chunk = old.prepare("INSERT INTO chunks (data_id, idx, data) VALUES (?, ?, ?)");
+    chunk.run(1, 0, big.subarray(0, 1048576));
+    chunk.run(1, 1, big.subarray(1048576));
+    old.close();
+    const blobs = new SqliteBlobService(path, { readOnly: true });
+    try {
+      assert.deepEqual(await readBlob(blobs, blake3(big)), big);
+    } finally {
+      await blobs.close();
+    }
+    const check = new DatabaseSync(path);
+    const v = check.prepare("PRAGMA user_version").get() as { user_version: number };
+    assert.equal(v.user_version, SCHEMA_VERSION);
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -193,6 +228,41 @@ Deno.test("an aborted upload and a second copy of a blob give their pack space b
     }
     const check = new DatabaseSync(path);
     assert.equal(usedPack(check), data.length + other.length);
+    check.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a version 4 database gets the free list of pack space", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/v4.db`;
+  try {
+    const data = pattern(2 * 1024 * 1024 + 9, 8);
+    let blobs = new SqliteBlobService(path);
+    const w = await blobs.openWrite();
+    await w.write(data);
+    const digest = await w.close();
+    await blobs.close();
+    // What version 4 had: the same, without pack_free.
+    const old = new DatabaseSync(path);
+    old.exec("DROP TABLE pack_free; PRAGMA user_version = 4");
+    old.close();
+    blobs = new SqliteBlobService(path);
+    try {
+      assert.deepEqual(await readBlob(blobs, digest), data);
+      const copy = await blobs.openWrite();
+      await copy.write(data);
+      await copy.close();
+    } finally {
+      await blobs.close();
+    }
+    const check = new DatabaseSync(path);
+    assert.equal(
+      (check.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+      SCHEMA_VERSION,
+    );
+    assert.equal(usedPack(check), data.length);
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });

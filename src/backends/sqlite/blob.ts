@@ -11,6 +11,8 @@ import { InvalidRequestError } from "../../base/errors.ts";
 import {
   noteSqliteBytes,
   openDatabase,
+  type OpenOptions,
+  type PackRange,
   type SqliteHandle,
   storageError,
   transaction,
@@ -25,6 +27,8 @@ import {
   CHUNK_SIZE,
   type SmallBlobPut,
 } from "../../castore/blob_service.ts";
+
+export type { OpenOptions } from "./db.ts";
 
 // A batch of small blobs is committed once it holds this many rows or bytes, even before the
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
@@ -66,9 +70,12 @@ export class SqliteBlobService implements BlobService {
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
 
-  /** Opens the database at `path` (`:memory:` for a private in-memory one). */
-  constructor(path: string) {
-    this.#h = openDatabase(path);
+  /**
+   * Opens the database at `path` (`:memory:` for a private in-memory one), created if missing
+   * unless `options.readOnly`.
+   */
+  constructor(path: string, options: OpenOptions = {}) {
+    this.#h = openDatabase(path, options);
     const db = this.#h.db;
     this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
     this.#meta = db.prepare("SELECT size, chunks FROM blobs WHERE digest = ?");
@@ -237,13 +244,12 @@ export class SqliteBlobService implements BlobService {
       const failed = results.find((r) => r.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
     };
-    /** Returns our space when nobody took any after it (the usual case: one writer at a time). */
+    /** Gives our space back: the blob is stored already, or the upload was abandoned. */
     const release = () => {
-      for (let i = positions.length - 1; i >= 0; i--) {
-        if (!this.#h.space.giveBack(positions[i], lengths[i])) break;
-      }
+      const ranges = positions.map((p, i): PackRange => [p, lengths[i]]);
       positions.length = 0;
       lengths.length = 0;
+      this.#h.space.free(ranges);
     };
 
     return {
@@ -289,6 +295,13 @@ export class SqliteBlobService implements BlobService {
             release();
           }
         } catch (e) {
+          // Nothing points at the chunks written: their space goes back.
+          aborted = true;
+          pending = [];
+          await settle().catch(() => {});
+          try {
+            release();
+          } catch { /* leaks that space, the error below is what matters */ }
           throw storageError(`storing blob ${digest}`, e);
         }
         pending = [];

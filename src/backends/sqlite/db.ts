@@ -7,17 +7,21 @@
  * `pack.ts`), at positions handed out by the `pack` table; each `blobs` row lists its chunks'
  * positions. Version 3 kept them as 1 MiB rows of a second SQLite file, where storing a 64 MiB
  * blob cost ~100 ms of this thread (copying each chunk into pages and writing them); a `pwrite`
- * on the thread pool costs it nothing. The main file is in WAL mode, so readers never wait for
- * writers.
+ * on the thread pool costs it nothing. Pack space no blob keeps (copies of stored blobs, aborted
+ * uploads) goes to a free list and is handed out again (see {@linkcode PackSpace}). The main
+ * file is in WAL mode, so readers never wait for writers.
+ *
+ * Commands that only read open the file read-only ({@linkcode OpenOptions}): they never create
+ * a store and can read one on a read-only filesystem.
  *
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { StorageError } from "../../base/errors.ts";
-import { encodePositions, openPack, type Pack } from "./pack.ts";
+import { encodePositions, openPack, type Pack, packFilePath } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 // Tables holding bytes are rowid tables with a separate unique index on the digest: in a
 // WITHOUT ROWID table every row sits in the key's B-tree, so rows of kilobytes made random
@@ -26,6 +30,13 @@ const DIRECTORIES = `
 CREATE TABLE IF NOT EXISTS directories (
   digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the canonical encoding
   data BLOB NOT NULL              -- the canonical encoding
+);`;
+// Version 5: pack space given back below `used` (blobs stored already, unused rests of
+// extents), handed out again before the pack grows. Ranges never touch (they are merged).
+const PACK_FREE = `
+CREATE TABLE IF NOT EXISTS pack_free (
+  pos INTEGER PRIMARY KEY,
+  length INTEGER NOT NULL
 );`;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -44,17 +55,19 @@ CREATE TABLE IF NOT EXISTS nar_cache (
   nar_size INTEGER NOT NULL,
   nar_sha256 BLOB NOT NULL
 ) WITHOUT ROWID;
--- Bytes of the pack file handed out so far. Space handed to a writer that then failed, or
--- crashed, is not reused; bytes past this point are garbage.
+-- Bytes of the pack file handed out so far. Space held by a process that crashed is not
+-- reused; bytes past this point are garbage.
 CREATE TABLE IF NOT EXISTS pack (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   used INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO pack (id, used) VALUES (1, 0);
+${PACK_FREE}
 `;
 
 // Version 1 kept blobs and directories in WITHOUT ROWID tables (same columns); versions 1 and
-// 2 kept the chunks of large blobs in the main file (table chunks), version 3 in the chunk file.
+// 2 kept the chunks of large blobs in the main file (table chunks), version 3 in the chunk file;
+// version 4 had no free list of pack space.
 const REBUILD_V1 = `
 ALTER TABLE blobs RENAME TO blobs_v1;
 ALTER TABLE directories RENAME TO directories_v1;
@@ -66,58 +79,182 @@ INSERT INTO directories SELECT * FROM directories_v1;
 DROP TABLE directories_v1;
 `;
 
+/** A range of pack file bytes: position and length. */
+export type PackRange = [pos: number, length: number];
+
 /**
- * Hands out pack file space to the writers of one process. Space is taken from the database in
- * extents of {@linkcode EXTENT} bytes (one commit each, instead of one per 1 MiB chunk); what
- * is left of the current extent goes back to the database when the connection closes, if no
- * other process took space after it meanwhile.
+ * Hands out pack file space to the writers of one process. Space is taken from the database
+ * about {@linkcode EXTENT} bytes at a time (one commit, instead of one per 1 MiB chunk): free
+ * ranges big enough for the request (`pack_free`, lowest position first), else a new extent at
+ * the end (`pack.used`). Space a writer did not keep (a blob stored already, an aborted upload,
+ * what is left when the process closes the store) goes back: to the range being handed out
+ * when it was the last taken from it, else to the free list; free space at the end lowers
+ * `used` and cuts the file. Only space held by a process that died is lost (at most what it had
+ * taken and not used: about one extent).
  */
 export class PackSpace {
   #db: DatabaseSync;
-  #reserve: StatementSync | null = null;
-  #giveBack: StatementSync | null = null;
+  #pack: Pack;
+  #sql: Record<string, StatementSync> = {};
+  // The range being handed out now, and more taken with it that come next.
   #next = 0;
   #end = 0;
+  #queue: PackRange[] = [];
+  // Rests of ranges too small for a request, freed with the next commit.
+  #leftovers: PackRange[] = [];
 
-  /** Space in the pack of the database `db`. */
-  constructor(db: DatabaseSync) {
+  /** Space in `pack`, the pack of the database `db`. */
+  constructor(db: DatabaseSync, pack: Pack) {
     this.#db = db;
+    this.#pack = pack;
+  }
+
+  #stmt(sql: string): StatementSync {
+    return this.#sql[sql] ??= this.#db.prepare(sql);
   }
 
   /** The position of `length` new bytes. */
   take(length: number): number {
-    if (this.#end - this.#next < length) {
-      this.#returnRest();
-      const n = Math.max(length, EXTENT);
-      this.#reserve ??= this.#db.prepare(
-        "UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used",
-      );
-      this.#end = (this.#reserve.get(n) as { used: number }).used;
-      this.#next = this.#end - n;
+    while (this.#end - this.#next < length) {
+      if (this.#next < this.#end) this.#leftovers.push([this.#next, this.#end - this.#next]);
+      const r = this.#queue.shift();
+      if (r) [this.#next, this.#end] = [r[0], r[0] + r[1]];
+      else {
+        this.#next = this.#end = 0;
+        this.#reserve(length);
+      }
     }
     const pos = this.#next;
     this.#next += length;
     return pos;
   }
 
-  /** Returns space taken last (`pos` to `pos + length`), when nothing was taken after it. */
-  giveBack(pos: number, length: number): boolean {
-    if (pos + length !== this.#next) return false;
-    this.#next = pos;
-    return true;
+  /** Gives back space taken earlier and not used for any stored blob. */
+  free(ranges: PackRange[]): void {
+    const rest: PackRange[] = [];
+    // Newest first: what was taken last from the current range goes back to it, no commit.
+    for (const [pos, length] of [...ranges].sort((a, b) => b[0] - a[0])) {
+      if (length === 0) continue;
+      // (The range is ours, so it may even end where the current range starts.)
+      if (pos + length === this.#next) this.#next = pos;
+      else rest.push([pos, length]);
+    }
+    if (rest.length === 0) return;
+    transaction(this.#db, () => {
+      for (const r of coalesce(rest)) this.#freeRange(r);
+      this.#trim(true);
+    });
   }
 
-  /** Returns the unused rest of the current extent to the database (when closing). */
+  /** Returns all space held and unused to the database (when closing). */
   close(): void {
-    this.#returnRest();
+    const rest = [...this.#leftovers, ...this.#queue];
+    if (this.#next < this.#end) rest.push([this.#next, this.#end - this.#next]);
+    this.#next = this.#end = 0;
+    this.#queue = [];
+    this.#leftovers = [];
+    if (rest.length === 0) return;
+    transaction(this.#db, () => {
+      for (const r of coalesce(rest)) this.#freeRange(r);
+      this.#trim(true);
+    });
   }
 
-  #returnRest(): void {
-    if (this.#next === this.#end) return;
-    this.#giveBack ??= this.#db.prepare("UPDATE pack SET used = ? WHERE id = 1 AND used = ?");
-    this.#giveBack.run(this.#next, this.#end);
-    this.#next = this.#end = 0;
+  /**
+   * Takes about {@linkcode EXTENT} bytes from the database, in ranges of at least `length`:
+   * free ones first (several in one commit: a free list fragmented into 1 MiB holes would
+   * otherwise cost a commit per chunk), else from the end. Leftovers are freed meanwhile.
+   */
+  #reserve(length: number): void {
+    const leftovers = this.#leftovers;
+    this.#leftovers = [];
+    const want = Math.max(length, EXTENT);
+    const got = transaction(this.#db, (): PackRange[] => {
+      if (leftovers.length > 0) {
+        for (const r of coalesce(leftovers)) this.#freeRange(r);
+        this.#trim(false); // the file is about to be written again
+      }
+      const holes = this.#stmt(
+        "SELECT pos, length FROM pack_free WHERE length >= ? ORDER BY pos LIMIT 256",
+      ).all(length) as { pos: number; length: number }[];
+      const out: PackRange[] = [];
+      let total = 0;
+      for (const h of holes) {
+        if (total >= want) break;
+        const n = Math.min(h.length, want - total);
+        if (n < length) break;
+        if (n === h.length) this.#stmt("DELETE FROM pack_free WHERE pos = ?").run(h.pos);
+        else {
+          this.#stmt("UPDATE pack_free SET pos = pos + ?1, length = length - ?1 WHERE pos = ?2")
+            .run(n, h.pos);
+        }
+        out.push([h.pos, n]);
+        total += n;
+      }
+      if (out.length > 0) return out;
+      const used = (this.#stmt("UPDATE pack SET used = used + ? WHERE id = 1 RETURNING used")
+        .get(want) as { used: number }).used;
+      return [[used - want, want]];
+    }, () => {
+      this.#leftovers = leftovers; // not freed: still ours
+    });
+    const [first, ...more] = got;
+    [this.#next, this.#end] = [first[0], first[0] + first[1]];
+    this.#queue = more;
   }
+
+  /** Adds a range to the free list, merged with free neighbours (inside a transaction). */
+  #freeRange([pos, length]: PackRange): void {
+    let start = pos;
+    let end = pos + length;
+    const before = this.#stmt(
+      "SELECT pos, length FROM pack_free WHERE pos < ? ORDER BY pos DESC LIMIT 1",
+    ).get(pos) as { pos: number; length: number } | undefined;
+    const after = this.#stmt(
+      "SELECT pos, length FROM pack_free WHERE pos >= ? ORDER BY pos LIMIT 1",
+    ).get(pos) as { pos: number; length: number } | undefined;
+    // Giving back space that is free already would later hand it out twice.
+    if ((before && before.pos + before.length > start) || (after && after.pos < end)) {
+      throw new Error(`pack bytes ${pos}..${end} were given back twice`);
+    }
+    const drop = this.#stmt("DELETE FROM pack_free WHERE pos = ?");
+    if (before && before.pos + before.length === start) {
+      start = before.pos;
+      drop.run(before.pos);
+    }
+    if (after && after.pos === end) {
+      end += after.length;
+      drop.run(after.pos);
+    }
+    this.#stmt("INSERT INTO pack_free (pos, length) VALUES (?, ?)").run(start, end - start);
+    this.#pack.discard(pos, length);
+  }
+
+  /** Free space at the end of the pack lowers `used`; with `cut`, the file is cut there too. */
+  #trim(cut: boolean): void {
+    const { used } = this.#stmt("SELECT used FROM pack WHERE id = 1").get() as { used: number };
+    const last = this.#stmt("SELECT pos, length FROM pack_free ORDER BY pos DESC LIMIT 1")
+      .get() as { pos: number; length: number } | undefined;
+    let end = used;
+    if (last && last.pos + last.length === used) {
+      this.#stmt("DELETE FROM pack_free WHERE pos = ?").run(last.pos);
+      this.#stmt("UPDATE pack SET used = ? WHERE id = 1").run(last.pos);
+      end = last.pos;
+    }
+    // Under the write lock: nobody can be handed the bytes past `used` meanwhile.
+    if (cut && this.#pack.size() > end) this.#pack.truncate(end);
+  }
+}
+
+/** Sorted ranges with touching neighbours merged. */
+function coalesce(ranges: PackRange[]): PackRange[] {
+  const out: PackRange[] = [];
+  for (const [pos, length] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    const last = out[out.length - 1];
+    if (last && last[0] + last[1] === pos) last[1] += length;
+    else out.push([pos, length]);
+  }
+  return out;
 }
 
 /** Pack space is taken from the database this much at a time. */
@@ -133,18 +270,43 @@ export interface SqliteHandle {
   readonly space: PackSpace;
   /** Where it lives (`:memory:` for a private in-memory database). */
   readonly path: string;
+  /** False for a connection opened read-only: writes fail. */
+  readonly writable: boolean;
   /** Drops this reference; the connection closes with the last one. */
   release(): Promise<void>;
+}
+
+/**
+ * How an SQLite store is opened.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type OpenOptions, SqliteBlobService } from "../../../mod.ts";
+ * const options: OpenOptions = { readOnly: true };
+ * // Reading never creates a store:
+ * assert.throws(() => new SqliteBlobService("/nonexistent/store.db", options), /no store at/);
+ * ```
+ */
+export interface OpenOptions {
+  /**
+   * Only read (default false): a missing file is an error instead of a new store, and a store
+   * on a read-only filesystem can be read.
+   */
+  readOnly?: boolean;
 }
 
 interface Connection {
   db: DatabaseSync;
   pack: Pack;
   space: PackSpace;
+  writable: boolean;
   refs: number;
 }
 
+// Shared connections: read-write ones by path, read-only ones by path + READER.
 const open = new Map<string, Connection>();
+const READER = "\0read-only";
 
 // Bytes of each database file SQLite may map into memory (0: plain reads).
 let mmapBytes = 0;
@@ -165,20 +327,34 @@ export function chunkFilePath(path: string): string {
 }
 
 /**
- * Opens (creating if needed) the database at `path`, or a private in-memory one for
- * `":memory:"`. Opening the same path again in this process shares the connection.
+ * Opens the database at `path`, or a private in-memory one for `":memory:"`: for writing
+ * (created if missing), or with `readOnly` for reading only (a missing file is an error naming
+ * it). Opening the same path again in this process shares the connection; a reader shares a
+ * writer's.
  */
-export function openDatabase(path: string): SqliteHandle {
+export function openDatabase(path: string, options: OpenOptions = {}): SqliteHandle {
+  const readOnly = (options.readOnly ?? false) && path !== ":memory:";
   if (path !== ":memory:") {
-    const shared = open.get(path);
+    const key = open.has(path) || !readOnly ? path : path + READER;
+    const shared = open.get(key);
     if (shared) {
       shared.refs++;
-      return handle(path, shared);
+      return handle(key, path, shared);
     }
   }
+  const conn = readOnly ? openForReading(path) : openForWriting(path);
+  const key = conn.writable ? path : path + READER;
+  if (path !== ":memory:") open.set(key, conn);
+  return handle(key, path, conn);
+}
+
+function openForWriting(path: string): Connection {
   let db: DatabaseSync | undefined;
   let pack: Pack | undefined;
   try {
+    // The pack first: it fails with the reason (EROFS, EACCES) where SQLite would open the
+    // database read-only without a word, or say only "unable to open database file".
+    pack = openPack(path);
     db = new DatabaseSync(path, { timeout: 30_000 });
     // 16 KiB pages: small commits write 4x less WAL than with 64 KiB pages.
     db.exec("PRAGMA page_size = 16384");
@@ -187,40 +363,138 @@ export function openDatabase(path: string): SqliteHandle {
     // per transaction.
     db.exec("PRAGMA synchronous = NORMAL");
     if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
-    pack = openPack(path);
     migrate(db, pack, path);
   } catch (e) {
-    try {
-      pack?.close();
-    } catch { /* not open */ }
-    try {
-      db?.close();
-    } catch { /* not open */ }
+    closeQuietly(db, pack);
+    throw new StorageError(
+      `cannot open SQLite database ${path} for writing: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  return { db, pack, space: new PackSpace(db, pack), writable: true, refs: 1 };
+}
+
+// Schema versions a read-only connection can read as they are; older ones need a migration.
+const READABLE_SINCE = 4;
+
+function openForReading(path: string): Connection {
+  try {
+    Deno.statSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new StorageError(`no store at ${path} (nothing has been imported there yet)`, {
+        cause: e,
+      });
+    }
     throw new StorageError(`cannot open SQLite database ${path}: ${(e as Error).message}`, {
       cause: e,
     });
   }
-  const conn: Connection = { db, pack, space: new PackSpace(db), refs: 1 };
-  if (path !== ":memory:") open.set(path, conn);
-  return handle(path, conn);
+  let db: DatabaseSync | undefined;
+  let pack: Pack | undefined;
+  try {
+    db = openReadOnly(path);
+    const v = version(db);
+    if (v > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${v} is newer than this nixcas (${SCHEMA_VERSION})`);
+    }
+    if (v === 0 && !hasTable(db, "blobs")) throw new Error("not a nixcas store (no tables)");
+    if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
+    pack = openPack(path, { readOnly: true });
+    if (v < READABLE_SINCE) {
+      closeQuietly(db, pack);
+      db = pack = undefined;
+      // Migrating an old store is the one write a reader does: its schema cannot be read.
+      try {
+        return openForWriting(path);
+      } catch (e) {
+        throw new StorageError(
+          `the store ${path} has schema version ${v}, which must be upgraded before it can be ` +
+            `read, and upgrading failed: ${(e as Error).message}`,
+          { cause: e },
+        );
+      }
+    }
+  } catch (e) {
+    closeQuietly(db, pack);
+    if (e instanceof StorageError) throw e;
+    throw new StorageError(`cannot open SQLite database ${path}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return { db, pack, space: new PackSpace(db, pack), writable: false, refs: 1 };
 }
 
-function handle(path: string, conn: Connection): SqliteHandle {
+/**
+ * A read-only connection. A WAL database on a read-only filesystem cannot be opened as usual
+ * when its `-shm` index file is missing (SQLite needs to create it); nobody can write there
+ * either, so it is then opened as immutable — unless a write-ahead log there holds commits not
+ * yet in the file. (A writer reaching the same file through another, writable mount while it
+ * is open this way goes unseen: a read-only bind mount of a live store needs its `-shm`.)
+ */
+function openReadOnly(path: string): DatabaseSync {
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path, { readOnly: true, timeout: 30_000 });
+    version(db); // SQLite opens the WAL index only when first reading
+    return db;
+  } catch (e) {
+    closeQuietly(db, undefined);
+    if (!onReadOnlyFilesystem(path)) throw e;
+    let wal = 0;
+    try {
+      wal = Deno.statSync(`${path}-wal`).size;
+    } catch { /* no log */ }
+    if (wal > 0) {
+      throw new Error(
+        `${path}-wal holds commits not yet in the database and the filesystem is read-only: ` +
+          `open the store once where it is writable`,
+      );
+    }
+    const url = new URL("file:///");
+    url.pathname = path;
+    url.search = "immutable=1";
+    return new DatabaseSync(url, { readOnly: true });
+  }
+}
+
+// Asked of the pack file: opening the database file itself would drop SQLite's POSIX locks on
+// it held by this process.
+function onReadOnlyFilesystem(path: string): boolean {
+  try {
+    Deno.openSync(packFilePath(path), { write: true }).close();
+    return false;
+  } catch (e) {
+    return (e as { code?: string }).code === "EROFS";
+  }
+}
+
+function closeQuietly(db: DatabaseSync | undefined, pack: Pack | undefined): void {
+  try {
+    pack?.close();
+  } catch { /* not open */ }
+  try {
+    db?.close();
+  } catch { /* not open */ }
+}
+
+function handle(key: string, path: string, conn: Connection): SqliteHandle {
   let released = false;
   return {
     db: conn.db,
     pack: conn.pack,
     space: conn.space,
     path,
+    writable: conn.writable,
     release() {
       if (released) return Promise.resolve();
       released = true;
-      if (open.get(path) === conn) {
+      if (open.get(key) === conn) {
         if (--conn.refs > 0) return Promise.resolve();
-        open.delete(path);
+        open.delete(key);
       }
       try {
-        conn.space.close();
+        if (conn.writable) conn.space.close();
       } finally {
         conn.db.close();
         conn.pack.close();
@@ -254,6 +528,8 @@ function migrate(db: DatabaseSync, pack: Pack, path: string): void {
     if (now === SCHEMA_VERSION) return;
     if (now === 0 && !hasTable(db, "blobs")) {
       db.exec(SCHEMA);
+    } else if (now === 4) {
+      db.exec(PACK_FREE);
     } else {
       if (now === 1) db.exec(REBUILD_V1);
       moved = moveChunksToPack(db, pack, path);
@@ -326,10 +602,16 @@ function moveChunksToPack(db: DatabaseSync, pack: Pack, path: string): boolean {
 
 /**
  * Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so concurrent writers
- * wait on the busy timeout instead of failing on upgrade), committing on success.
+ * wait on the busy timeout instead of failing on upgrade), committing on success; `onRollback`
+ * runs when it fails.
  */
-export function transaction<T>(db: DatabaseSync, fn: () => T): T {
-  db.exec("BEGIN IMMEDIATE");
+export function transaction<T>(db: DatabaseSync, fn: () => T, onRollback?: () => void): T {
+  try {
+    db.exec("BEGIN IMMEDIATE");
+  } catch (e) {
+    onRollback?.();
+    throw e;
+  }
   try {
     const result = fn();
     db.exec("COMMIT");
@@ -338,6 +620,7 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
     try {
       db.exec("ROLLBACK");
     } catch { /* already rolled back */ }
+    onRollback?.();
     throw e;
   }
 }

@@ -11,7 +11,13 @@ import {
   encodeDirectory,
   validateDirectory,
 } from "../../castore/directory.ts";
-import { openDatabase, type SqliteHandle, storageError, transaction } from "./db.ts";
+import {
+  openDatabase,
+  type OpenOptions,
+  type SqliteHandle,
+  storageError,
+  transaction,
+} from "./db.ts";
 import { BufferedPutter } from "../../castore/closure.ts";
 import type { DirectoryPutter, DirectoryService } from "../../castore/directory_service.ts";
 import { traverseDirectories } from "../../castore/traverse.ts";
@@ -38,9 +44,12 @@ export class SqliteDirectoryService implements DirectoryService {
   #get: StatementSync;
   #insert: StatementSync;
 
-  /** Opens the database at `path` (`:memory:` for a private in-memory one). */
-  constructor(path: string) {
-    this.#h = openDatabase(path);
+  /**
+   * Opens the database at `path` (`:memory:` for a private in-memory one), created if missing
+   * unless `options.readOnly`.
+   */
+  constructor(path: string, options: OpenOptions = {}) {
+    this.#h = openDatabase(path, options);
     this.#get = this.#h.db.prepare("SELECT data FROM directories WHERE digest = ?");
     this.#insert = this.#h.db.prepare(
       "INSERT OR IGNORE INTO directories (digest, data) VALUES (?, ?)",

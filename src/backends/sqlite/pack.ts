@@ -1,9 +1,9 @@
 /**
  * The pack file beside an SQLite store, `<file>-pack`: the bytes of large blobs, in 1 MiB
- * chunks at positions the database hands out. Bytes are written once, with `pwrite` on Deno's
- * thread pool, so storing a chunk costs the calling thread nothing but the call; reads are
- * `pread`s there too. A chunk is only reachable through a committed `blobs` row, written after
- * the chunk's bytes were synced.
+ * chunks at positions the database hands out. Bytes are written once per use of their space
+ * (space no blob kept is handed out again), with `pwrite` on Deno's thread pool, so storing a
+ * chunk costs the calling thread nothing but the call; reads are `pread`s there too. A chunk is
+ * only reachable through a committed `blobs` row, written after the chunk's bytes were synced.
  *
  * @module
  */
@@ -23,8 +23,12 @@ export interface Pack {
   sync(): Promise<void>;
   /** Makes everything written so far durable, on this thread. */
   syncSync(): void;
-  /** Cuts the file to `size` bytes (migrations restarting after a crash). */
+  /** Cuts the file to `size` bytes (migrations restarting after a crash, space given back). */
   truncate(size: number): void;
+  /** The size of the file (in memory: the end of the last chunk). */
+  size(): number;
+  /** Forgets the chunks starting in `pos` to `pos + length` (space given back; in memory). */
+  discard(pos: number, length: number): void;
   /** Closes it. */
   close(): void;
 }
@@ -34,9 +38,13 @@ export function packFilePath(path: string): string {
   return `${path}-pack`;
 }
 
-/** Opens (creating if needed) the pack of the database at `path`; `:memory:` gets a private one. */
-export function openPack(path: string): Pack {
-  return path === ":memory:" ? new MemoryPack() : new FilePack(packFilePath(path));
+/**
+ * Opens the pack of the database at `path` (created if needed, unless `readOnly`); `:memory:`
+ * gets a private one.
+ */
+export function openPack(path: string, options: { readOnly?: boolean } = {}): Pack {
+  if (path === ":memory:") return new MemoryPack();
+  return new FilePack(packFilePath(path), options.readOnly ?? false);
 }
 
 class FilePack implements Pack {
@@ -44,10 +52,20 @@ class FilePack implements Pack {
   #name: Uint8Array;
   #fd: number;
 
-  constructor(path: string) {
+  constructor(path: string, readOnly: boolean) {
     this.path = path;
     this.#name = libc.toBytes(path);
-    this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDWR | libc.O_CREAT, 0o644);
+    if (!readOnly) {
+      this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDWR | libc.O_CREAT, 0o644);
+      return;
+    }
+    try {
+      this.#fd = libc.openAt(libc.AT_FDCWD, this.#name, libc.O_RDONLY);
+    } catch (e) {
+      // A store without large blobs reads fine without it; reading a large blob says why not.
+      if (!(e instanceof libc.LibcError && e.code === "ENOENT")) throw e;
+      this.#fd = -1;
+    }
   }
 
   write(pos: number, data: Uint8Array): Promise<void> {
@@ -59,6 +77,7 @@ class FilePack implements Pack {
   }
 
   async read(pos: number, length: number): Promise<Uint8Array> {
+    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
     const buf = new Uint8Array(length);
     for (let got = 0; got < length;) {
       const n = await libc.preadAsync(this.#fd, buf.subarray(got), pos + got, this.#name);
@@ -82,8 +101,17 @@ class FilePack implements Pack {
     libc.ftruncate(this.#fd, size, this.#name);
   }
 
+  size(): number {
+    return this.#fd < 0 ? 0 : libc.fstat(this.#fd, this.#name).size;
+  }
+
+  discard(): void {
+    // The bytes stay until overwritten or cut off: nothing points at them any more.
+  }
+
   close(): void {
-    libc.close(this.#fd);
+    if (this.#fd >= 0) libc.close(this.#fd);
+    this.#fd = -1;
   }
 }
 
@@ -117,6 +145,18 @@ class MemoryPack implements Pack {
 
   truncate(size: number): void {
     for (const pos of [...this.#chunks.keys()]) if (pos >= size) this.#chunks.delete(pos);
+  }
+
+  size(): number {
+    let end = 0;
+    for (const [pos, c] of this.#chunks) end = Math.max(end, pos + c.length);
+    return end;
+  }
+
+  discard(pos: number, length: number): void {
+    for (const p of [...this.#chunks.keys()]) {
+      if (p >= pos && p < pos + length) this.#chunks.delete(p);
+    }
   }
 
   close(): void {

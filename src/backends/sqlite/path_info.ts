@@ -11,10 +11,13 @@ import { decodePathInfoWire, encodePathInfoWire } from "../../store/wire.ts";
 import type { DirectoryService } from "../../castore/directory_service.ts";
 import { InvalidRequestError } from "../../base/errors.ts";
 import { calculateNar } from "../../nar/hash.ts";
-import { openDatabase, type SqliteHandle, storageError } from "./db.ts";
+import { openDatabase, type OpenOptions, type SqliteHandle, storageError } from "./db.ts";
 import { validatePathInfo } from "../../store/path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../../store/store_path.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
+
+// Rows read per query by list(): memory stays bounded however large the store.
+const LIST_PAGE = 256;
 
 /**
  * Path infos in SQLite (`sqlite:///abs/path.db`), usually the same file as blobs and directories.
@@ -65,15 +68,25 @@ export class SqlitePathInfoService implements PathInfoService {
   #narGet: StatementSync;
   #narPut: StatementSync;
 
-  /** Opens the database at `path`; NARs are calculated from `blobs` and `directories`. */
-  constructor(path: string, blobs: BlobService, directories: DirectoryService) {
-    this.#h = openDatabase(path);
+  /**
+   * Opens the database at `path` (created if missing unless `options.readOnly`); NARs are
+   * calculated from `blobs` and `directories`.
+   */
+  constructor(
+    path: string,
+    blobs: BlobService,
+    directories: DirectoryService,
+    options: OpenOptions = {},
+  ) {
+    this.#h = openDatabase(path, options);
     this.#blobs = blobs;
     this.#directories = directories;
     const db = this.#h.db;
     this.#get = db.prepare("SELECT data FROM path_infos WHERE digest = ?");
     this.#put = db.prepare("INSERT OR REPLACE INTO path_infos (digest, data) VALUES (?, ?)");
-    this.#list = db.prepare("SELECT data FROM path_infos ORDER BY digest");
+    this.#list = db.prepare(
+      `SELECT digest, data FROM path_infos WHERE digest > ? ORDER BY digest LIMIT ${LIST_PAGE}`,
+    );
     this.#narGet = db.prepare("SELECT nar_size, nar_sha256 FROM nar_cache WHERE node = ?");
     this.#narPut = db.prepare(
       "INSERT OR REPLACE INTO nar_cache (node, nar_size, nar_sha256) VALUES (?, ?, ?)",
@@ -117,6 +130,7 @@ export class SqlitePathInfoService implements PathInfoService {
     const hit = this.#narGet.get(key) as { nar_size: number; nar_sha256: Uint8Array } | undefined;
     if (hit) return { narSize: hit.nar_size, narSha256: hit.nar_sha256 };
     const calc = await calculateNar(node, this.#blobs, this.#directories);
+    if (!this.#h.writable) return calc; // a reader does not write, not even its cache
     try {
       this.#narPut.run(key, calc.narSize, calc.narSha256);
     } catch (e) {
@@ -127,9 +141,19 @@ export class SqlitePathInfoService implements PathInfoService {
 
   /** The {@linkcode PathInfoService} method of the same name. */
   async *list(): AsyncIterable<PathInfo> {
-    // iterate() streams rows; nothing is collected in memory.
-    for (const row of this.#list.iterate() as Iterable<{ data: Uint8Array }>) {
-      yield decodePathInfoWire(row.data);
+    // Pages by key, each read whole: a statement's iterator is reset by any other use of the
+    // statement, so one held across the consumer's awaits broke concurrent lists.
+    let after: Uint8Array = new Uint8Array(0); // sorts before every digest
+    for (;;) {
+      let rows: { digest: Uint8Array; data: Uint8Array }[];
+      try {
+        rows = this.#list.all(after) as typeof rows;
+      } catch (e) {
+        throw storageError("listing path infos", e);
+      }
+      for (const row of rows) yield decodePathInfoWire(row.data);
+      if (rows.length < LIST_PAGE) return;
+      after = rows[rows.length - 1].digest;
     }
   }
 
