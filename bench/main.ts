@@ -18,6 +18,7 @@ import {
   ratio,
   type Row,
   s,
+  stopChildren,
   timeCommand,
   writeRandomFile,
 } from "./lib.ts";
@@ -53,7 +54,8 @@ const nixcasSource = (...a: string[]) => [deno, "run", "-A", "--quiet", `${ROOT}
 // Interrupted, the bench still removes its work directory (GiBs in tmpfs, throw-away Nix stores):
 // the finally below does not run when a signal ends the process.
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  Deno.addSignalListener(sig, () => {
+  Deno.addSignalListener(sig, async () => {
+    await stopChildren();
     try {
       Deno.removeSync(work, { recursive: true });
     } catch { /* already gone */ }

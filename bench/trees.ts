@@ -13,7 +13,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { bestInterleaved, ratio, type Row, s, timeCommand } from "./lib.ts";
+import { bestInterleaved, ratio, type Row, s, timeCommand, track } from "./lib.ts";
 
 /** What the group needs from bench/main.ts. */
 export interface TreesContext {
@@ -68,6 +68,7 @@ async function stdoutDigest(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  track(child);
   const h = createHash("sha256");
   let bytes = 0;
   const err = new Response(child.stderr).text();
