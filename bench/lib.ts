@@ -24,18 +24,58 @@ export async function timeCommand(
   const useTime = haveGnuTime();
   const args = useTime ? ["-f", "%M", ...cmd] : cmd.slice(1);
   const t0 = performance.now();
-  const out = await new Deno.Command(useTime ? "/usr/bin/time" : cmd[0], {
+  const child = new Deno.Command(useTime ? "/usr/bin/time" : cmd[0], {
     args,
     env: opts.env,
     stdout: opts.stdout ?? "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  const out = await track(child).output();
   const secs = (performance.now() - t0) / 1000;
   const stderr = new TextDecoder().decode(out.stderr).trim();
   if (!out.success) throw new Error(`${cmd.join(" ")} failed:\n${stderr}`);
   const rssKiB = useTime ? Number(stderr.split("\n").at(-1)) : NaN;
   const stdout = opts.stdout === "null" ? new Uint8Array() : out.stdout;
   return { secs, rssMiB: rssKiB / 1024, stdout };
+}
+
+const running = new Set<Deno.ChildProcess>();
+
+/** Registers a child for {@link stopChildren} until it ends. */
+export function track(child: Deno.ChildProcess): Deno.ChildProcess {
+  running.add(child);
+  child.status.finally(() => running.delete(child));
+  return child;
+}
+
+/**
+ * Sends SIGTERM to every running child and its descendants (the command under /usr/bin/time is
+ * a grandchild, which GNU time would leave running) and waits for them (3 s at most): for a bench
+ * that is being interrupted.
+ */
+export async function stopChildren(): Promise<void> {
+  const descendants = (pid: number): number[] => {
+    let kids: number[] = [];
+    try {
+      for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+        kids = kids.concat(
+          Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/children`).trim().split(/\s+/)
+            .filter(Boolean).map(Number),
+        );
+      }
+    } catch { /* gone, or no /proc */ }
+    return kids.flatMap((k) => [...descendants(k), k]);
+  };
+  const ending = [...running].map((child) => {
+    for (const pid of [...descendants(child.pid), child.pid]) {
+      try {
+        Deno.kill(pid, "SIGTERM");
+      } catch { /* already ended */ }
+    }
+    return child.status;
+  });
+  // Until they have ended, they may still write into what the caller is about to remove.
+  await Promise.race([Promise.all(ending), new Promise((r) => setTimeout(r, 3000))]);
 }
 
 let gnuTime: boolean | undefined;

@@ -2,7 +2,12 @@
  * `deno task bench`: every benchmark, printed as one table of ratios against references measured
  * in the same run (these machines are shared and noisy, so absolute numbers mean little).
  *
- *   deno task bench [--quick] [--only import,blob,nar,grpc,fuse]
+ *   deno task bench [--quick] [--only GROUP,...]
+ *
+ * Groups (all run when there is no --only): blob, import, nar, trees, grpc, fuse. `trees` is
+ * issue 17's real-shaped trees (bench/trees.ts) and has two parts that can be named on their own:
+ * `real-trees` (copies of /usr/lib/python3.11 and /usr/share/doc) and `small-files` (100,000
+ * files of 32 KiB: import time and peak RSS, nar).
  *
  * @module
  */
@@ -13,12 +18,21 @@ import {
   ratio,
   type Row,
   s,
+  stopChildren,
   timeCommand,
   writeRandomFile,
 } from "./lib.ts";
+import { treeBenchmarks } from "./trees.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const args = Deno.args;
+if (args.includes("--help") || args.includes("-h")) {
+  console.log(
+    "deno task bench [--quick] [--only GROUP,...]\n" +
+      "groups: blob, import, nar, trees (= real-trees + small-files), grpc, fuse",
+  );
+  Deno.exit(0);
+}
 const quick = args.includes("--quick");
 const onlyArg = args[args.indexOf("--only") + 1];
 const only = args.includes("--only") ? new Set(onlyArg.split(",")) : null;
@@ -36,6 +50,35 @@ const deno = Deno.execPath();
 const built = `${work}/cli`;
 const nixcas = (...a: string[]) => [deno, "run", "-A", "--quiet", `${built}/mod.js`, ...a];
 const nixcasSource = (...a: string[]) => [deno, "run", "-A", "--quiet", `${ROOT}/mod.ts`, ...a];
+
+// Interrupted, the bench still removes its work directory (GiBs in tmpfs, throw-away Nix stores):
+// the finally below does not run when a signal ends the process.
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, async () => {
+    await stopChildren();
+    try {
+      Deno.removeSync(work, { recursive: true });
+    } catch { /* already gone */ }
+    Deno.exit(130);
+  });
+}
+
+let builtOnce = false;
+/** Builds the CLI into `built` once, for the groups that run it. */
+async function ensureBuilt(): Promise<void> {
+  if (builtOnce) return;
+  builtOnce = true;
+  const b = await new Deno.Command("bash", {
+    args: [`${ROOT}/scripts/build.sh`, built],
+    env: { DENO: deno },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!b.success) throw new Error("scripts/build.sh failed");
+  // Its first run fills Deno's caches for the new files (module analysis, V8 code cache), as
+  // earlier runs did for the checkout: the --quick run's single import would pay for that.
+  await timeCommand(nixcas("--version"));
+}
 
 function haveCmd(c: string): boolean {
   return new Deno.Command("sh", { args: ["-c", `command -v ${c}`], stdout: "null" }).outputSync()
@@ -86,16 +129,7 @@ try {
 
   // --- import vs nix-store --add; nar vs nix-store --dump ---
   if ((want("import") || want("nar")) && haveCmd("nix-store")) {
-    const b = await new Deno.Command("bash", {
-      args: [`${ROOT}/scripts/build.sh`, built],
-      env: { DENO: deno },
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    if (!b.success) throw new Error("scripts/build.sh failed");
-    // Its first run fills Deno's caches for the new files (module analysis, V8 code cache), as
-    // earlier runs did for the checkout: the --quick run's single import would pay for that.
-    await timeCommand(nixcas("--version"));
+    await ensureBuilt();
     // Its own directory, removed before the next group: left behind, its 2 GB in tmpfs made the
     // FUSE read that follows 4x slower here (the VM backs newly used memory lazily).
     const dir = `${work}/import`;
@@ -104,6 +138,33 @@ try {
       await importBenchmarks(dir);
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  }
+
+  // --- real-shaped trees and many small files (issue 17), in a directory of their own ---
+  const wantTrees = (k: string) => want("trees") || want(k);
+  if (wantTrees("real-trees") || wantTrees("small-files")) {
+    if (!haveCmd("nix-store")) {
+      rows.push({ what: "trees group", ours: "skipped: no nix-store", reference: "", ratio: "" });
+    } else {
+      await ensureBuilt();
+      const dir = `${work}/trees`;
+      await Deno.mkdir(dir);
+      try {
+        rows.push(
+          ...await treeBenchmarks({
+            dir,
+            quick,
+            runsNix: RUNS_NIX,
+            runsSmall: RUNS,
+            nixcas,
+            nixcasSource,
+            want: wantTrees,
+          }),
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
     }
   }
 
