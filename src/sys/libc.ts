@@ -268,8 +268,9 @@ let lib: Libc | null = null;
  *
  * @example
  * ```ts
- * import { libc } from "./libc.ts";
- * console.log(typeof libc().getuid()); // "number"
+ * import assert from "node:assert/strict";
+ * import { getuid, libc } from "./libc.ts";
+ * assert.equal(libc().getuid(), getuid()); // the raw symbol and its wrapper
  * ```
  */
 export function libc(): Libc {
@@ -379,7 +380,7 @@ export const Errno = {
 
 let errnoNames: Map<number, string> | null = null;
 
-/** The symbolic name of an errno value, e.g. `ENOENT`, or `E<number>` when not in {@linkcode Errno}. */
+/** The name of an errno value, e.g. `ENOENT` (`E<number>` when not in {@linkcode Errno}). */
 export function errnoName(value: number): string {
   errnoNames ??= new Map(Object.entries(Errno).map(([name, n]) => [n, name]));
   return errnoNames.get(value) ?? `E${value}`;
