@@ -17,14 +17,8 @@ import type { PathInfoService } from "../store/path_info_service.ts";
 import { FuseSession, type Logger } from "./session.ts";
 import { StoreFs } from "./store_fs.ts";
 
-export {
-  checkMountpoint,
-  FuseErrno,
-  FuseSession,
-  type Logger,
-  type LogLevel,
-  readMountInfo,
-} from "./session.ts";
+export { FuseErrno, FuseSession, type Logger, type LogLevel } from "./session.ts";
+export { checkMountpoint, readMountInfo } from "./mount.ts";
 export { StoreFs } from "./store_fs.ts";
 
 /** Options for {@linkcode mountStore}. */

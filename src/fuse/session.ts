@@ -1,14 +1,20 @@
 /**
- * A FUSE session over `/dev/fuse`: mounting (plain `mount(2)` as root, `fusermount3` with fd
- * passing otherwise), the request loop, dispatch to a {@linkcode FuseOps} implementation, and
- * unmounting. Requests are served concurrently: several blocking reads of the device are kept
- * outstanding on Deno's blocking pool, and each request is handled asynchronously, so a slow
- * answer never holds up the others.
+ * A FUSE session over `/dev/fuse`: the request loop and dispatch to a {@linkcode FuseOps}
+ * implementation (mounting and unmounting are in `mount.ts`). Requests are served
+ * concurrently: several blocking reads of the device are kept outstanding on Deno's blocking
+ * pool, and each request is handled asynchronously, so a slow answer never holds up the others.
  *
  * @module
  */
-import { clip } from "../base/errors.ts";
-import { addressOf, cstr, Errno, errno, ErrnoError, libc } from "./ffi.ts";
+import { addressOf, close, Errno, getuid, LibcError, tryReadAsync, writev } from "../sys/libc.ts";
+import {
+  checkMountpoint,
+  type MountedFuse,
+  mountFuse,
+  readMountInfo,
+  stillMounted,
+  unmountFuse,
+} from "./mount.ts";
 import {
   type Attr,
   type DirEntry,
@@ -101,103 +107,9 @@ export interface SessionOptions {
   log?: Logger;
 }
 
-const MS_RDONLY = 1n, MS_NOSUID = 2n, MS_NODEV = 4n;
-const MNT_FORCE = 1, MNT_DETACH = 2;
-const O_RDWR = 2, O_CLOEXEC = 0o2000000;
-const AF_UNIX = 1, SOCK_STREAM = 1, SOL_SOCKET = 1, SCM_RIGHTS = 1;
-const F_SETFD = 2, FD_CLOEXEC = 1;
 // Large enough for any request a read-only mount receives; the kernel wants >= 8 KiB.
 const READ_BUF_SIZE = 132 * 1024;
 const MAX_PAGES = 256; // 1 MiB per READ
-
-/** Decodes the octal escapes (`\040`) /proc uses in mount points. */
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** One line of /proc/self/mountinfo, reduced to what we need. */
-export interface MountInfo {
-  /** `major:minor` of the mounted filesystem. */
-  dev: string;
-  /** Mount point. */
-  mountpoint: string;
-  /** Filesystem type, e.g. `fuse.nixcas`. */
-  fstype: string;
-}
-
-/** The current mounts, from /proc/self/mountinfo. */
-export function readMountInfo(): MountInfo[] {
-  const text = Deno.readTextFileSync("/proc/self/mountinfo");
-  const out: MountInfo[] = [];
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    const f = line.split(" ");
-    const sep = f.indexOf("-", 6);
-    out.push({ dev: f[2], mountpoint: unescapeMountPath(f[4]), fstype: f[sep + 1] ?? "" });
-  }
-  return out;
-}
-
-/**
- * Checks that `mountpoint` can be mounted on and returns its real path. Throws an error naming
- * it when it does not exist, is a stale FUSE mount (advising how to unmount it), is not a
- * directory, already has something mounted on it, or is not empty (a mount would hide its
- * files); also when /dev/fuse is missing.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { checkMountpoint } from "./session.ts";
- * const dir = Deno.makeTempDirSync();
- * Deno.writeTextFileSync(`${dir}/file`, "");
- * assert.throws(() => checkMountpoint(dir), /is not empty/);
- * Deno.removeSync(dir, { recursive: true });
- * ```
- */
-export function checkMountpoint(mountpoint: string): string {
-  let real: string;
-  try {
-    real = Deno.realPathSync(mountpoint);
-  } catch (e) {
-    const msg = (e as Error).message;
-    if (/not connected/i.test(msg)) {
-      throw new Error(
-        `${mountpoint} is a stale FUSE mount (its server is gone); unmount it first with ` +
-          `\`fusermount3 -u ${mountpoint}\` or, as root, \`umount -l ${mountpoint}\``,
-        { cause: e },
-      );
-    }
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`mountpoint ${clip(mountpoint)} does not exist`, { cause: e });
-    }
-    // Deno's message repeats the path: a huge one is quoted short.
-    throw new Error(
-      `mountpoint ${clip(mountpoint)}: ${msg.replaceAll(mountpoint, clip(mountpoint))}`,
-      {
-        cause: e,
-      },
-    );
-  }
-  if (!Deno.statSync(real).isDirectory) throw new Error(`mountpoint ${real} is not a directory`);
-  if (readMountInfo().some((m) => m.mountpoint === real)) {
-    throw new Error(`${real} is busy: something is already mounted there`);
-  }
-  let empty: boolean;
-  try {
-    empty = Deno.readDirSync(real)[Symbol.iterator]().next().done ?? false;
-  } catch (e) {
-    throw new Error(`mountpoint ${real}: ${(e as Error).message}`, { cause: e });
-  }
-  if (!empty) {
-    throw new Error(`mountpoint ${real} is not empty: a mount would hide its files`);
-  }
-  try {
-    Deno.statSync("/dev/fuse");
-  } catch {
-    throw new Error("/dev/fuse is missing: load the fuse kernel module (modprobe fuse)");
-  }
-  return real;
-}
 
 /** A mounted FUSE filesystem being served. */
 export class FuseSession {
@@ -211,9 +123,8 @@ export class FuseSession {
   readonly requestCounts: number[] = [];
 
   #fd: number;
-  #dev = "";
+  #mount: MountedFuse;
   #closing = false;
-  #viaFusermount: boolean;
   #ops: FuseOps;
   #ttl: number;
   #log: Logger;
@@ -231,21 +142,25 @@ export class FuseSession {
     this.#ops = ops;
     this.#fd = fd;
     this.mountpoint = mountpoint;
-    this.#viaFusermount = viaFusermount;
     this.#ttl = opts.ttl ?? 86400;
     this.#log = opts.log ?? (() => {});
-    this.#dev = readMountInfo().findLast((m) => m.mountpoint === mountpoint)?.dev ?? "";
+    const dev = readMountInfo().findLast((m) => m.mountpoint === mountpoint)?.dev ?? "";
+    this.#mount = { mountpoint, dev, viaFusermount };
     const ra = opts.readaheadKb ?? 1024;
-    if (ra > 0 && this.#dev && libc().getuid() === 0) {
+    if (ra > 0 && dev && getuid() === 0) {
       try {
-        Deno.writeTextFileSync(`/sys/class/bdi/${this.#dev}/read_ahead_kb`, String(ra));
+        Deno.writeTextFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, String(ra));
       } catch (e) {
         this.#log("debug", `cannot set readahead: ${e instanceof Error ? e.message : e}`);
       }
     }
     const readers = Math.max(1, opts.readers ?? 4);
     this.closed = Promise.all(Array.from({ length: readers }, () => this.#readerLoop()))
-      .then(() => void libc().close(this.#fd));
+      .then(() => {
+        try {
+          close(this.#fd);
+        } catch { /* the device is done with either way */ }
+      });
   }
 
   /**
@@ -256,11 +171,12 @@ export class FuseSession {
     const mountpoint = checkMountpoint(opts.mountpoint);
     const fsname = opts.fsname ?? "nixcas";
     const method = opts.method ?? "auto";
-    const viaFusermount = method === "fusermount" ||
-      (method === "auto" && libc().getuid() !== 0);
-    const fd = viaFusermount
-      ? await fusermountOpen(mountpoint, fsname, opts.allowOther ?? false)
-      : syscallMount(mountpoint, fsname, opts.allowOther ?? false);
+    const viaFusermount = method === "fusermount" || (method === "auto" && getuid() !== 0);
+    const fd = await mountFuse(mountpoint, {
+      fsname,
+      allowOther: opts.allowOther ?? false,
+      viaFusermount,
+    });
     return new FuseSession(ops, fd, mountpoint, viaFusermount, opts);
   }
 
@@ -273,57 +189,20 @@ export class FuseSession {
   async unmount(opts: { force?: boolean } = {}): Promise<void> {
     if (!this.#closing || opts.force) {
       this.#closing = true;
-      if (this.#viaFusermount) await this.#fusermountUnmount();
-      else this.#syscallUnmount(opts.force ?? false);
+      await unmountFuse(this.#mount, opts.force ?? false, this.#log);
     }
     await this.closed;
-  }
-
-  #syscallUnmount(force: boolean): void {
-    const p = cstr(this.mountpoint);
-    if (libc().umount2(p, 0) === 0) return;
-    const e = errno();
-    if (e === Errno.EINVAL && !this.#stillMounted()) return; // already unmounted elsewhere
-    if (e !== Errno.EBUSY && e !== Errno.EINVAL) {
-      throw new ErrnoError(`umount ${this.mountpoint}`, e);
-    }
-    this.#log("warn", `${this.mountpoint} is busy: ${force ? "aborting" : "detaching lazily"}`);
-    // MNT_FORCE makes FUSE abort the connection, which wakes our blocked reads.
-    if (force) libc().umount2(p, MNT_FORCE);
-    if (libc().umount2(p, MNT_DETACH) !== 0 && this.#stillMounted()) {
-      throw new ErrnoError(`umount2 ${this.mountpoint}`, errno());
-    }
-  }
-
-  async #fusermountUnmount(): Promise<void> {
-    const run = (args: string[]) =>
-      new Deno.Command("fusermount3", { args, stdout: "null", stderr: "piped" }).output();
-    let r = await run(["-u", "--", this.mountpoint]);
-    if (!r.success && this.#stillMounted()) r = await run(["-u", "-z", "--", this.mountpoint]);
-    if (!r.success && this.#stillMounted()) {
-      throw new Error(`fusermount3 -u failed: ${new TextDecoder().decode(r.stderr).trim()}`);
-    }
-  }
-
-  #stillMounted(): boolean {
-    try {
-      return readMountInfo().some((m) =>
-        this.#dev ? m.dev === this.#dev : m.mountpoint === this.mountpoint
-      );
-    } catch {
-      return false;
-    }
   }
 
   async #readerLoop(): Promise<void> {
     const buf = new Uint8Array(READ_BUF_SIZE);
     let failures = 0;
     while (true) {
-      const n = Number(await libc().read(this.#fd, buf, BigInt(buf.length)));
+      const n = await tryReadAsync(this.#fd, buf);
       if (n <= 0) {
         // errno belongs to the worker thread, so decide from the mount table: ENODEV (the
         // normal end) means the mount is gone; anything else is retried a few times.
-        if (this.#closing || !this.#stillMounted() || ++failures > 100) return;
+        if (this.#closing || !stillMounted(this.#mount) || ++failures > 100) return;
         await new Promise((r) => setTimeout(r, 10));
         continue;
       }
@@ -491,116 +370,20 @@ export class FuseSession {
       this.#iov[3] = BigInt(body.length);
       cnt = 2;
     }
-    const w = Number(libc().writev(this.#fd, this.#iov, cnt));
-    if (w !== len && !this.#closing) {
-      const e = errno();
+    let w: number;
+    try {
+      w = writev(this.#fd, this.#iov, cnt);
+    } catch (e) {
       // ENOENT: the request was interrupted meanwhile; ENODEV: the mount is gone.
-      if (e !== Errno.ENOENT && e !== Errno.ENODEV) {
-        this.#log("warn", `writev reply failed: ${w}, errno ${e}`);
+      const quiet = e instanceof LibcError &&
+        (e.errno === Errno.ENOENT || e.errno === Errno.ENODEV);
+      if (!this.#closing && !quiet) {
+        this.#log("warn", `writev reply failed: ${e instanceof Error ? e.message : e}`);
       }
+      return;
+    }
+    if (w !== len && !this.#closing) {
+      this.#log("warn", `writev reply failed: ${w} of ${len} bytes written`);
     }
   }
-}
-
-function syscallMount(mountpoint: string, fsname: string, allowOther: boolean): number {
-  const fd = libc().open(cstr("/dev/fuse"), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    const e = errno();
-    throw new ErrnoError(
-      e === Errno.ENOENT
-        ? "/dev/fuse is missing (load the fuse module or pass --device /dev/fuse)"
-        : "open /dev/fuse",
-      e,
-    );
-  }
-  const data = `fd=${fd},rootmode=40000,user_id=${libc().getuid()},group_id=${libc().getgid()}` +
-    `,default_permissions${allowOther ? ",allow_other" : ""}`;
-  const r = libc().mount(
-    cstr(fsname),
-    cstr(mountpoint),
-    cstr(`fuse.${fsname}`),
-    MS_RDONLY | MS_NOSUID | MS_NODEV,
-    cstr(data),
-  );
-  if (r !== 0) {
-    const e = errno();
-    libc().close(fd);
-    throw new ErrnoError(`mount ${mountpoint}`, e);
-  }
-  return fd;
-}
-
-/**
- * Mounts through the setuid `fusermount3`, which opens /dev/fuse, mounts, and sends the device
- * fd back over a unix socket (SCM_RIGHTS) named by `_FUSE_COMMFD`.
- */
-async function fusermountOpen(
-  mountpoint: string,
-  fsname: string,
-  allowOther: boolean,
-): Promise<number> {
-  const lc = libc();
-  const sv = new Int32Array(2);
-  if (lc.socketpair(AF_UNIX, SOCK_STREAM, 0, sv) !== 0) {
-    throw new ErrnoError("socketpair", errno());
-  }
-  const [ours, theirs] = sv;
-  // Only the child's end may be inherited.
-  lc.fcntl(ours, F_SETFD, FD_CLOEXEC);
-  const opts = `ro,nosuid,nodev,default_permissions,fsname=${fsname},subtype=${fsname}` +
-    (allowOther ? ",allow_other" : "");
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command("fusermount3", {
-      args: ["-o", opts, "--", mountpoint],
-      env: { _FUSE_COMMFD: String(theirs) },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-  } catch (e) {
-    lc.close(ours);
-    lc.close(theirs);
-    throw new Error("cannot run fusermount3 (install fuse3)", { cause: e });
-  }
-  // Close our copy of the child's end so recvmsg sees EOF if fusermount3 fails.
-  lc.close(theirs);
-  const received = recvFd(ours);
-  const [fd, status] = await Promise.all([received, child.output()]);
-  lc.close(ours);
-  if (!status.success || fd < 0) {
-    if (fd >= 0) lc.close(fd);
-    const msg = new TextDecoder().decode(status.stderr).trim();
-    const hint = /open \/dev\/fuse: Permission denied/.test(msg)
-      ? " (/dev/fuse must be readable and writable by you: usually mode 0666; or mount as root)"
-      : "";
-    throw new Error(
-      `fusermount3 failed to mount ${mountpoint}: ${msg || `exit ${status.code}`}${hint}`,
-    );
-  }
-  lc.fcntl(fd, F_SETFD, FD_CLOEXEC);
-  return fd;
-}
-
-/** Receives one fd sent with SCM_RIGHTS; -1 when the peer closed without sending one. */
-async function recvFd(sock: number): Promise<number> {
-  const data = new Uint8Array(1);
-  const iov = new BigUint64Array([addressOf(data), 1n]);
-  const control = new Uint8Array(24); // CMSG_SPACE(sizeof(int))
-  const msg = new Uint8Array(56); // struct msghdr
-  const mv = new DataView(msg.buffer);
-  mv.setBigUint64(16, addressOf(iov), true); // msg_iov
-  mv.setBigUint64(24, 1n, true); // msg_iovlen
-  mv.setBigUint64(32, addressOf(control), true); // msg_control
-  mv.setBigUint64(40, BigInt(control.length), true); // msg_controllen
-  const n = Number(await libc().recvmsg(sock, msg, 0));
-  if (n <= 0) return -1;
-  const cv = new DataView(control.buffer);
-  const cmsgLen = Number(cv.getBigUint64(0, true));
-  if (cmsgLen < 20 || cv.getInt32(8, true) !== SOL_SOCKET || cv.getInt32(12, true) !== SCM_RIGHTS) {
-    return -1;
-  }
-  // Keep the buffers alive until the call has returned.
-  void data, iov;
-  return cv.getInt32(16, true);
 }

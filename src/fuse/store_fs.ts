@@ -11,7 +11,7 @@ import { B3Digest } from "../castore/digest.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import type { PathInfoService } from "../store/path_info_service.ts";
-import { Errno } from "./ffi.ts";
+import { Errno } from "../sys/libc.ts";
 import { bytesKey, type DirChildren, type InodeData, InodeTracker, ROOT_INO } from "./inodes.ts";
 import { type Attr, type DirEntry, S_IFDIR, S_IFLNK, S_IFREG } from "./protocol.ts";
 import { FuseErrno, type FuseOps, type Logger, type Opened } from "./session.ts";

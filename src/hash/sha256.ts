@@ -9,6 +9,9 @@
  *
  * @module
  */
+import { type Libcrypto, libcrypto, SHA256_CTX_SIZE } from "../sys/libcrypto.ts";
+
+export { preloadLibcrypto } from "../sys/libcrypto.ts";
 
 const K = new Uint32Array([
   0x428a2f98,
@@ -243,78 +246,6 @@ class NodeSha256Stream implements Sha256Stream {
   }
 }
 
-const LIBCRYPTO_SYMBOLS = {
-  // The low-level API on a context in our own memory: no context to allocate, no provider to
-  // set up (OpenSSL 3 does that in the first EVP_DigestInit_ex, ≈1.5 ms on the thread pool),
-  // so the first update goes to the pool at once instead of after three round trips, each
-  // waiting for this thread to reach its event loop. Same SHA-NI code as EVP underneath.
-  // SHA256_Init runs here (it only stores the initial state); the rest on the thread pool.
-  SHA256_Init: { parameters: ["buffer"], result: "i32" },
-  SHA256_Update: { parameters: ["buffer", "buffer", "usize"], result: "i32", nonblocking: true },
-  SHA256_Final: { parameters: ["buffer", "buffer"], result: "i32", nonblocking: true },
-} as const;
-
-/** Bytes of a `SHA256_CTX` (112 in every OpenSSL since 0.9.8), with room to spare. */
-const CTX_SIZE = 256;
-
-type Libcrypto = Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>["symbols"];
-
-let loaded: Libcrypto | null | undefined;
-
-/** libcrypto's symbols, or null where it cannot be loaded (then `node:crypto` hashes). */
-function libcrypto(): Libcrypto | null {
-  if (loaded !== undefined) return loaded;
-  loaded = null;
-  // Only on Linux: macOS aborts processes that load its unversioned libcrypto.
-  if (Deno.build.os !== "linux" || envSet("NIXCAS_NO_LIBCRYPTO")) return loaded;
-  for (const name of ["libcrypto.so.3", "libcrypto.so.1.1"]) {
-    try {
-      loaded = Deno.dlopen(name, LIBCRYPTO_SYMBOLS).symbols;
-      break;
-    } catch { /* not there, or no FFI permission: try the next, or fall back */ }
-  }
-  return loaded;
-}
-
-function envSet(name: string): boolean {
-  try {
-    return !!Deno.env.get(name);
-  } catch {
-    return false; // no env permission
-  }
-}
-
-/**
- * Starts loading libcrypto on Deno's thread pool, so that the first {@linkcode createSha256Stream}
- * finds it loaded instead of loading it on this thread (≈5 ms). For callers that know hashing
- * will follow, such as an import about to open its store. Does nothing where libcrypto is not
- * used.
- *
- * @example
- * ```ts
- * import { createSha256Stream, preloadLibcrypto } from "../../mod.ts";
- * preloadLibcrypto();
- * // ... other start-up work runs meanwhile ...
- * const hash = createSha256Stream();
- * ```
- */
-export function preloadLibcrypto(): void {
-  if (loaded !== undefined || preloading) return;
-  if (Deno.build.os !== "linux" || envSet("NIXCAS_NO_LIBCRYPTO")) return;
-  try {
-    const dl = Deno.dlopen("libc.so.6", {
-      dlopen: { parameters: ["buffer", "i32"], result: "pointer", nonblocking: true },
-    });
-    const RTLD_NOW = 2;
-    // The handle is kept for the life of the process, as Deno.dlopen keeps its own.
-    preloading = dl.symbols.dlopen(new TextEncoder().encode("libcrypto.so.3\0"), RTLD_NOW)
-      .catch(() => null)
-      .finally(() => dl.close());
-  } catch { /* no FFI permission: libcrypto() decides later */ }
-}
-
-let preloading: Promise<unknown> | null = null;
-
 /** Small updates are gathered into pieces of this size before they go to the thread pool. */
 const STAGE_SIZE = 256 << 10;
 /** In-place updates smaller than this are staged (copied) too. */
@@ -327,7 +258,7 @@ const IN_PLACE_MIN = 64 << 10;
 class NativeSha256Stream implements Sha256Stream {
   #lib: Libcrypto;
   // The SHA256_CTX, in memory that stays where it is for the life of this object.
-  #ctx = new Uint8Array(CTX_SIZE);
+  #ctx = new Uint8Array(SHA256_CTX_SIZE);
   #queue: { bytes: Uint8Array; resolve: () => void; reject: (e: Error) => void }[] = [];
   #running = false;
   #last: Promise<void> = Promise.resolve();

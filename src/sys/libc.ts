@@ -1,5 +1,8 @@
 /**
- * Byte-exact filesystem access through libc (Deno FFI), for walking trees to import.
+ * The one libc binding (Deno FFI): every symbol bound on its first use, one errno table, one
+ * error class ({@linkcode LibcError}), and byte-exact filesystem access for walking trees to
+ * import. The other `sys/` modules (`mount.ts`, `libcrypto.ts`) call libc through
+ * {@linkcode libc} here.
  *
  * Deno's own fs APIs (and `node:fs`) replace non-UTF-8 bytes in file names with U+FFFD, but Nix
  * and castore names are raw bytes, so the importer reads names, symlink targets and metadata
@@ -228,31 +231,76 @@ const SYMBOLS = {
   mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   symlinkat: { parameters: ["buffer", "i32", "buffer"], result: "i32" },
   mkfifoat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  getuid: { parameters: [], result: "u32" },
+  getgid: { parameters: [], result: "u32" },
+  // mount.ts: mount(2), and the descriptor passing of fusermount3.
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  recvmsgAsync: {
+    name: "recvmsg",
+    parameters: ["i32", "buffer", "i32"],
+    result: "isize",
+    nonblocking: true,
+  },
+  // libcrypto.ts: loads libcrypto on the thread pool ahead of its first use.
+  dlopenAsync: {
+    name: "dlopen",
+    parameters: ["buffer", "i32"],
+    result: "pointer",
+    nonblocking: true,
+  },
 } as const;
 
-type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The libc symbols {@linkcode libc} gives. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-let lib: Symbols | null = null;
+let lib: Libc | null = null;
 
 /**
- * The libc symbols, each bound on its first use (so importing this module needs no
- * --allow-ffi): Deno compiles a call stub per bound symbol, ≈0.17 ms each, and binding all of
- * them up front cost ≈5 ms of every start.
+ * The raw libc symbols, for the `sys/` modules (elsewhere, call the wrappers, which check for
+ * errors). Each symbol is bound on its first use, so importing this module needs no
+ * --allow-ffi: Deno compiles a call stub per bound symbol, ≈0.17 ms each, and binding all of
+ * them up front cost ≈5 ms of every start. Without FFI permission the first use throws
+ * `Deno.errors.NotCapable` saying so.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getuid, libc } from "./libc.ts";
+ * assert.equal(libc().getuid(), getuid()); // the raw symbol and its wrapper
+ * ```
  */
-function libc(): Symbols {
+export function libc(): Libc {
   if (lib) return lib;
-  const symbols = {} as Symbols;
+  const symbols = {} as Libc;
   for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
     Object.defineProperty(symbols, name, {
       configurable: true,
       get() {
-        const fn = Deno.dlopen("libc.so.6", { [name]: SYMBOLS[name] }).symbols[name];
+        const fn = bind(name);
         Object.defineProperty(symbols, name, { value: fn });
         return fn;
       },
     });
   }
   return lib = symbols;
+}
+
+function bind<K extends keyof typeof SYMBOLS>(name: K): Libc[K] {
+  try {
+    return Deno.dlopen("libc.so.6", { [name]: SYMBOLS[name] }).symbols[name] as Libc[K];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      throw new Deno.errors.NotCapable(
+        "nixcas calls libc through FFI: run deno with --allow-ffi (or -A)",
+        { cause: e },
+      );
+    }
+    throw e;
+  }
 }
 
 // errno lives at a fixed address per thread; this module instance only ever runs on one thread
@@ -266,8 +314,11 @@ function errnoView(): Int32Array {
   return errnoCell;
 }
 
-/** Current errno of this thread (valid only right after a synchronous call). */
-function errno(): number {
+/**
+ * errno of this thread, valid only right after a failed synchronous call: nonblocking calls
+ * run on another thread, whose errno is lost.
+ */
+export function errno(): number {
   return errnoView()[0];
 }
 
@@ -276,42 +327,91 @@ function setErrno(value: number): void {
   errnoView()[0] = value;
 }
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  4: "EINTR",
-  5: "EIO",
-  6: "ENXIO",
-  9: "EBADF",
-  11: "EAGAIN",
-  12: "ENOMEM",
-  13: "EACCES",
-  14: "EFAULT",
-  16: "EBUSY",
-  17: "EEXIST",
-  18: "EXDEV",
-  19: "ENODEV",
-  20: "ENOTDIR",
-  21: "EISDIR",
-  22: "EINVAL",
-  23: "ENFILE",
-  24: "EMFILE",
-  26: "ETXTBSY",
-  27: "EFBIG",
-  28: "ENOSPC",
-  30: "EROFS",
-  31: "EMLINK",
-  36: "ENAMETOOLONG",
-  39: "ENOTEMPTY",
-  40: "ELOOP",
-  75: "EOVERFLOW",
-  95: "EOPNOTSUPP",
-  116: "ESTALE",
-};
+/**
+ * Linux errno values by name (the same on x86_64 and aarch64): those libc reports to the
+ * importer and those the FUSE layer answers the kernel with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Errno, errnoName } from "./libc.ts";
+ * assert.equal(Errno.ENOENT, 2);
+ * assert.equal(errnoName(Errno.ENOENT), "ENOENT");
+ * assert.equal(errnoName(4095), "E4095"); // not in the table
+ * ```
+ */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOTTY: 25,
+  ETXTBSY: 26,
+  EFBIG: 27,
+  ENOSPC: 28,
+  EROFS: 30,
+  EMLINK: 31,
+  ERANGE: 34,
+  ENAMETOOLONG: 36,
+  ENOSYS: 38,
+  ENOTEMPTY: 39,
+  ELOOP: 40,
+  ENODATA: 61,
+  EOVERFLOW: 75,
+  EOPNOTSUPP: 95,
+  ENOTCONN: 107,
+  ESTALE: 116,
+} as const;
+
+let errnoNames: Map<number, string> | null = null;
+
+/** The name of an errno value, e.g. `ENOENT` (`E<number>` when not in {@linkcode Errno}). */
+export function errnoName(value: number): string {
+  errnoNames ??= new Map(Object.entries(Errno).map(([name, n]) => [n, name]));
+  return errnoNames.get(value) ?? `E${value}`;
+}
+
+/** The message libc gives for an errno value. */
+export function strerror(value: number): string {
+  const p = libc().strerror(value);
+  return p ? Deno.UnsafePointerView.getCString(p) : `errno ${value}`;
+}
 
 /**
  * A failed libc call. The message starts with the errno name and the path at fault, e.g.
- * `ENOENT: /tmp/x/missing (fstatat: No such file or directory)`.
+ * `ENOENT: /tmp/x/missing (fstatat: No such file or directory)` (or `EMFILE: socketpair: Too
+ * many open files` for a call on no path), then the hint if one is given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Errno, LibcError, lstat } from "./libc.ts";
+ * let err: unknown;
+ * try {
+ *   lstat("/nonexistent/x");
+ * } catch (x) {
+ *   err = x;
+ * }
+ * assert.ok(err instanceof LibcError);
+ * assert.equal(err.errno, Errno.ENOENT);
+ * assert.equal(err.code, "ENOENT");
+ * assert.equal(err.message, "ENOENT: /nonexistent/x (fstatat: No such file or directory)");
+ * ```
  */
 export class LibcError extends Error {
   /** The errno value. */
@@ -323,17 +423,21 @@ export class LibcError extends Error {
   /** The path at fault, raw bytes (may be empty). */
   readonly path: Uint8Array;
 
-  /** Creates the error; the message is derived from the fields. */
-  constructor(errnoValue: number, syscall: string, path: Uint8Array) {
-    const code = ERRNO_NAMES[errnoValue] ?? `E${errnoValue}`;
-    const p = libc().strerror(errnoValue);
-    const text = p ? new Deno.UnsafePointerView(p).getCString() : `errno ${errnoValue}`;
-    super(`${code}: ${displayPath(path)} (${syscall}: ${text})`);
+  /**
+   * Creates the error; the message is derived from the fields, plus `hint` (what to do about
+   * it) when given. A string `path` is kept as its UTF-8 bytes.
+   */
+  constructor(errnoValue: number, syscall: string, path: string | Uint8Array, hint?: string) {
+    const code = errnoName(errnoValue);
+    const bytes = toBytes(path);
+    const where = bytes.length ? `${displayPath(bytes)} (${syscall}: ` : `${syscall}: `;
+    const why = `${strerror(errnoValue)}${bytes.length ? ")" : ""}`;
+    super(`${code}: ${where}${why}${hint ? `; ${hint}` : ""}`);
     this.name = "LibcError";
     this.errno = errnoValue;
     this.code = code;
     this.syscall = syscall;
-    this.path = path;
+    this.path = bytes;
   }
 }
 
@@ -380,14 +484,31 @@ export function displayPath(path: string | Uint8Array): string {
   return out;
 }
 
-/** `path` plus a NUL terminator, for libc. Rejects embedded NULs (libc would cut the name). */
-function cstr(path: Uint8Array): Uint8Array {
-  if (path.includes(0)) {
-    throw new LibcError(22, "path", path);
+/**
+ * `path` plus a NUL terminator, for libc (a string is UTF-8 encoded). Rejects embedded NULs
+ * (libc would cut the name) with EINVAL.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cstr, LibcError } from "./libc.ts";
+ * assert.deepEqual(cstr("ab"), new Uint8Array([0x61, 0x62, 0]));
+ * assert.throws(() => cstr("a\0b"), LibcError);
+ * ```
+ */
+export function cstr(path: string | Uint8Array): Uint8Array<ArrayBuffer> {
+  const bytes = toBytes(path);
+  if (bytes.includes(0)) {
+    throw new LibcError(Errno.EINVAL, "path", bytes);
   }
-  const out = new Uint8Array(path.length + 1);
-  out.set(path);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
   return out;
+}
+
+/** The address of a buffer, for building C structs that point at other buffers. */
+export function addressOf(buf: Uint8Array | BigUint64Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
 }
 
 /** `dir` + `/` + `name` (no `/` doubled when `dir` ends with one). */
@@ -549,7 +670,7 @@ export function readlinkAt(
   }
 }
 
-const EINTR = 4;
+const EINTR = Errno.EINTR;
 
 /** `read(fd, buf)` on this thread; returns the byte count (0 at end of file). */
 export function read(fd: number, buf: Uint8Array, errPath: Uint8Array = new Uint8Array()): number {
@@ -602,6 +723,44 @@ export async function readAsync(
   const n = Number(await libc().readAsync(fd, buf, BigInt(buf.length)));
   if (n >= 0) return n;
   return read(fd, buf, errPath);
+}
+
+/**
+ * `read(fd, buf)` on Deno's blocking thread pool, for descriptors whose reads block until
+ * something arrives (such as `/dev/fuse`): the byte count, or -1 on failure. Unlike
+ * {@linkcode readAsync} a failure is not retried here (that read would block this thread), so
+ * its errno, which belongs to the pool thread, is lost.
+ */
+export async function tryReadAsync(fd: number, buf: Uint8Array): Promise<number> {
+  return Number(await libc().readAsync(fd, buf, BigInt(buf.length)));
+}
+
+/**
+ * `writev(fd, iov, count)` on this thread: `iov` holds `count` pairs of (address, length), see
+ * {@linkcode addressOf}. Returns the byte count written; the buffers must stay alive until it
+ * returns.
+ */
+export function writev(
+  fd: number,
+  iov: BigUint64Array,
+  count: number,
+  errPath: Uint8Array = new Uint8Array(),
+): number {
+  for (;;) {
+    const n = Number(libc().writev(fd, iov, count));
+    if (n >= 0) return n;
+    if (errno() !== EINTR) fail("writev", errPath);
+  }
+}
+
+/** The real user id of this process. */
+export function getuid(): number {
+  return libc().getuid();
+}
+
+/** The real group id of this process. */
+export function getgid(): number {
+  return libc().getgid();
 }
 
 /**

@@ -230,3 +230,94 @@ Deno.test("path helpers", () => {
   assert.equal(libc.fileKind(0o060644), "block device");
   assert.equal(libc.fileKind(0o140755), "socket");
 });
+
+Deno.test("one errno table: every name maps to its number and back", () => {
+  for (const [name, value] of Object.entries(libc.Errno)) {
+    assert.equal(libc.errnoName(value), name);
+    assert.equal(new libc.LibcError(value, "x", b("p")).code, name);
+  }
+  // The values the FUSE layer answers with, and some the importer reports.
+  assert.equal(libc.Errno.ENOSYS, 38);
+  assert.equal(libc.Errno.ENOTCONN, 107);
+  assert.equal(libc.Errno.ENAMETOOLONG, 36);
+  assert.equal(libc.errnoName(4095), "E4095");
+});
+
+Deno.test("an error on no path reads 'CODE: call: why'; a hint follows the reason", () => {
+  assert.throws(() => libc.close(-1), (e: unknown) => {
+    assert.ok(e instanceof libc.LibcError);
+    assert.equal(e.message, "EBADF: close: Bad file descriptor");
+    assert.deepEqual(e.path, new Uint8Array());
+    return true;
+  });
+  const e = new libc.LibcError(libc.Errno.ENOENT, "open", "/dev/fuse", "load the fuse module");
+  assert.equal(
+    e.message,
+    "ENOENT: /dev/fuse (open: No such file or directory); load the fuse module",
+  );
+  assert.deepEqual(e.path, b("/dev/fuse"));
+});
+
+Deno.test("cstr: strings and bytes NUL-terminated, an embedded NUL refused", () => {
+  assert.deepEqual(libc.cstr("/a"), new Uint8Array([0x2f, 0x61, 0]));
+  assert.deepEqual(libc.cstr(new Uint8Array([0xff])), new Uint8Array([0xff, 0]));
+  assert.throws(() => libc.cstr("a\0b"), /^LibcError: EINVAL: a\\x00b \(path: /);
+});
+
+Deno.test("writev writes its pieces in order; tryReadAsync reads on the thread pool", async () => {
+  await withTempDir(async (dir, fd) => {
+    libc.createFileAt(fd, b("f"));
+    const path = libc.joinPath(dir, b("f"));
+    const w = libc.openAt(libc.AT_FDCWD, path, libc.O_WRONLY);
+    const head = b("head,"), body = b("body");
+    const iov = new BigUint64Array([
+      libc.addressOf(head),
+      BigInt(head.length),
+      libc.addressOf(body),
+      BigInt(body.length),
+    ]);
+    assert.equal(libc.writev(w, iov, 2), 9);
+    libc.close(w);
+    assert.throws(() => libc.writev(w, iov, 2), /^LibcError: EBADF: writev: /);
+    const r = libc.openFileAt(libc.AT_FDCWD, path);
+    const buf = new Uint8Array(16);
+    assert.equal(await libc.tryReadAsync(r, buf), 9);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, 9)), "head,body");
+    libc.close(r);
+    assert.equal(await libc.tryReadAsync(r, buf), -1); // closed: errno is lost, no retry
+  });
+});
+
+Deno.test("getuid and getgid are this process's ids", () => {
+  const id = (flag: string) =>
+    Number(new TextDecoder().decode(new Deno.Command("id", { args: [flag] }).outputSync().stdout));
+  assert.equal(libc.getuid(), id("-u"));
+  assert.equal(libc.getgid(), id("-g"));
+});
+
+Deno.test("without FFI permission: the module loads, the first call says to allow FFI", async () => {
+  const url = new URL("../../src/sys/libc.ts", import.meta.url);
+  const dir = await Deno.makeTempDir({ prefix: "nixcas-libc-" });
+  try {
+    const script = `${dir}/child.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import * as libc from ${JSON.stringify(url.href)};
+      try {
+        libc.lstat("/");
+      } catch (e) {
+        console.log(e instanceof Deno.errors.NotCapable, (e as Error).message);
+      }`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", `--allow-read`, script],
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      "true nixcas calls libc through FFI: run deno with --allow-ffi (or -A)",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
