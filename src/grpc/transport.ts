@@ -7,8 +7,8 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Code, ConnectError, type Transport } from "npm:@connectrpc/connect@2.2.0";
+import { createGrpcTransport, Http2SessionManager } from "npm:@connectrpc/connect-node@2.2.0";
 import {
   InvalidRequestError,
   NotFoundError,
