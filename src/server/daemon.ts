@@ -5,12 +5,17 @@
  * @module
  */
 import * as http2 from "node:http2";
-import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
+import type { DescService } from "npm:@bufbuild/protobuf@2.17.0";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  createConnectRouter,
+} from "npm:@connectrpc/connect@2.2.0";
 import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+} from "npm:@connectrpc/connect-node@2.2.0";
 import type { BlobService } from "../castore/blob_service.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import type { PathInfoService } from "../store/path_info_service.ts";

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { create } from "npm:@bufbuild/protobuf@2.17.0";
+import type { ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest } from "../castore/digest.ts";
 import type { Directory } from "../castore/directory.ts";
 import { InvalidRequestError, NotFoundError } from "../base/errors.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 import {
   InvalidRequestError,
   NotFoundError,

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { create } from "npm:@bufbuild/protobuf@2.17.0";
+import type { ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
 import { fromNodeMessage, validateNode } from "../castore/directory.ts";
 import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
 import type { PathInfoService } from "../store/path_info_service.ts";

@@ -14,9 +14,9 @@ import {
   fromBinary,
   type MessageShape,
   toBinary,
-} from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter } from "@connectrpc/connect";
+} from "npm:@bufbuild/protobuf@2.17.0";
+import { FileDescriptorProtoSchema } from "npm:@bufbuild/protobuf@2.17.0/wkt";
+import type { ConnectRouter } from "npm:@connectrpc/connect@2.2.0";
 import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.ts";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 

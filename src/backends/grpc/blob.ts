@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
 import { InvalidRequestError, StorageError } from "../../base/errors.ts";
 import { BlobService as BlobServiceDesc } from "../../gen/tvix/castore/protos/rpc_blobstore_pb.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest } from "../../castore/digest.ts";
 import { type Directory, directoryDigest, validateDirectory } from "../../castore/directory.ts";
 import { InvalidRequestError, StorageError } from "../../base/errors.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "npm:@connectrpc/connect@2.2.0";
 import { type AnyNode, toNodeMessage } from "../../castore/directory.ts";
 import { StorageError } from "../../base/errors.ts";
 import { PathInfoService as PathInfoServiceDesc } from "../../gen/tvix/store/protos/rpc_pathinfo_pb.ts";

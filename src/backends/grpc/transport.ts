@@ -7,8 +7,8 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Code, ConnectError, type Transport } from "npm:@connectrpc/connect@2.2.0";
+import { createGrpcTransport, Http2SessionManager } from "npm:@connectrpc/connect-node@2.2.0";
 import {
   InvalidRequestError,
   NotFoundError,
@@ -33,6 +33,80 @@ if (sessionProto && !(sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded
     return destroy.call(this, err, code);
   };
   (sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded = true;
+}
+
+/**
+ * Reads a response stream as Node's own Readable iterator does, but tells its end from the
+ * Readable's state. Deno 2.9.6's `finished()` (under that iterator) takes `Http2Stream.closed`,
+ * which turns true once the server's trailers arrived, for the Readable being closed: an
+ * iteration that began after a whole answer had arrived failed with "Premature close" at its
+ * end whenever the consumer paused while messages were still buffered (a slow `list` consumer,
+ * a recursive Get, a Read of a blob sent in small messages).
+ */
+async function* readResponse(stream: http2.ClientHttp2Stream): AsyncGenerator<Uint8Array> {
+  let ended = stream.readableEnded;
+  let error: unknown = stream.errored ?? undefined;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const onEnd = () => {
+    ended = true;
+    notify();
+  };
+  const onError = (e: unknown) => {
+    error ??= e;
+    notify();
+  };
+  // A Readable closes after its end unless it was destroyed early (reset, connection lost).
+  const onClose = () => {
+    if (!ended) error ??= prematureClose();
+    notify();
+  };
+  stream.on("readable", notify);
+  stream.on("end", onEnd);
+  stream.on("error", onError);
+  stream.on("close", onClose);
+  try {
+    for (;;) {
+      const chunk: Uint8Array | null = stream.destroyed ? null : stream.read();
+      if (chunk !== null) {
+        yield chunk;
+        continue;
+      }
+      if (error !== undefined) throw error;
+      if (ended) return;
+      if (stream.destroyed) throw prematureClose();
+      await new Promise<void>((r) => (wake = r));
+    }
+  } finally {
+    stream.off("readable", notify);
+    stream.off("end", onEnd);
+    stream.off("error", onError);
+    stream.off("close", onClose);
+    // As Node's iterator: a consumer that stops early (or fails) ends the stream.
+    if (!ended || error !== undefined) stream.destroy();
+  }
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error("Premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" });
+}
+
+/** connect-node's session manager, with every response read by {@linkcode readResponse}. */
+class SessionManager extends Http2SessionManager {
+  override async request(
+    ...args: Parameters<Http2SessionManager["request"]>
+  ): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    Object.defineProperty(stream, Symbol.asyncIterator, {
+      configurable: true,
+      value: () => readResponse(stream),
+    });
+    return stream;
+  }
 }
 
 /** Options for {@linkcode createTransport}. */
@@ -84,13 +158,13 @@ export function createTransport(
   };
   // Our own session manager, so close() can end the connection. Every connection goes through
   // the GOAWAY guard (h2guard.ts): a server that stops must not crash this process.
-  let sessionManager: Http2SessionManager;
+  let sessionManager: SessionManager;
   let baseUrl: string;
   if (t.kind === "unix") {
     const path = t.path;
     // Only used for :authority and the request path; the socket comes from createConnection.
     baseUrl = "http://localhost";
-    sessionManager = new Http2SessionManager(baseUrl, ping, {
+    sessionManager = new SessionManager(baseUrl, ping, {
       createConnection: () =>
         guardedConnection(
           () => Deno.connect({ transport: "unix", path }),
@@ -125,7 +199,7 @@ export function createTransport(
       c.setNoDelay(true);
       return c;
     };
-    sessionManager = new Http2SessionManager(baseUrl, ping, {
+    sessionManager = new SessionManager(baseUrl, ping, {
       createConnection: () =>
         guardedConnection(
           upstream,

@@ -5,9 +5,9 @@
 // @generated from file tvix/castore/protos/rpc_blobstore.proto (package tvix.castore.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Message } from "@bufbuild/protobuf";
+import type { GenFile, GenMessage, GenService } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import { fileDesc, messageDesc, serviceDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
 
 /**
  * Describes the file tvix/castore/protos/rpc_blobstore.proto.

@@ -5,11 +5,11 @@
 // @generated from file tvix/store/protos/pathinfo.proto (package tvix.store.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import { fileDesc, messageDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
 import type { Node } from "../../castore/protos/castore_pb.ts";
 import { file_tvix_castore_protos_castore } from "../../castore/protos/castore_pb.ts";
-import type { Message } from "@bufbuild/protobuf";
+import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
 
 /**
  * Describes the file tvix/store/protos/pathinfo.proto.

@@ -5,13 +5,13 @@
 // @generated from file tvix/store/protos/rpc_pathinfo.proto (package tvix.store.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage, GenService } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import { fileDesc, messageDesc, serviceDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
 import type { NodeSchema } from "../../castore/protos/castore_pb.ts";
 import { file_tvix_castore_protos_castore } from "../../castore/protos/castore_pb.ts";
 import type { PathInfoSchema } from "./pathinfo_pb.ts";
 import { file_tvix_store_protos_pathinfo } from "./pathinfo_pb.ts";
-import type { Message } from "@bufbuild/protobuf";
+import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
 
 /**
  * Describes the file tvix/store/protos/rpc_pathinfo.proto.
