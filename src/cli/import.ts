@@ -26,6 +26,16 @@ export interface ImportOptions extends ServiceAddrOptions {
   concurrency: number;
 }
 
+/** Paths imported at once; their results still print in argument order. */
+const PATHS_AT_ONCE = 4;
+
+type Outcome = { ok: true; storePath: string } | { ok: false; error: unknown };
+
+/** An error's message on one line. */
+function oneLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, " ");
+}
+
 /** `import`. */
 export const importCommand: CommandSpec<ImportOptions> = {
   name: "import",
@@ -52,23 +62,32 @@ export const importCommand: CommandSpec<ImportOptions> = {
     const progress = new Progress(!opts.quiet && Deno.stderr.isTerminal());
     let failed = 0;
     try {
-      // All paths import at once; results print in argument order as each one's turn comes.
-      const results = paths.map((p) =>
-        importStorePath(p, services, {
+      // A few paths import at once (each one already reads `concurrency` files at once, so
+      // memory is bounded by a few imports, not by the number of arguments). Each outcome is
+      // settled as soon as it is known, so no failure is left unobserved while an earlier
+      // path is still importing, and results print in argument order.
+      const outcomes: Promise<Outcome>[] = [];
+      const start = (i: number) => {
+        if (i >= paths.length) return;
+        outcomes[i] = importStorePath(paths[i], services, {
           concurrency: opts.concurrency,
-          onProgress: progress.track(p),
-        })
-      );
+          onProgress: progress.track(String(i)),
+        }).then(
+          ({ storePath }) => ({ ok: true, storePath: storePath.absolute }),
+          (error) => ({ ok: false, error }),
+        );
+      };
+      for (let i = 0; i < PATHS_AT_ONCE; i++) start(i);
       for (let i = 0; i < paths.length; i++) {
-        try {
-          const { storePath } = await results[i];
-          progress.clear();
-          await printLine(storePath.absolute);
-        } catch (e) {
+        const outcome = await outcomes[i];
+        start(i + PATHS_AT_ONCE);
+        progress.clear();
+        if (outcome.ok) await printLine(outcome.storePath);
+        else {
           failed++;
-          progress.clear();
-          if (log.enabled("debug")) log.error((e as Error).stack ?? String(e));
-          else log.error(`importing ${paths[i]}: ${(e as Error).message}`);
+          const e = outcome.error;
+          if (log.enabled("debug") && e instanceof Error) log.error(e.stack ?? e.message);
+          else log.error(`importing ${paths[i]}: ${oneLine(e)}`);
         }
       }
     } finally {
