@@ -11,7 +11,7 @@ import {
   type SymlinkNode,
 } from "../../src/castore/directory.ts";
 import { InvalidRequestError } from "../../src/castore/errors.ts";
-import type { BlobService, BlobWriter } from "../../src/castore/blob/service.ts";
+import type { BlobService, BlobWriter, SmallBlobPut } from "../../src/castore/blob/service.ts";
 import { CHUNK_SIZE } from "../../src/castore/blob/service.ts";
 import { MemoryBlobService } from "../../src/castore/blob/memory.ts";
 import { readBlob } from "../../src/castore/blob/util.ts";
@@ -24,6 +24,7 @@ import {
   type WalkEntry,
 } from "../../src/castore/import.ts";
 import * as libc from "../../src/sys/libc.ts";
+import { calculateNar, OrderedNarHasher } from "../../src/nar/hash.ts";
 
 const enc = new TextEncoder();
 const b = (s: string) => enc.encode(s);
@@ -568,5 +569,61 @@ Deno.test("deep trees work, and a walk stopped early releases its descriptors", 
       }
     }
     assert.equal(fds(), before);
+  });
+});
+
+/**
+ * A blob service whose small blobs are stored only on a later turn of the event loop (as
+ * SQLite's batches are), counting what was handed over and is not stored yet.
+ */
+class DeferredSmallBlobs extends SpyBlobs {
+  pendingBytes = 0;
+  pendingFiles = 0;
+  maxBytes = 0;
+  maxFiles = 0;
+  putSmall(data: Uint8Array): SmallBlobPut {
+    const put = this.inner.putSmall(data);
+    this.pendingBytes += data.length;
+    this.pendingFiles++;
+    this.maxBytes = Math.max(this.maxBytes, this.pendingBytes);
+    this.maxFiles = Math.max(this.maxFiles, this.pendingFiles);
+    const stored = libc.nextTurn().then(() => {
+      this.pendingBytes -= data.length;
+      this.pendingFiles--;
+    });
+    return { digest: put.digest, stored };
+  }
+}
+
+Deno.test("small files handed over but not stored are bounded, not the whole tree", async () => {
+  await withTempDir(async (dir, fd) => {
+    // 48 MiB in 3000 files of 16 KiB, and 3000 tiny files.
+    libc.mkdirAt(fd, b("big"));
+    libc.mkdirAt(fd, b("tiny"));
+    for (let i = 0; i < 3000; i++) {
+      const data = new Uint8Array(16 << 10).fill(i & 255);
+      new DataView(data.buffer).setUint32(0, i);
+      libc.createFileAt(fd, b(`big/f${i}`), data);
+      libc.createFileAt(fd, b(`tiny/f${i}`), b(`${i}`));
+    }
+    const reference = await importPath(dir, new MemoryBlobService(), new MemoryDirectoryService());
+    for (const [concurrency, maxBytes, maxFiles] of [[1, 4 << 20, 512], [8, 20 << 20, 2560]]) {
+      const blobs = new DeferredSmallBlobs();
+      const dirs = new MemoryDirectoryService();
+      const narHasher = new OrderedNarHasher();
+      let maxBacklog = 0;
+      const node = await importPath(dir, blobs, dirs, {
+        concurrency,
+        narHasher,
+        onProgress: () => maxBacklog = Math.max(maxBacklog, narHasher.backlogBytes),
+      });
+      assert.deepEqual(node, reference);
+      assert.ok(blobs.maxBytes <= maxBytes, `${concurrency}: ${blobs.maxBytes} bytes pending`);
+      assert.ok(blobs.maxFiles <= maxFiles, `${concurrency}: ${blobs.maxFiles} files pending`);
+      // Bytes waiting for the SHA-256 thread are bounded too.
+      assert.ok(maxBacklog <= 24 << 20, `${concurrency}: NAR hash backlog ${maxBacklog}`);
+      assert.equal(blobs.pendingFiles, 0); // all stored before the import returned
+      assert.deepEqual(await narHasher.result(), await calculateNar(node, blobs, dirs));
+    }
   });
 });
