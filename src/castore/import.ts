@@ -461,7 +461,8 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
  * await importPath(tmp, new MemoryBlobService(), new MemoryDirectoryService(), {
  *   onProgress: (p) => seen.push(p),
  * });
- * assert.deepEqual(seen.at(-1), { files: 2, bytes: (3 << 20) + 14 });
+ * const total = (3 << 20) + 14;
+ * assert.deepEqual(seen.at(-1), { files: 2, bytes: total, totalFiles: 2, totalBytes: total });
  * assert(seen.length > 2); // big files report after every chunk
  * await Deno.remove(tmp, { recursive: true });
  * ```
@@ -471,6 +472,10 @@ export interface ImportProgress {
   files: number;
   /** File content bytes uploaded so far. */
   bytes: number;
+  /** All files to upload, once known: at once for a single file, else when the walk ended. */
+  totalFiles?: number;
+  /** All file content bytes to upload, known when `totalFiles` is. */
+  totalBytes?: number;
 }
 
 /**
@@ -502,9 +507,16 @@ export interface ImportProgress {
  * ```
  */
 export interface ImportOptions {
-  /** How many files are uploaded at once (default 8). The result does not depend on it. */
+  /**
+   * How many files are uploaded at once (default 8). It also bounds memory: up to 3 MiB of
+   * buffers per big-file upload, and per unit 2 MiB (or 256 files) of small files handed to
+   * `blobs` and not stored yet. The result does not depend on it.
+   */
   concurrency?: number;
-  /** Called after every chunk and every finished file, with running totals. */
+  /**
+   * Called after every chunk and every finished file, with running totals (a tree of small
+   * files also lets the event loop run every few files, so a progress timer keeps firing).
+   */
   onProgress?: (progress: ImportProgress) => void;
   /**
    * Also hash the NAR of the tree in the same pass (files are read once): structure and file
@@ -614,9 +626,9 @@ export async function importPath(
   };
 
   const progress: ImportProgress = { files: 0, bytes: 0 };
-  const report = opts.onProgress
-    ? () => opts.onProgress!({ files: progress.files, bytes: progress.bytes })
-    : () => {};
+  const report = opts.onProgress ? () => opts.onProgress!({ ...progress }) : () => {};
+  // What the walk found so far: the totals, once it ended.
+  const walked = { files: 0, bytes: 0 };
   const written = (n: number) => {
     progress.bytes += n;
     report();
@@ -842,6 +854,12 @@ export async function importPath(
           break;
         }
         case "file": {
+          walked.files++;
+          walked.bytes += e.size;
+          if (e.depth === 0) {
+            progress.totalFiles = 1;
+            progress.totalBytes = e.size;
+          }
           if (e.statFromDescriptor && e.size <= SYNC_READ_MAX) {
             const node = importSmallFile(e);
             sinceTurn += e.size;
@@ -922,6 +940,11 @@ export async function importPath(
       }
     }
     if (!failure) {
+      if (progress.totalFiles === undefined) {
+        progress.totalFiles = walked.files;
+        progress.totalBytes = walked.bytes;
+        report();
+      }
       nar?.finish();
       const node = await root!;
       await putChain;

@@ -22,7 +22,7 @@ import { Progress } from "./progress.ts";
 export interface ImportOptions extends ServiceAddrOptions {
   /** `-q, --quiet`: no progress display. */
   quiet?: boolean;
-  /** `--concurrency <n>`: files uploaded at once. */
+  /** `--concurrency <n>`: files uploaded at once (and the small-file memory bound). */
   concurrency: number;
 }
 
@@ -41,13 +41,21 @@ export const importCommand: CommandSpec<ImportOptions> = {
   name: "import",
   description:
     "Import files or directories into the store and print one store path per line, in argument " +
-    "order: the path `nix-store --add` would print. Symlinks are stored, never followed.",
+    "order: the path `nix-store --add` would print. Symlinks are stored, never followed. A path " +
+    "that fails is reported on stderr (one line naming it) and the others still import; the " +
+    "exit code is 1 if any failed. Each file is read once; up to 4 paths import at once.",
   arguments: [["<path...>", "files, directories or symlinks to import"]],
   options: [
-    { flags: "-q, --quiet", description: "no progress display on stderr" },
+    {
+      flags: "-q, --quiet",
+      description: "no progress display on stderr (shown only when stderr is a terminal: " +
+        "files, bytes and the current rate, with totals once the walk has finished)",
+    },
     {
       flags: "--concurrency <n>",
-      description: "files uploaded at once",
+      description: "files uploaded at once per path. Memory follows it, not the tree's " +
+        "size: per path, up to 3 MiB for each big file being uploaded and n x 2 MiB (n x 256 " +
+        "files) of small files read but not yet stored",
       parse: parseIntAtLeast(1),
       default: 8,
     },

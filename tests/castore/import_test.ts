@@ -627,3 +627,46 @@ Deno.test("small files handed over but not stored are bounded, not the whole tre
     }
   });
 });
+
+Deno.test("a tree of small files lets the event loop run every few files", async () => {
+  await withTempDir(async (dir, fd) => {
+    for (let d = 0; d < 10; d++) {
+      libc.mkdirAt(fd, b(`d${d}`));
+      for (let f = 0; f < 400; f++) libc.createFileAt(fd, b(`d${d}/f${f}`), b(`${d}/${f}\n`));
+    }
+    // A chain of event-loop turns beside the import (each one a round trip through the thread
+    // pool, as the importer's own pauses are): the files imported between two links show how
+    // long this thread went without a turn.
+    let files = 0;
+    const gaps: number[] = [];
+    let running = true;
+    const ticker = (async () => {
+      for (let seen = 0; running;) {
+        await libc.nextTurn();
+        gaps.push(files - seen);
+        seen = files;
+      }
+    })();
+    const calls: number[] = [];
+    try {
+      const node = await importPath(dir, new MemoryBlobService(), new MemoryDirectoryService(), {
+        onProgress: (p) => {
+          files = p.files;
+          calls.push(p.files);
+        },
+      });
+      assert.equal((node.value as DirectoryNode).size, 4010);
+    } finally {
+      running = false;
+      await ticker;
+    }
+    // A callback per file, and the event loop got a turn every few dozen files (the median,
+    // so a thread-pool thread that was late once does not matter; before, no turn at all).
+    const called = new Set(calls);
+    for (let i = 1; i <= 4000; i++) assert.ok(called.has(i), `no progress at file ${i}`);
+    const during = gaps.filter((g) => g > 0).sort((x, y) => x - y);
+    assert.ok(during.length >= 20, `${during.length} turns while files were imported`);
+    const median = during[Math.floor(during.length / 2)];
+    assert.ok(median <= 128, `a turn every ${median} files`);
+  });
+});
