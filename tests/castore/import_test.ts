@@ -670,3 +670,61 @@ Deno.test("a tree of small files lets the event loop run every few files", async
     assert.ok(median <= 128, `a turn every ${median} files`);
   });
 });
+
+Deno.test("failures anywhere reject the import; nothing is left rejecting unobserved", async () => {
+  await withTempDir(async (dir, fd) => {
+    libc.mkdirAt(fd, b("d"));
+    for (let i = 0; i < 600; i++) libc.createFileAt(fd, b(`d/a${i}`), new Uint8Array(9000).fill(i));
+    libc.createFileAt(fd, b("d/big"), new Uint8Array(3 * CHUNK_SIZE).fill(1));
+    libc.mkfifoAt(fd, b("d/m-fifo"));
+    for (let i = 0; i < 50; i++) libc.createFileAt(fd, b(`d/z${i}`), b(`${i}`));
+    const fifo = /unsupported file type \(fifo\): .*\/d\/m-fifo$/;
+    const failingSmall = (how: "later" | "now"): BlobService => {
+      const inner = new SpyBlobs();
+      let n = 0;
+      return Object.assign(inner, {
+        putSmall: (data: Uint8Array): SmallBlobPut => {
+          if (++n < 100) return inner.inner.putSmall(data);
+          if (how === "now") throw new Error("putSmall refused");
+          // Stored blobs fail on a later turn, while the walk goes on to the FIFO.
+          const stored = libc.nextTurn().then(() => {
+            throw new Error("commit failed");
+          });
+          return { digest: inner.inner.putSmall(data).digest, stored };
+        },
+      });
+    };
+    await assert.rejects(
+      importPath(dir, failingSmall("later"), new MemoryDirectoryService(), {
+        narHasher: new OrderedNarHasher(),
+      }),
+      /commit failed/,
+    );
+    await assert.rejects(
+      importPath(dir, failingSmall("now"), new MemoryDirectoryService()),
+      /putSmall refused/,
+    );
+    // The walk fails while small blobs, a big upload and the NAR hash are still in flight.
+    const slow = new DeferredSmallBlobs();
+    await assert.rejects(
+      importPath(dir, slow, new MemoryDirectoryService(), { narHasher: new OrderedNarHasher() }),
+      fifo,
+    );
+    assert.equal(slow.opened, slow.closed + slow.aborted);
+    // A directory putter that fails.
+    const dirs = new MemoryDirectoryService();
+    const failingDirs: DirectoryService = Object.assign(Object.create(dirs), {
+      putMultipleStart: (): DirectoryPutter => ({
+        put: () => Promise.reject(new Error("directory put failed")),
+        close: () => Promise.reject(new Error("not reached")),
+      }),
+    });
+    Deno.removeSync(`${new TextDecoder().decode(dir)}/d/m-fifo`);
+    await assert.rejects(
+      importPath(libc.joinPath(dir, b("d")), new MemoryBlobService(), failingDirs),
+      /directory put failed/,
+    );
+    // Everything settled: a turn later, nothing rejects unobserved (the test would fail).
+    await libc.nextTurn();
+  });
+});
