@@ -461,7 +461,8 @@ export function* walk(path: string | Uint8Array): Generator<WalkEntry, void, und
  * await importPath(tmp, new MemoryBlobService(), new MemoryDirectoryService(), {
  *   onProgress: (p) => seen.push(p),
  * });
- * assert.deepEqual(seen.at(-1), { files: 2, bytes: (3 << 20) + 14 });
+ * const total = (3 << 20) + 14;
+ * assert.deepEqual(seen.at(-1), { files: 2, bytes: total, totalFiles: 2, totalBytes: total });
  * assert(seen.length > 2); // big files report after every chunk
  * await Deno.remove(tmp, { recursive: true });
  * ```
@@ -471,6 +472,10 @@ export interface ImportProgress {
   files: number;
   /** File content bytes uploaded so far. */
   bytes: number;
+  /** All files to upload, once known: at once for a single file, else when the walk ended. */
+  totalFiles?: number;
+  /** All file content bytes to upload, known when `totalFiles` is. */
+  totalBytes?: number;
 }
 
 /**
@@ -502,9 +507,16 @@ export interface ImportProgress {
  * ```
  */
 export interface ImportOptions {
-  /** How many files are uploaded at once (default 8). The result does not depend on it. */
+  /**
+   * How many files are uploaded at once (default 8). It also bounds memory: up to 3 MiB of
+   * buffers per big-file upload, and per unit 2 MiB (or 256 files) of small files handed to
+   * `blobs` and not stored yet. The result does not depend on it.
+   */
   concurrency?: number;
-  /** Called after every chunk and every finished file, with running totals. */
+  /**
+   * Called after every chunk and every finished file, with running totals (a tree of small
+   * files also lets the event loop run every few files, so a progress timer keeps firing).
+   */
   onProgress?: (progress: ImportProgress) => void;
   /**
    * Also hash the NAR of the tree in the same pass (files are read once): structure and file
@@ -520,6 +532,18 @@ const SYNC_READ_MAX = 64 * 1024;
 const BIG_FILE_BUFFERS = 3;
 // Past this many bytes held for the NAR hash behind a big file, the walk waits for uploads.
 const HELD_MAX = 32 << 20;
+// Small files are handed to the blob service without awaiting each one; per upload permit,
+// this many bytes and files may be handed over and not stored yet before the walk waits.
+const SMALL_BYTES_PER_PERMIT = 2 << 20;
+const SMALL_FILES_PER_PERMIT = 256;
+// Past this many bytes not yet hashed for the NAR (copies waiting for the SHA-256 thread), the
+// walk waits.
+const HASH_BACKLOG_MAX = 16 << 20;
+// After this much synchronous work (file bytes, plus ENTRY_COST per entry) the walk lets the
+// event loop run: the SHA-256 thread's results, batched commits and progress timers all wait
+// for it, and the NAR hash's stage is this size, so each turn hands it one piece.
+const TURN_BYTES = 256 << 10;
+const ENTRY_COST = 4 << 10;
 // castore's FileNode.size is a uint32.
 const MAX_FILE_SIZE = 0xffff_ffff;
 
@@ -587,6 +611,7 @@ export async function importPath(
   const bigPermits = semaphore(limit);
   const smallPermits = semaphore(limit * 8);
   const inflight = new Set<Promise<unknown>>();
+  const narHasher = opts.narHasher ?? null;
 
   // Buffers the BLAKE3 hasher reads where they lie (a copy less per byte), while there are.
   const pool: Uint8Array[] = [];
@@ -601,9 +626,9 @@ export async function importPath(
   };
 
   const progress: ImportProgress = { files: 0, bytes: 0 };
-  const report = opts.onProgress
-    ? () => opts.onProgress!({ files: progress.files, bytes: progress.bytes })
-    : () => {};
+  const report = opts.onProgress ? () => opts.onProgress!({ ...progress }) : () => {};
+  // What the walk found so far: the totals, once it ended.
+  const walked = { files: 0, bytes: 0 };
   const written = (n: number) => {
     progress.bytes += n;
     report();
@@ -718,6 +743,34 @@ export async function importPath(
 
   // Small blobs being stored (backends batch them, so many share one promise).
   const storing = new Set<Promise<void>>();
+  // Small files handed to the blob service and not stored yet: their contents are held (by a
+  // backend's batch, or a queue of requests) until then, so the walk bounds them.
+  const unstoredMax = {
+    bytes: limit * SMALL_BYTES_PER_PERMIT,
+    files: limit * SMALL_FILES_PER_PERMIT,
+  };
+  const unstored = { bytes: 0, files: 0 };
+  // Synchronous work since the event loop last ran.
+  let sinceTurn = 0;
+
+  /**
+   * Lets the event loop run, then waits while too many small files wait to be stored or too
+   * many bytes to be hashed: otherwise a tree of small files is read much faster than either
+   * completes, and memory grows with the tree.
+   */
+  const breathe = async () => {
+    sinceTurn = 0;
+    await libc.nextTurn();
+    while (
+      !failure && storing.size > 0 &&
+      (unstored.bytes > unstoredMax.bytes || unstored.files > unstoredMax.files)
+    ) {
+      await Promise.race(storing).catch(() => {}); // its error reaches `failure` through fail
+    }
+    while (!failure && narHasher && narHasher.backlogBytes > HASH_BACKLOG_MAX) {
+      await libc.nextTurn(); // each turn delivers the SHA-256 thread's finished pieces
+    }
+  };
 
   /**
    * A small file whose size and mode the walk read from its open descriptor: read, hashed and
@@ -742,6 +795,13 @@ export async function importPath(
       storing.add(stored);
       stored.then(() => storing.delete(stored), fail);
     }
+    unstored.bytes += e.size;
+    unstored.files++;
+    const done = () => {
+      unstored.bytes -= e.size;
+      unstored.files--;
+    };
+    stored.then(done, done);
     progress.files++;
     written(e.size);
     return {
@@ -774,6 +834,8 @@ export async function importPath(
   try {
     for (const e of walk(path)) {
       if (failure) break;
+      sinceTurn += ENTRY_COST;
+      if (sinceTurn >= TURN_BYTES) await breathe();
       if (nar && e.kind !== "end" && e.depth > 0) nar.entry(e.name);
       switch (e.kind) {
         case "directory":
@@ -792,8 +854,15 @@ export async function importPath(
           break;
         }
         case "file": {
+          walked.files++;
+          walked.bytes += e.size;
+          if (e.depth === 0) {
+            progress.totalFiles = 1;
+            progress.totalBytes = e.size;
+          }
           if (e.statFromDescriptor && e.size <= SYNC_READ_MAX) {
             const node = importSmallFile(e);
+            sinceTurn += e.size;
             if (e.depth === 0) root = Promise.resolve({ case: "file", value: node });
             else frames[frames.length - 1].files.push(node);
             // Files waiting behind a big one hold their contents for the NAR hash: bound it.
@@ -871,6 +940,11 @@ export async function importPath(
       }
     }
     if (!failure) {
+      if (progress.totalFiles === undefined) {
+        progress.totalFiles = walked.files;
+        progress.totalBytes = walked.bytes;
+        report();
+      }
       nar?.finish();
       const node = await root!;
       await putChain;

@@ -22,8 +22,18 @@ import { Progress } from "./progress.ts";
 export interface ImportOptions extends ServiceAddrOptions {
   /** `-q, --quiet`: no progress display. */
   quiet?: boolean;
-  /** `--concurrency <n>`: files uploaded at once. */
+  /** `--concurrency <n>`: files uploaded at once (and the small-file memory bound). */
   concurrency: number;
+}
+
+/** Paths imported at once; their results still print in argument order. */
+const PATHS_AT_ONCE = 4;
+
+type Outcome = { ok: true; storePath: string } | { ok: false; error: unknown };
+
+/** An error's message on one line. */
+function oneLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, " ");
 }
 
 /** `import`. */
@@ -31,13 +41,21 @@ export const importCommand: CommandSpec<ImportOptions> = {
   name: "import",
   description:
     "Import files or directories into the store and print one store path per line, in argument " +
-    "order: the path `nix-store --add` would print. Symlinks are stored, never followed.",
+    "order: the path `nix-store --add` would print. Symlinks are stored, never followed. A path " +
+    "that fails is reported on stderr (one line naming it) and the others still import; the " +
+    "exit code is 1 if any failed. Each file is read once; up to 4 paths import at once.",
   arguments: [["<path...>", "files, directories or symlinks to import"]],
   options: [
-    { flags: "-q, --quiet", description: "no progress display on stderr" },
+    {
+      flags: "-q, --quiet",
+      description: "no progress display on stderr (shown only when stderr is a terminal: " +
+        "files, bytes and the current rate, with totals once the walk has finished)",
+    },
     {
       flags: "--concurrency <n>",
-      description: "files uploaded at once",
+      description: "files uploaded at once per path. Memory follows it, not the tree's " +
+        "size: per path, up to 3 MiB for each big file being uploaded and n x 2 MiB (n x 256 " +
+        "files) of small files read but not yet stored",
       parse: parseIntAtLeast(1),
       default: 8,
     },
@@ -52,23 +70,32 @@ export const importCommand: CommandSpec<ImportOptions> = {
     const progress = new Progress(!opts.quiet && Deno.stderr.isTerminal());
     let failed = 0;
     try {
-      // All paths import at once; results print in argument order as each one's turn comes.
-      const results = paths.map((p) =>
-        importStorePath(p, services, {
+      // A few paths import at once (each one already reads `concurrency` files at once, so
+      // memory is bounded by a few imports, not by the number of arguments). Each outcome is
+      // settled as soon as it is known, so no failure is left unobserved while an earlier
+      // path is still importing, and results print in argument order.
+      const outcomes: Promise<Outcome>[] = [];
+      const start = (i: number) => {
+        if (i >= paths.length) return;
+        outcomes[i] = importStorePath(paths[i], services, {
           concurrency: opts.concurrency,
-          onProgress: progress.track(p),
-        })
-      );
+          onProgress: progress.track(String(i)),
+        }).then(
+          ({ storePath }) => ({ ok: true, storePath: storePath.absolute }),
+          (error) => ({ ok: false, error }),
+        );
+      };
+      for (let i = 0; i < PATHS_AT_ONCE; i++) start(i);
       for (let i = 0; i < paths.length; i++) {
-        try {
-          const { storePath } = await results[i];
-          progress.clear();
-          await printLine(storePath.absolute);
-        } catch (e) {
+        const outcome = await outcomes[i];
+        start(i + PATHS_AT_ONCE);
+        progress.clear();
+        if (outcome.ok) await printLine(outcome.storePath);
+        else {
           failed++;
-          progress.clear();
-          if (log.enabled("debug")) log.error((e as Error).stack ?? String(e));
-          else log.error(`importing ${paths[i]}: ${(e as Error).message}`);
+          const e = outcome.error;
+          if (log.enabled("debug") && e instanceof Error) log.error(e.stack ?? e.message);
+          else log.error(`importing ${paths[i]}: ${oneLine(e)}`);
         }
       }
     } finally {

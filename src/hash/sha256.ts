@@ -182,6 +182,11 @@ export interface Sha256Stream {
   updateInPlace(bytes: Uint8Array): Promise<void>;
   /** The digest of everything added; the stream is finished afterwards. */
   digest(): Promise<Uint8Array>;
+  /**
+   * Bytes added but not hashed yet (waiting for, or on, another thread), for callers that
+   * bound their memory: copied bytes stay in memory until they are hashed.
+   */
+  readonly pendingBytes: number;
 }
 
 /**
@@ -210,7 +215,12 @@ class NodeSha256Stream implements Sha256Stream {
   #hash: ReturnType<typeof import("node:crypto").createHash> | null = null;
   #ready: Promise<void>;
   #waiting: Uint8Array[] = [];
+  #waitingBytes = 0;
   #done = false;
+
+  get pendingBytes(): number {
+    return this.#waitingBytes;
+  }
 
   constructor() {
     NodeSha256Stream.#module ??= import("node:crypto");
@@ -218,6 +228,7 @@ class NodeSha256Stream implements Sha256Stream {
       this.#hash = m.createHash("sha256");
       for (const b of this.#waiting) this.#hash.update(b);
       this.#waiting = [];
+      this.#waitingBytes = 0;
     });
     this.#ready.catch(() => {});
   }
@@ -225,7 +236,10 @@ class NodeSha256Stream implements Sha256Stream {
   update(bytes: Uint8Array): void {
     if (this.#done) throw new Error("SHA-256 stream already finished");
     if (this.#hash) this.#hash.update(bytes);
-    else this.#waiting.push(bytes.slice());
+    else {
+      this.#waiting.push(bytes.slice());
+      this.#waitingBytes += bytes.length;
+    }
   }
 
   updateInPlace(bytes: Uint8Array): Promise<void> {
@@ -235,6 +249,7 @@ class NodeSha256Stream implements Sha256Stream {
       return Promise.resolve();
     }
     this.#waiting.push(bytes);
+    this.#waitingBytes += bytes.length;
     return this.#ready;
   }
 
@@ -248,6 +263,12 @@ class NodeSha256Stream implements Sha256Stream {
 
 /** Small updates are gathered into pieces of this size before they go to the thread pool. */
 const STAGE_SIZE = 256 << 10;
+/**
+ * While an update runs, small updates gather up to this size, and the next update takes all of
+ * them: each one's result needs a turn of this thread's event loop, so pieces of STAGE_SIZE
+ * could fall behind a caller that adds more than that per turn.
+ */
+const STAGE_MAX = 4 << 20;
 /** In-place updates smaller than this are staged (copied) too. */
 const IN_PLACE_MIN = 64 << 10;
 
@@ -263,10 +284,15 @@ class NativeSha256Stream implements Sha256Stream {
   #running = false;
   #last: Promise<void> = Promise.resolve();
   #failed: Error | null = null;
-  #stage: Uint8Array = new Uint8Array(STAGE_SIZE);
+  #stage: Uint8Array = new Uint8Array(STAGE_MAX);
   #staged = 0;
   #spare: Uint8Array[] = [];
+  #queued = 0;
   #done = false;
+
+  get pendingBytes(): number {
+    return this.#queued + this.#staged;
+  }
 
   constructor(lib: Libcrypto) {
     this.#lib = lib;
@@ -282,7 +308,7 @@ class NativeSha256Stream implements Sha256Stream {
       this.#submit(bytes.slice()).catch(() => {}); // a failure surfaces in digest()
       return;
     }
-    if (this.#staged + bytes.length > STAGE_SIZE) this.#flush();
+    if (this.#staged + bytes.length > (this.#running ? STAGE_MAX : STAGE_SIZE)) this.#flush();
     this.#stage.set(bytes, this.#staged);
     this.#staged += bytes.length;
   }
@@ -318,7 +344,7 @@ class NativeSha256Stream implements Sha256Stream {
     if (this.#staged === 0) return;
     const stage = this.#stage;
     const piece = stage.subarray(0, this.#staged);
-    this.#stage = this.#spare.pop() ?? new Uint8Array(STAGE_SIZE);
+    this.#stage = this.#spare.pop() ?? new Uint8Array(STAGE_MAX);
     this.#staged = 0;
     this.#submit(piece).then(() => this.#spare.push(stage), () => {});
   }
@@ -331,6 +357,7 @@ class NativeSha256Stream implements Sha256Stream {
   #submit(bytes: Uint8Array): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#queue.push({ bytes, resolve, reject });
+    this.#queued += bytes.length;
     this.#last = promise;
     if (!this.#running) this.#pump();
     return promise;
@@ -339,19 +366,26 @@ class NativeSha256Stream implements Sha256Stream {
   #pump(): void {
     const next = this.#queue.shift();
     this.#running = next !== undefined;
-    if (!next) return;
+    if (!next) {
+      this.#flush(); // what was staged meanwhile, in one piece
+      return;
+    }
+    const done = () => this.#queued -= next.bytes.length;
     if (this.#failed) {
+      done();
       next.reject(this.#failed);
       return this.#pump();
     }
     this.#lib.SHA256_Update(this.#ctx, next.bytes, BigInt(next.bytes.length)).then(
       (ok) => {
+        done();
         if (ok !== 1) this.#failed ??= new Error("libcrypto failed to hash NAR bytes");
         if (this.#failed) next.reject(this.#failed);
         else next.resolve();
         this.#pump();
       },
       (e) => {
+        done();
         this.#failed ??= e instanceof Error ? e : new Error(String(e));
         next.reject(this.#failed);
         this.#pump();

@@ -159,6 +159,14 @@ export class OrderedNarHasher {
     return this.#held;
   }
 
+  /**
+   * Bytes given to this hasher and not hashed yet: those held behind an unfinished file plus
+   * those waiting for the SHA-256 thread (for callers bounding memory).
+   */
+  get backlogBytes(): number {
+    return this.#held + this.#hash.pendingBytes;
+  }
+
   /** @internal Adjusts {@linkcode OrderedNarHasher.heldBytes}. */
   noteHeld(delta: number): void {
     this.#held += delta;

@@ -100,7 +100,7 @@ export interface ImportResult {
  * const opts: StoreImportOptions = { concurrency: 2, onProgress: (p) => last = p };
  * const store = await openStore("memory://");
  * await importStorePath(`${dir}/site`, store, opts);
- * assert.deepEqual(last, { files: 2, bytes: 30 });
+ * assert.deepEqual(last, { files: 2, bytes: 30, totalFiles: 2, totalBytes: 30 });
  * await store.close();
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -108,7 +108,7 @@ export interface ImportResult {
 export interface StoreImportOptions {
   /** Progress callback, see {@linkcode ImportProgress}. */
   onProgress?: (progress: ImportProgress) => void;
-  /** Files uploaded at once. */
+  /** Files uploaded at once (default 8); also scales how much small-file data is in flight. */
   concurrency?: number;
 }
 

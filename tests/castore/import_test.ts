@@ -11,7 +11,7 @@ import {
   type SymlinkNode,
 } from "../../src/castore/directory.ts";
 import { InvalidRequestError } from "../../src/base/errors.ts";
-import type { BlobService, BlobWriter } from "../../src/castore/blob_service.ts";
+import type { BlobService, BlobWriter, SmallBlobPut } from "../../src/castore/blob_service.ts";
 import { CHUNK_SIZE } from "../../src/castore/blob_service.ts";
 import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
@@ -24,6 +24,7 @@ import {
   type WalkEntry,
 } from "../../src/castore/import.ts";
 import * as libc from "../../src/sys/libc.ts";
+import { calculateNar, OrderedNarHasher } from "../../src/nar/hash.ts";
 
 const enc = new TextEncoder();
 const b = (s: string) => enc.encode(s);
@@ -568,5 +569,162 @@ Deno.test("deep trees work, and a walk stopped early releases its descriptors", 
       }
     }
     assert.equal(fds(), before);
+  });
+});
+
+/**
+ * A blob service whose small blobs are stored only on a later turn of the event loop (as
+ * SQLite's batches are), counting what was handed over and is not stored yet.
+ */
+class DeferredSmallBlobs extends SpyBlobs {
+  pendingBytes = 0;
+  pendingFiles = 0;
+  maxBytes = 0;
+  maxFiles = 0;
+  putSmall(data: Uint8Array): SmallBlobPut {
+    const put = this.inner.putSmall(data);
+    this.pendingBytes += data.length;
+    this.pendingFiles++;
+    this.maxBytes = Math.max(this.maxBytes, this.pendingBytes);
+    this.maxFiles = Math.max(this.maxFiles, this.pendingFiles);
+    const stored = libc.nextTurn().then(() => {
+      this.pendingBytes -= data.length;
+      this.pendingFiles--;
+    });
+    return { digest: put.digest, stored };
+  }
+}
+
+Deno.test("small files handed over but not stored are bounded, not the whole tree", async () => {
+  await withTempDir(async (dir, fd) => {
+    // 48 MiB in 3000 files of 16 KiB, and 3000 tiny files.
+    libc.mkdirAt(fd, b("big"));
+    libc.mkdirAt(fd, b("tiny"));
+    for (let i = 0; i < 3000; i++) {
+      const data = new Uint8Array(16 << 10).fill(i & 255);
+      new DataView(data.buffer).setUint32(0, i);
+      libc.createFileAt(fd, b(`big/f${i}`), data);
+      libc.createFileAt(fd, b(`tiny/f${i}`), b(`${i}`));
+    }
+    const reference = await importPath(dir, new MemoryBlobService(), new MemoryDirectoryService());
+    for (const [concurrency, maxBytes, maxFiles] of [[1, 4 << 20, 512], [8, 20 << 20, 2560]]) {
+      const blobs = new DeferredSmallBlobs();
+      const dirs = new MemoryDirectoryService();
+      const narHasher = new OrderedNarHasher();
+      let maxBacklog = 0;
+      const node = await importPath(dir, blobs, dirs, {
+        concurrency,
+        narHasher,
+        onProgress: () => maxBacklog = Math.max(maxBacklog, narHasher.backlogBytes),
+      });
+      assert.deepEqual(node, reference);
+      assert.ok(blobs.maxBytes <= maxBytes, `${concurrency}: ${blobs.maxBytes} bytes pending`);
+      assert.ok(blobs.maxFiles <= maxFiles, `${concurrency}: ${blobs.maxFiles} files pending`);
+      // Bytes waiting for the SHA-256 thread are bounded too.
+      assert.ok(maxBacklog <= 24 << 20, `${concurrency}: NAR hash backlog ${maxBacklog}`);
+      assert.equal(blobs.pendingFiles, 0); // all stored before the import returned
+      assert.deepEqual(await narHasher.result(), await calculateNar(node, blobs, dirs));
+    }
+  });
+});
+
+Deno.test("a tree of small files lets the event loop run every few files", async () => {
+  await withTempDir(async (dir, fd) => {
+    for (let d = 0; d < 10; d++) {
+      libc.mkdirAt(fd, b(`d${d}`));
+      for (let f = 0; f < 400; f++) libc.createFileAt(fd, b(`d${d}/f${f}`), b(`${d}/${f}\n`));
+    }
+    // A chain of event-loop turns beside the import (each one a round trip through the thread
+    // pool, as the importer's own pauses are): the files imported between two links show how
+    // long this thread went without a turn.
+    let files = 0;
+    const gaps: number[] = [];
+    let running = true;
+    const ticker = (async () => {
+      for (let seen = 0; running;) {
+        await libc.nextTurn();
+        gaps.push(files - seen);
+        seen = files;
+      }
+    })();
+    const calls: number[] = [];
+    try {
+      const node = await importPath(dir, new MemoryBlobService(), new MemoryDirectoryService(), {
+        onProgress: (p) => {
+          files = p.files;
+          calls.push(p.files);
+        },
+      });
+      assert.equal((node.value as DirectoryNode).size, 4010);
+    } finally {
+      running = false;
+      await ticker;
+    }
+    // A callback per file, and the event loop got a turn every few dozen files (the median,
+    // so a thread-pool thread that was late once does not matter; before, no turn at all).
+    const called = new Set(calls);
+    for (let i = 1; i <= 4000; i++) assert.ok(called.has(i), `no progress at file ${i}`);
+    const during = gaps.filter((g) => g > 0).sort((x, y) => x - y);
+    assert.ok(during.length >= 20, `${during.length} turns while files were imported`);
+    const median = during[Math.floor(during.length / 2)];
+    assert.ok(median <= 128, `a turn every ${median} files`);
+  });
+});
+
+Deno.test("failures anywhere reject the import; nothing is left rejecting unobserved", async () => {
+  await withTempDir(async (dir, fd) => {
+    libc.mkdirAt(fd, b("d"));
+    for (let i = 0; i < 600; i++) libc.createFileAt(fd, b(`d/a${i}`), new Uint8Array(9000).fill(i));
+    libc.createFileAt(fd, b("d/big"), new Uint8Array(3 * CHUNK_SIZE).fill(1));
+    libc.mkfifoAt(fd, b("d/m-fifo"));
+    for (let i = 0; i < 50; i++) libc.createFileAt(fd, b(`d/z${i}`), b(`${i}`));
+    const fifo = /unsupported file type \(fifo\): .*\/d\/m-fifo$/;
+    const failingSmall = (how: "later" | "now"): BlobService => {
+      const inner = new SpyBlobs();
+      let n = 0;
+      return Object.assign(inner, {
+        putSmall: (data: Uint8Array): SmallBlobPut => {
+          if (++n < 100) return inner.inner.putSmall(data);
+          if (how === "now") throw new Error("putSmall refused");
+          // Stored blobs fail on a later turn, while the walk goes on to the FIFO.
+          const stored = libc.nextTurn().then(() => {
+            throw new Error("commit failed");
+          });
+          return { digest: inner.inner.putSmall(data).digest, stored };
+        },
+      });
+    };
+    await assert.rejects(
+      importPath(dir, failingSmall("later"), new MemoryDirectoryService(), {
+        narHasher: new OrderedNarHasher(),
+      }),
+      /commit failed/,
+    );
+    await assert.rejects(
+      importPath(dir, failingSmall("now"), new MemoryDirectoryService()),
+      /putSmall refused/,
+    );
+    // The walk fails while small blobs, a big upload and the NAR hash are still in flight.
+    const slow = new DeferredSmallBlobs();
+    await assert.rejects(
+      importPath(dir, slow, new MemoryDirectoryService(), { narHasher: new OrderedNarHasher() }),
+      fifo,
+    );
+    assert.equal(slow.opened, slow.closed + slow.aborted);
+    // A directory putter that fails.
+    const dirs = new MemoryDirectoryService();
+    const failingDirs: DirectoryService = Object.assign(Object.create(dirs), {
+      putMultipleStart: (): DirectoryPutter => ({
+        put: () => Promise.reject(new Error("directory put failed")),
+        close: () => Promise.reject(new Error("not reached")),
+      }),
+    });
+    Deno.removeSync(`${new TextDecoder().decode(dir)}/d/m-fifo`);
+    await assert.rejects(
+      importPath(libc.joinPath(dir, b("d")), new MemoryBlobService(), failingDirs),
+      /directory put failed/,
+    );
+    // Everything settled: a turn later, nothing rejects unobserved (the test would fail).
+    await libc.nextTurn();
   });
 });

@@ -285,8 +285,11 @@ Deno.test("args: nixcas help shows every command, flag, env var and default", ()
     /^Usage: nixcas import \[options\] <path\.\.\.>\n\nImport files or directories/,
   );
   assert.match(imp, /\n {2}path +files, directories or symlinks to import\n/);
-  assert.match(imp, /\n {2}-q, --quiet +no progress display on stderr\n/);
-  assert.match(imp, /\n {2}--concurrency <n> +files uploaded at once \(default: 8\)\n/);
+  assert.match(imp, /\n {2}-q, --quiet +no progress display on stderr \(shown only when\n/);
+  assert.match(
+    imp,
+    /\n {2}--concurrency <n> +files uploaded at once per path\. [^-]+\(default: 8\)\n/,
+  );
   assert.match(imp, /\(env:\n +BLOB_SERVICE_ADDR\)/);
   const daemon = formatHelp(PROGRAM, "daemon");
   assert.match(daemon, /-l, --listen-address <addr>/);
