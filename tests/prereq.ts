@@ -136,3 +136,22 @@ export async function startNixcas(
   })();
   return { child, stderr: () => seen, drained };
 }
+
+let slowSkipNoted = false;
+
+/**
+ * For `ignore:` of a test that takes over ~10 s: true (skip it) under `NIXCAS_SKIP_SLOW=1`, which
+ * `deno task test:quick` sets; `deno task test` (and CI) runs them. Prints once that slow tests
+ * are skipped. Throws under `NIXCAS_REQUIRE_ALL=1` too, where every test must run.
+ */
+export function slow(): boolean {
+  if (Deno.env.get("NIXCAS_SKIP_SLOW") !== "1") return false;
+  if (Deno.env.get("NIXCAS_REQUIRE_ALL") === "1") {
+    throw new Error("NIXCAS_SKIP_SLOW=1 and NIXCAS_REQUIRE_ALL=1: every test must run");
+  }
+  if (!slowSkipNoted) {
+    slowSkipNoted = true;
+    console.warn("skipping slow tests (NIXCAS_SKIP_SLOW=1)");
+  }
+  return true;
+}

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { AT_FDCWD, createFileAt, mkdirAt, mkfifoAt, symlinkAt } from "../../src/sys/libc.ts";
-import { have, nixcas, run } from "../prereq.ts";
+import { have, nixcas, run, slow } from "../prereq.ts";
 
 const NIX = have("nix oracle tests", ["nix-store", "nix-hash"]);
 const te = new TextEncoder();
@@ -94,7 +94,7 @@ function buildTrees(base: string): string[] {
 
 Deno.test({
   name: "import equals nix-store --add, nar equals nix-store --dump, hash equals nix-hash",
-  ignore: !NIX,
+  ignore: !NIX || slow(),
   async fn() {
     const base = await Deno.makeTempDir({ prefix: "nixcas-oracle-" });
     try {

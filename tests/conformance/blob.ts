@@ -11,6 +11,7 @@ import { concat } from "../../src/base/bytes.ts";
 import { CHUNK_SIZE } from "../../src/castore/blob_service.ts";
 import { blake3 } from "../../src/castore/digest.ts";
 import { suiteTest } from "./suite.ts";
+import type { Backend } from "./backends.ts";
 import {
   BLOB_A,
   BLOB_A_DIGEST,
@@ -23,12 +24,9 @@ import {
   HELLOWORLD_DIGEST,
 } from "../fixtures.ts";
 
-/** Opens a fresh, empty service; `cleanup` closes it and removes what it made. */
-export type OpenBlobService = () => Promise<{ svc: BlobService; cleanup: () => Promise<void> }>;
-
-/** Registers every BlobService case as `Deno.test`s named `<backend> blob: <case>`. */
-export function blobServiceSuite(backend: string, open: OpenBlobService, ignore = false): void {
-  const test = suiteTest(`${backend} blob`, open, (o) => o.svc, ignore);
+/** Registers every BlobService case on `backend` as `Deno.test`s named `<backend> blob: <case>`. */
+export function blobServiceSuite(backend: Backend): void {
+  const test = suiteTest<BlobService>(backend, "blob", (s) => s.blobs);
 
   test("has on an absent blob is false", async (svc) => {
     assert.equal(await svc.has(BLOB_A_DIGEST), false);

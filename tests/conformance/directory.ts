@@ -16,6 +16,7 @@ import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import { descendTo } from "../../src/castore/traverse.ts";
 import { collect } from "../../src/castore/blob_util.ts";
 import { suiteTest } from "./suite.ts";
+import type { Backend } from "./backends.ts";
 import {
   DIRECTORY_A,
   DIRECTORY_B,
@@ -24,11 +25,6 @@ import {
   DIRECTORY_WITH_KEEP,
   DUMMY_DIGEST,
 } from "../fixtures.ts";
-
-/** Opens a fresh, empty service; `cleanup` closes it and removes what it made. */
-export type OpenDirectoryService = () => Promise<
-  { svc: DirectoryService; cleanup: () => Promise<void> }
->;
 
 const enc = new TextEncoder();
 const digests = (dirs: Directory[]) => dirs.map((d) => directoryDigest(d).toString());
@@ -39,13 +35,12 @@ async function putAll(svc: DirectoryService, dirs: Directory[]): Promise<B3Diges
   return await p.close();
 }
 
-/** Registers every DirectoryService case as `Deno.test`s named `<backend> directory: <case>`. */
-export function directoryServiceSuite(
-  backend: string,
-  open: OpenDirectoryService,
-  ignore = false,
-): void {
-  const test = suiteTest(`${backend} directory`, open, (o) => o.svc, ignore);
+/**
+ * Registers every DirectoryService case on `backend` as `Deno.test`s named
+ * `<backend> directory: <case>`.
+ */
+export function directoryServiceSuite(backend: Backend): void {
+  const test = suiteTest<DirectoryService>(backend, "directory", (s) => s.directories);
 
   test("get of an absent directory is null", async (svc) => {
     assert.equal(await svc.get(directoryDigest(DIRECTORY_A)), null);

@@ -20,6 +20,7 @@ import { renderNar } from "../../src/nar/render.ts";
 import type { PathInfoService } from "../../src/store/path_info_service.ts";
 import { StorePath } from "../../src/store/store_path.ts";
 import { suiteTest } from "./suite.ts";
+import type { Backend } from "./backends.ts";
 import {
   BLOB_B,
   BLOB_B_DIGEST,
@@ -27,14 +28,6 @@ import {
   DIRECTORY_WITH_KEEP,
   EMPTY,
 } from "../fixtures.ts";
-
-/** The three services of one store; `cleanup` closes them and removes what they made. */
-export type OpenPathInfoService = () => Promise<{
-  blobs: BlobService;
-  directories: DirectoryService;
-  svc: PathInfoService;
-  cleanup: () => Promise<void>;
-}>;
 
 const te = new TextEncoder();
 const HASH_A = "00bgd045z0d4icpbc2yyz4gx48ak44la";
@@ -62,13 +55,18 @@ const symlink = (target: string): AnyNode => ({
   },
 });
 
-/** Registers every PathInfoService case as `Deno.test`s named `<backend> path info: <case>`. */
-export function pathInfoServiceSuite(
-  backend: string,
-  open: OpenPathInfoService,
-  ignore = false,
-): void {
-  const test = suiteTest(`${backend} path info`, open, (o) => o, ignore);
+/**
+ * Registers every PathInfoService case on `backend` as `Deno.test`s named
+ * `<backend> path info: <case>`; a case gets the store's three services, `svc` its path info.
+ */
+export function pathInfoServiceSuite(backend: Backend): void {
+  const test = suiteTest<
+    { svc: PathInfoService; blobs: BlobService; directories: DirectoryService }
+  >(
+    backend,
+    "path info",
+    (s) => ({ svc: s.pathInfos, blobs: s.blobs, directories: s.directories }),
+  );
 
   test("get of an absent path is null", async ({ svc }) => {
     assert.equal(await svc.get(StorePath.parse(`${HASH_A}-foo`).digest), null);

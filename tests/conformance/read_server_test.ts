@@ -1,21 +1,19 @@
 /**
- * The blob conformance suite on an SQLite file in read-server mode: memory-mapped database (what
- * `nixcas mount` and `nixcas daemon` use).
+ * The conformance suites on the registry's read-server backends (backends.ts): SQLite memory
+ * mapped, as `nixcas mount` and `nixcas daemon` open it. The mode is process-wide, hence a file
+ * (and process) of its own.
  */
-import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { useReadServerMode } from "../../src/backends/sqlite/db.ts";
+import { READ_SERVER_BACKENDS, warmUp } from "./backends.ts";
 import { blobServiceSuite } from "./blob.ts";
+import { directoryServiceSuite } from "./directory.ts";
+import { pathInfoServiceSuite } from "./path_info.ts";
 
 useReadServerMode();
+await warmUp(READ_SERVER_BACKENDS);
 
-blobServiceSuite("sqlite(file, read-server mode)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "nixcas-conf-rs-" });
-  const svc = new SqliteBlobService(`${dir}/store.db`);
-  return {
-    svc,
-    cleanup: async () => {
-      await svc.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-});
+for (const backend of READ_SERVER_BACKENDS) {
+  blobServiceSuite(backend);
+  directoryServiceSuite(backend);
+  pathInfoServiceSuite(backend);
+}

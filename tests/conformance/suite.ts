@@ -1,38 +1,32 @@
 /**
- * What the conformance suites share: registering a case that opens a fresh service, runs, and
- * cleans up whatever happens.
+ * What the conformance suites share: registering a case that opens a fresh store of one backend,
+ * runs, and cleans up whatever happens.
  *
  * @module
  */
-
-/** A freshly opened service (or services) with its cleanup. */
-export interface Opened {
-  /** Closes the service and removes what it made. */
-  cleanup: () => Promise<void>;
-}
+import type { Backend, OpenedStore } from "./backends.ts";
 
 /**
- * Returns `test(name, fn)` registering `Deno.test`s named `<prefix>: <name>`; each opens a
- * fresh service with `open`, passes `pick(opened)` to `fn`, and always cleans up.
+ * Returns `test(name, fn)` registering `Deno.test`s named `<backend> <suite>: <name>`; each
+ * opens a fresh store of `backend`, passes `pick(store)` to `fn`, and always cleans up. The
+ * backend's sanitizers apply: cleanup is part of the case, so what it leaves open is a leak.
  */
-export function suiteTest<O extends Opened, T>(
-  prefix: string,
-  open: () => Promise<O>,
-  pick: (opened: O) => T,
-  ignore: boolean,
+export function suiteTest<T>(
+  backend: Backend,
+  suite: string,
+  pick: (store: OpenedStore) => T,
 ): (name: string, fn: (t: T) => Promise<void>) => void {
   return (name, fn) =>
     Deno.test({
-      name: `${prefix}: ${name}`,
-      ignore,
-      sanitizeResources: false,
-      sanitizeOps: false,
+      name: `${backend.name} ${suite}: ${name}`,
+      sanitizeResources: backend.sanitize.resources,
+      sanitizeOps: backend.sanitize.ops,
       async fn() {
-        const opened = await open();
+        const store = await backend.open();
         try {
-          await fn(pick(opened));
+          await fn(pick(store));
         } finally {
-          await opened.cleanup();
+          await store.cleanup();
         }
       },
     });

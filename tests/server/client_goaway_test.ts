@@ -4,11 +4,14 @@
  * runs in a child process, so a crash fails this test instead of ending the test run.
  */
 import assert from "node:assert/strict";
+import { slow } from "../prereq.ts";
 
 const CHILD = new URL("./client_goaway_child.ts", import.meta.url).pathname;
 
 for (const transport of ["tcp", "unix"]) {
-  Deno.test(`a client survives 5 daemons stopping after its uploads (${transport})`, async () => {
+  Deno.test(`a client survives 5 daemons stopping after its uploads (${transport})`, {
+    ignore: slow(),
+  }, async () => {
     const dir = await Deno.makeTempDir();
     try {
       const out = await new Deno.Command(Deno.execPath(), {

@@ -9,6 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { createTransport } from "../../src/backends/grpc/transport.ts";
 import { BlobService } from "../../src/gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 import { type DaemonProcess, startDaemonProcess } from "./helpers.ts";
+import { slow } from "../prereq.ts";
 import { type Leave, readCycle, readRequestBody, sessionOpener } from "./goaway_client.ts";
 
 const MiB = 1 << 20;
@@ -33,7 +34,9 @@ function deathReport(d: DaemonProcess, code: number | null): string {
 
 const MODES: Leave[] = ["goaway", "early-goaway", "close", "destroy"];
 
-Deno.test("crash loop: 200 connect/read/disconnect cycles against one daemon", async () => {
+Deno.test("crash loop: 200 connect/read/disconnect cycles against one daemon", {
+  ignore: slow(),
+}, async () => {
   const dir = await Deno.makeTempDir();
   for (const listen of ["127.0.0.1:0", `unix:${dir}/d.sock`]) {
     const d = await startDaemonProcess(listen);
@@ -61,7 +64,9 @@ Deno.test("crash loop: 200 connect/read/disconnect cycles against one daemon", a
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("crash loop: 20 fresh daemons with disconnecting clients", async () => {
+Deno.test("crash loop: 20 fresh daemons with disconnecting clients", {
+  ignore: slow(),
+}, async () => {
   let deaths = 0;
   const reports: string[] = [];
   for (let i = 0; i < 20; i++) {
