@@ -1,45 +1,108 @@
 /**
  * nixcas: a content-addressed store for Nix store paths, wire-compatible with tvix-store.
  *
- * Run as a CLI with `deno run -A mod.ts <subcommand>`; import as a library for the services.
+ * This module is the common surface: open a store by address, import a path as
+ * `nix-store --add` does, read it back as files or as a NAR, and the errors every service
+ * throws. The rest is in sub-modules: `@nixcas/nixcas/castore` (blobs, directories, the
+ * filesystem importer), `/nar`, `/store` (store paths, PathInfo), `/backends` (memory, SQLite,
+ * addresses), `/grpc` (gRPC clients), `/server` (the daemon), `/fuse` (mounting a store) and
+ * `/cli`. Run as a program (`deno run -A mod.ts <command>`), it is the `nixcas` command line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   B3Digest,
+ *   descendTo,
+ *   fromNodeMessage,
+ *   importStorePath,
+ *   openStore,
+ *   readBlob,
+ * } from "@nixcas/nixcas";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/hello/bin`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/hello/bin/greeting`, "Hello, Nix!\n");
+ * const store = await openStore("memory://");
+ * const { storePath } = await importStorePath(`${dir}/hello`, store);
+ * assert.equal(storePath.name, "hello");
+ * const info = await store.pathInfos.get(storePath.digest);
+ * const node = await descendTo(store.directories, fromNodeMessage(info!.node), "bin/greeting");
+ * assert.equal(node?.case, "file");
+ * const bytes = await readBlob(store.blobs, B3Digest.fromBytes(node.value.digest));
+ * assert.equal(new TextDecoder().decode(bytes), "Hello, Nix!\n");
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  *
  * @module
  */
-export * from "./src/base/bytes.ts";
-export * from "./src/castore/digest.ts";
-export * from "./src/base/errors.ts";
-export * from "./src/castore/directory.ts";
-export * from "./src/castore/blob_service.ts";
-export * from "./src/castore/blob_util.ts";
-export * from "./src/backends/memory/blob.ts";
-export * from "./src/castore/directory_service.ts";
-export * from "./src/backends/memory/directory.ts";
-export * from "./src/castore/closure.ts";
-export * from "./src/castore/traverse.ts";
-export * from "./src/store/path_info_service.ts";
-export * from "./src/store/nixbase32.ts";
-export * from "./src/store/store_path.ts";
-export * from "./src/hash/sha256.ts";
-export * from "./src/store/import.ts";
-export * from "./src/backends/sqlite/path_info.ts";
-export * from "./src/backends/sqlite/blob.ts";
-export * from "./src/backends/sqlite/directory.ts";
-export * from "./src/nar/writer.ts";
-export * from "./src/nar/render.ts";
-export * from "./src/nar/hash.ts";
-export * from "./src/backends/open.ts";
+// Re-exported from the defining modules rather than the sub-path modules: `deno run mod.ts`
+// then loads no more modules than the CLI needs.
+export {
+  InvalidRequestError,
+  NotFoundError,
+  StorageError,
+  UnavailableError,
+} from "./src/base/errors.ts";
+export { B3Digest } from "./src/castore/digest.ts";
+export { type AnyNode, type Directory, fromNodeMessage } from "./src/castore/directory.ts";
+export type { BlobService } from "./src/castore/blob_service.ts";
+export type { DirectoryService } from "./src/castore/directory_service.ts";
+export { putBlob, readBlob } from "./src/castore/blob_util.ts";
+export { descendTo } from "./src/castore/traverse.ts";
+export { renderNar } from "./src/nar/render.ts";
+export * as nixbase32 from "./src/store/nixbase32.ts";
+export { StorePath } from "./src/store/store_path.ts";
+export type { PathInfo, PathInfoService } from "./src/store/path_info_service.ts";
+export { type ImportResult, importStorePath, type StoreImportOptions } from "./src/store/import.ts";
+export { openStore, type Store } from "./src/backends/open.ts";
+export type { OpenOptions } from "./src/backends/sqlite/blob.ts";
 
-export { main } from "./src/cli/main.ts";
+// Transitional, removed in the second pass of issue 18 item 4: the doc examples of the modules
+// still being changed on other branches (castore/import.ts, store/import.ts, nar/hash.ts,
+// hash/sha256.ts, backends/open.ts) import these from here. Not part of the public API.
+export {
+  AddressError,
+  defaultStoreAddr,
+  nixcasDir,
+  openBlobService,
+  openDirectoryService,
+  openPathInfoService,
+  parseAddr,
+  type ServiceAddr,
+} from "./src/backends/open.ts";
+export { MemoryBlobService } from "./src/backends/memory/blob.ts";
+export { MemoryDirectoryService } from "./src/backends/memory/directory.ts";
+export { MemoryPathInfoService } from "./src/backends/memory/path_info.ts";
+export { makeDirectory } from "./src/castore/directory.ts";
+export {
+  type ImportOptions,
+  importPath,
+  type ImportProgress,
+  UnsupportedFileTypeError,
+  walk,
+  type WalkDirectory,
+  type WalkEnd,
+  type WalkEntry,
+  type WalkEntryBase,
+  type WalkFile,
+  type WalkSymlink,
+} from "./src/castore/import.ts";
+export {
+  calculateNar,
+  type NarCalculation,
+  type NarSlot,
+  OrderedNarHasher,
+} from "./src/nar/hash.ts";
+export { NarWriter } from "./src/nar/writer.ts";
+export { baseName, type StoreServices } from "./src/store/import.ts";
+export { createSha256Stream, sha256, type Sha256Stream } from "./src/hash/sha256.ts";
+export { toHex } from "./src/base/bytes.ts";
 
-import { main as runCli } from "./src/cli/main.ts";
+import { main } from "./src/cli/main.ts";
 if (import.meta.main) {
-  await runCli();
+  await main();
   // Every command has finished its work and awaited its output by now; exiting here skips the
   // runtime's teardown (≈3 ms of every command).
   Deno.exit(0);
 }
-export * from "./src/castore/import.ts";
-export * from "./src/store/path_info.ts";
-export * from "./src/backends/memory/path_info.ts";
-export * from "./src/base/message.ts";
-export type { FileKind } from "./src/sys/libc.ts";

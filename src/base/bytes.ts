@@ -13,10 +13,11 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"
  *
  * @example
  * ```ts
- * import { compareBytes } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { compareBytes } from "./bytes.ts";
  * const names = ["b", "B", "a", "ab"].map((n) => new TextEncoder().encode(n));
  * names.sort(compareBytes);
- * console.log(names.map((n) => new TextDecoder().decode(n))); // ["B", "a", "ab", "b"]
+ * assert.deepEqual(names.map((n) => new TextDecoder().decode(n)), ["B", "a", "ab", "b"]);
  * ```
  */
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
@@ -32,9 +33,10 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
  *
  * @example
  * ```ts
- * import { displayName } from "../../mod.ts";
- * displayName(new TextEncoder().encode("bin")); // => "\"bin\""
- * displayName(new Uint8Array([0xff])); // => "base64:/w=="
+ * import assert from "node:assert/strict";
+ * import { displayName } from "./bytes.ts";
+ * assert.equal(displayName(new TextEncoder().encode("bin")), "\"bin\"");
+ * assert.equal(displayName(new Uint8Array([0xff])), "base64:/w==");
  * ```
  */
 export function displayName(name: Uint8Array): string {
@@ -50,10 +52,11 @@ export function displayName(name: Uint8Array): string {
  *
  * @example
  * ```ts
- * import { concat } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { concat } from "./bytes.ts";
  * const enc = new TextEncoder();
  * const bytes = concat([enc.encode("Hello, "), enc.encode("world!")]);
- * new TextDecoder().decode(bytes); // => "Hello, world!"
+ * assert.equal(new TextDecoder().decode(bytes), "Hello, world!");
  * ```
  */
 export function concat(parts: Uint8Array[]): Uint8Array {
@@ -72,8 +75,9 @@ export function concat(parts: Uint8Array[]): Uint8Array {
  *
  * @example
  * ```ts
- * import { toHex } from "../../mod.ts";
- * toHex(new Uint8Array([0, 15, 171, 255])); // => "000fabff"
+ * import assert from "node:assert/strict";
+ * import { toHex } from "./bytes.ts";
+ * assert.equal(toHex(new Uint8Array([0, 15, 171, 255])), "000fabff");
  * ```
  */
 export function toHex(bytes: Uint8Array): string {
@@ -87,9 +91,10 @@ export function toHex(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
- * import { toBase64 } from "../../mod.ts";
- * toBase64(new TextEncoder().encode("hi")); // => "aGk="
- * toBase64(new Uint8Array([0xfb, 0xff])); // => "+/8="
+ * import assert from "node:assert/strict";
+ * import { toBase64 } from "./bytes.ts";
+ * assert.equal(toBase64(new TextEncoder().encode("hi")), "aGk=");
+ * assert.equal(toBase64(new Uint8Array([0xfb, 0xff])), "+/8=");
  * ```
  */
 export function toBase64(bytes: Uint8Array): string {
@@ -105,8 +110,9 @@ export function toBase64(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
- * import { fromBase64 } from "../../mod.ts";
- * new TextDecoder().decode(fromBase64("aGk=")); // => "hi"
+ * import assert from "node:assert/strict";
+ * import { fromBase64 } from "./bytes.ts";
+ * assert.equal(new TextDecoder().decode(fromBase64("aGk=")), "hi");
  * ```
  */
 export function fromBase64(text: string): Uint8Array {

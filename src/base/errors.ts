@@ -12,7 +12,8 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { B3Digest, InvalidRequestError } from "../../mod.ts";
+ * import { InvalidRequestError } from "@nixcas/nixcas";
+ * import { B3Digest } from "@nixcas/nixcas/castore";
  * assert.throws(() => B3Digest.fromBytes(new Uint8Array(20)), InvalidRequestError);
  * ```
  */
@@ -31,7 +32,9 @@ export class InvalidRequestError extends Error {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, MemoryBlobService, NotFoundError, readBlob } from "../../mod.ts";
+ * import { NotFoundError } from "@nixcas/nixcas";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { blake3, readBlob } from "@nixcas/nixcas/castore";
  * const blobs = new MemoryBlobService();
  * const missing = blake3(new TextEncoder().encode("never stored"));
  * await assert.rejects(readBlob(blobs, missing), NotFoundError);
@@ -52,12 +55,9 @@ export class NotFoundError extends Error {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   directoryNodeFor,
- *   makeDirectory,
- *   MemoryDirectoryService,
- *   StorageError,
- * } from "../../mod.ts";
+ * import { StorageError } from "@nixcas/nixcas";
+ * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
  * const directories = new MemoryDirectoryService();
  * // A parent whose child was never stored: the closure is incomplete.
  * const child = makeDirectory({});
@@ -83,7 +83,9 @@ export class StorageError extends Error {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, openBlobService, UnavailableError } from "../../mod.ts";
+ * import { UnavailableError } from "@nixcas/nixcas";
+ * import { openBlobService } from "@nixcas/nixcas/backends";
+ * import { blake3 } from "@nixcas/nixcas/castore";
  * const dir = await Deno.makeTempDir();
  * // No daemon listens on this socket.
  * const blobs = await openBlobService(`grpc+unix://${dir}/nixcas.sock`);

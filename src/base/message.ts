@@ -13,10 +13,11 @@
  *
  * @example
  * ```ts
- * import { type UnknownField, WireType } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type UnknownField, WireType } from "@nixcas/nixcas/castore";
  * // Field 5, a varint with the value 1:
  * const field: UnknownField = { no: 5, wireType: WireType.Varint, data: new Uint8Array([1]) };
- * console.log(field.wireType === WireType.Varint); // true
+ * assert.equal(field.wireType, WireType.Varint);
  * ```
  */
 export enum WireType {
@@ -41,7 +42,12 @@ export enum WireType {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeDirectory, makeDirectory, type UnknownField, WireType } from "../../mod.ts";
+ * import {
+ *   encodeDirectory,
+ *   makeDirectory,
+ *   type UnknownField,
+ *   WireType,
+ * } from "@nixcas/nixcas/castore";
  * const extra: UnknownField = { no: 99, wireType: WireType.Varint, data: new Uint8Array([1]) };
  * const dir = makeDirectory({});
  * dir.$unknown = [extra];
@@ -65,9 +71,10 @@ export type UnknownField = {
  *
  * @example
  * ```ts
- * import { makeDirectory, type Message } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { makeDirectory, type Message } from "@nixcas/nixcas/castore";
  * const message: Message = makeDirectory({});
- * console.log(message.$typeName); // "tvix.castore.v1.Directory"
+ * assert.equal(message.$typeName, "tvix.castore.v1.Directory");
  * ```
  */
 export type Message<TypeName extends string = string> = {

@@ -11,11 +11,12 @@ import type { B3Digest } from "./digest.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { CHUNK_SIZE, collect, MemoryBlobService, putBlob } from "../../mod.ts";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { CHUNK_SIZE, putBlob } from "@nixcas/nixcas/castore";
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, new Uint8Array(2.5 * CHUNK_SIZE));
  * const reader = (await blobs.openRead(digest))!;
- * const sizes = (await collect(reader.chunks())).map((c) => c.length);
+ * const sizes = await Array.fromAsync(reader.chunks(), (c) => c.length);
  * assert.deepEqual(sizes, [CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE / 2]);
  * await reader.close();
  * ```
@@ -28,13 +29,8 @@ export const CHUNK_SIZE = 1 << 20;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type B3Digest,
- *   type BlobService,
- *   MemoryBlobService,
- *   putBlob,
- *   SqliteBlobService,
- * } from "../../mod.ts";
+ * import { MemoryBlobService, SqliteBlobService } from "@nixcas/nixcas/backends";
+ * import { type B3Digest, type BlobService, putBlob } from "@nixcas/nixcas/castore";
  * // Works with any backend: streams the blob from one service into another.
  * async function copyBlob(from: BlobService, to: BlobService, digest: B3Digest): Promise<void> {
  *   if (await to.has(digest)) return;
@@ -50,7 +46,7 @@ export const CHUNK_SIZE = 1 << 20;
  * const sqlite = new SqliteBlobService(":memory:");
  * const digest = await putBlob(memory, new TextEncoder().encode("Hello, world!\n"));
  * await copyBlob(memory, sqlite, digest);
- * console.log(await sqlite.has(digest)); // true
+ * assert(await sqlite.has(digest));
  * await sqlite.close();
  * await memory.close();
  * ```
@@ -78,12 +74,14 @@ export interface BlobService {
  *
  * @example
  * ```ts
- * import { MemoryBlobService, putSmallBlob, type SmallBlobPut } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { putSmallBlob, type SmallBlobPut } from "@nixcas/nixcas/castore";
  * const blobs = new MemoryBlobService();
  * const put: SmallBlobPut = putSmallBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
- * console.log(put.digest.toString()); // "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8="
+ * assert.equal(put.digest.toString(), "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8=");
  * await put.stored; // rejects if the blob could not be stored
- * console.log(await blobs.has(put.digest)); // true
+ * assert(await blobs.has(put.digest));
  * ```
  */
 export interface SmallBlobPut {
@@ -99,7 +97,8 @@ export interface SmallBlobPut {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type BlobReader, concat, MemoryBlobService, putBlob } from "../../mod.ts";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { type BlobReader, putBlob } from "@nixcas/nixcas/castore";
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
  * const reader: BlobReader | null = await blobs.openRead(digest);
@@ -108,7 +107,8 @@ export interface SmallBlobPut {
  *   const dec = new TextDecoder();
  *   assert.equal(dec.decode(await reader.readAt(7, 5)), "world");
  *   assert.equal((await reader.readAt(14, 5)).length, 0); // at the end
- *   assert.equal(dec.decode(concat(await Array.fromAsync(reader.chunks(7)))), "world!\n");
+ *   const rest = await Array.fromAsync(reader.chunks(7), (c) => dec.decode(c, { stream: true }));
+ *   assert.equal(rest.join(""), "world!\n");
  * } finally {
  *   await reader.close();
  * }
@@ -135,7 +135,8 @@ export interface BlobReader {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, type BlobWriter, MemoryBlobService } from "../../mod.ts";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { blake3, type BlobWriter } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const blobs = new MemoryBlobService();
  * const writer: BlobWriter = await blobs.openWrite();

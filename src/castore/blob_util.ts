@@ -19,7 +19,8 @@ import {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, MemoryBlobService, putBlob } from "../../mod.ts";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { blake3, putBlob } from "@nixcas/nixcas/castore";
  * const blobs = new MemoryBlobService();
  * const text = "Hello, world!\n";
  * const whole = await putBlob(blobs, new TextEncoder().encode(text));
@@ -56,13 +57,15 @@ export async function putBlob(
  *
  * @example
  * ```ts
- * import { putSmallBlob, SqliteBlobService } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { SqliteBlobService } from "@nixcas/nixcas/backends";
+ * import { putSmallBlob } from "@nixcas/nixcas/castore";
  * const blobs = new SqliteBlobService(":memory:");
  * const enc = new TextEncoder();
  * // Many small blobs: digests come back at once, the backend commits them in batches.
  * const puts = ["a", "b", "c"].map((s) => putSmallBlob(blobs, enc.encode(s)));
  * await Promise.all(puts.map((p) => p.stored));
- * console.log(await blobs.has(puts[2].digest)); // true
+ * assert(await blobs.has(puts[2].digest));
  * await blobs.close();
  * ```
  */
@@ -89,7 +92,9 @@ export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, MemoryBlobService, NotFoundError, putBlob, readBlob } from "../../mod.ts";
+ * import { NotFoundError } from "@nixcas/nixcas";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { blake3, putBlob, readBlob } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, enc.encode("Hello, world!\n"));
@@ -112,11 +117,14 @@ export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Ui
  *
  * @example
  * ```ts
- * import { collect, makeDirectory, MemoryDirectoryService } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { makeDirectory } from "@nixcas/nixcas/castore";
+ * import { collect } from "./blob_util.ts";
  * const directories = new MemoryDirectoryService();
  * const root = await directories.put(makeDirectory({}));
  * const closure = await collect(directories.getRecursive(root));
- * closure.length; // => 1
+ * assert.equal(closure.length, 1);
  * ```
  */
 export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -131,7 +139,9 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
  *
  * @example
  * ```ts
- * import { type BlobReader, readAtFromChunks } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type BlobReader } from "@nixcas/nixcas/castore";
+ * import { readAtFromChunks } from "./blob_util.ts";
  * const data = new TextEncoder().encode("Hello, world!\n");
  * // A source that can only stream, in 4-byte pieces, from an offset.
  * const stream: Pick<BlobReader, "chunks"> = {
@@ -140,7 +150,7 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
  *   },
  * };
  * const bytes = await readAtFromChunks(stream, 7, 5);
- * new TextDecoder().decode(bytes); // => "world"
+ * assert.equal(new TextDecoder().decode(bytes), "world");
  * ```
  */
 export async function readAtFromChunks(
@@ -165,7 +175,7 @@ export async function readAtFromChunks(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { bufferReader, readAtFromChunks } from "../../mod.ts";
+ * import { bufferReader, readAtFromChunks } from "./blob_util.ts";
  * const reader = bufferReader(new TextEncoder().encode("Hello, world!\n"));
  * const dec = new TextDecoder();
  * assert.equal(dec.decode(await reader.readAt(0, 5)), "Hello");

@@ -23,12 +23,9 @@ import type { DirectoryPutter } from "./directory_service.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   ClosureValidator,
- *   directoryNodeFor,
- *   InvalidRequestError,
- *   makeDirectory,
- * } from "../../mod.ts";
+ * import { InvalidRequestError } from "@nixcas/nixcas";
+ * import { directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { ClosureValidator } from "./closure.ts";
  * const leaf = makeDirectory({});
  * const root = makeDirectory({
  *   directories: [directoryNodeFor(new TextEncoder().encode("lib"), leaf)],
@@ -101,12 +98,9 @@ function b3(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
- * import {
- *   type B3Digest,
- *   BufferedPutter,
- *   directoryNodeFor,
- *   makeDirectory,
- * } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type B3Digest, directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { BufferedPutter } from "./closure.ts";
  * const stored = new Map<string, Uint8Array>();
  * const putter = new BufferedPutter((dirs: [B3Digest, Uint8Array][]) => {
  *   for (const [digest, encoded] of dirs) stored.set(digest.key, encoded);
@@ -117,9 +111,10 @@ function b3(bytes: Uint8Array): string {
  * await putter.put(makeDirectory({
  *   directories: [directoryNodeFor(new TextEncoder().encode("empty"), leaf)],
  * }));
- * console.log(stored.size); // 0: nothing is committed before close
+ * assert.equal(stored.size, 0); // nothing is committed before close
  * const root = await putter.close();
- * console.log(stored.size, stored.has(root.key)); // 2 true
+ * assert.equal(stored.size, 2);
+ * assert(stored.has(root.key));
  * ```
  */
 export class BufferedPutter implements DirectoryPutter {

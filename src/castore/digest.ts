@@ -13,7 +13,7 @@ import { InvalidRequestError } from "../base/errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { B3_LEN, blake3 } from "../../mod.ts";
+ * import { B3_LEN, blake3 } from "@nixcas/nixcas/castore";
  * assert.equal(blake3(new TextEncoder().encode("hi")).bytes.length, B3_LEN); // 32
  * ```
  */
@@ -24,10 +24,11 @@ export const B3_LEN = 32;
  *
  * @example
  * ```ts
- * import { B3Digest, blake3 } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ * import { B3Digest, blake3 } from "@nixcas/nixcas/castore";
  * const d = blake3(new TextEncoder().encode("Hello World!"));
  * const same = B3Digest.parse(d.toString());
- * console.log(same.equals(d)); // true
+ * assert(same.equals(d));
  * ```
  */
 export class B3Digest {
@@ -93,10 +94,11 @@ export class B3Digest {
  *
  * @example
  * ```ts
- * import { blake3 } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { blake3 } from "@nixcas/nixcas/castore";
  * const digest = blake3(new TextEncoder().encode("Hello, world!\n"));
- * digest.toString(); // => "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8="
- * digest.toHex(); // => "94f1675bac4f8bc3c593c63dbf5fe78a0bfda01082af85d5b41a65096db56bff"
+ * assert.equal(digest.toString(), "b3:lPFnW6xPi8PFk8Y9v1/nigv9oBCCr4XVtBplCW21a/8=");
+ * assert.equal(digest.toHex(), "94f1675bac4f8bc3c593c63dbf5fe78a0bfda01082af85d5b41a65096db56bff");
  * ```
  */
 export function blake3(data: Uint8Array): B3Digest {
@@ -109,7 +111,12 @@ export function blake3(data: Uint8Array): B3Digest {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type B3Digest, blake3, type Blake3Hasher, createBlake3Hasher } from "../../mod.ts";
+ * import {
+ *   type B3Digest,
+ *   blake3,
+ *   type Blake3Hasher,
+ *   createBlake3Hasher,
+ * } from "@nixcas/nixcas/castore";
  * async function digestOf(stream: ReadableStream<Uint8Array>): Promise<B3Digest> {
  *   const hasher: Blake3Hasher = await createBlake3Hasher();
  *   for await (const chunk of stream) hasher.update(chunk);
@@ -138,7 +145,7 @@ const IDLE_MAX = 32;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blake3, createBlake3Hasher } from "../../mod.ts";
+ * import { blake3, createBlake3Hasher } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const hasher = await createBlake3Hasher();
  * hasher.update(enc.encode("Hello, "));

@@ -22,15 +22,23 @@ import { InvalidRequestError } from "../base/errors.ts";
  *
  * @example
  * ```ts
- * import { type Directory, makeDirectory, validateDirectory } from "../../mod.ts";
- * const dir: Directory = makeDirectory({
- *   symlinks: [{
- *     $typeName: "tvix.castore.v1.SymlinkNode",
- *     name: new TextEncoder().encode("latest"),
- *     target: new TextEncoder().encode("v2"),
- *   }],
+ * import assert from "node:assert/strict";
+ * import {
+ *   type Directory,
+ *   makeDirectory,
+ *   validateDirectory,
+ *   ValidateDirectoryError,
+ * } from "@nixcas/nixcas/castore";
+ * const link = (name: string) => ({
+ *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
+ *   name: new TextEncoder().encode(name),
+ *   target: new TextEncoder().encode("v2"),
  * });
+ * const dir: Directory = makeDirectory({ symlinks: [link("latest")] });
  * validateDirectory(dir); // does not throw
+ * // Names must be sorted: "b" before "a" is not a valid Directory.
+ * const unsorted: Directory = { ...dir, symlinks: [link("b"), link("a")] };
+ * assert.throws(() => validateDirectory(unsorted), ValidateDirectoryError);
  * ```
  */
 export type Directory = Message<"tvix.castore.v1.Directory"> & {
@@ -49,9 +57,17 @@ export type Directory = Message<"tvix.castore.v1.Directory"> & {
  *
  * @example
  * ```ts
- * import { type DirectoryNode, directoryNodeFor, makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import {
+ *   B3Digest,
+ *   directoryDigest,
+ *   type DirectoryNode,
+ *   directoryNodeFor,
+ *   makeDirectory,
+ * } from "@nixcas/nixcas/castore";
  * const node: DirectoryNode = directoryNodeFor(new TextEncoder().encode("lib"), makeDirectory({}));
- * console.log(node.digest.length, node.size); // 32 0
+ * assert.equal(node.size, 0); // nothing below it
+ * assert(B3Digest.fromBytes(node.digest).equals(directoryDigest(makeDirectory({}))));
  * ```
  */
 export type DirectoryNode = Message<"tvix.castore.v1.DirectoryNode"> & {
@@ -72,16 +88,21 @@ export type DirectoryNode = Message<"tvix.castore.v1.DirectoryNode"> & {
  *
  * @example
  * ```ts
- * import { type FileNode, MemoryBlobService, putBlob } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { B3Digest, type FileNode, putBlob, readBlob } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
  * const contents = new TextEncoder().encode("#!/bin/sh\necho hi\n");
- * const digest = await putBlob(new MemoryBlobService(), contents);
  * const file: FileNode = {
  *   $typeName: "tvix.castore.v1.FileNode",
  *   name: new TextEncoder().encode("hello.sh"),
- *   digest: digest.bytes,
+ *   digest: (await putBlob(blobs, contents)).bytes,
  *   size: contents.length,
  *   executable: true,
  * };
+ * // The node holds the blob's digest; its contents are read from the BlobService.
+ * const read = await readBlob(blobs, B3Digest.fromBytes(file.digest));
+ * assert.equal(read.length, file.size);
  * ```
  */
 export type FileNode = Message<"tvix.castore.v1.FileNode"> & {
@@ -101,12 +122,17 @@ export type FileNode = Message<"tvix.castore.v1.FileNode"> & {
  *
  * @example
  * ```ts
- * import type { SymlinkNode } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type SymlinkNode, ValidateDirectoryError, validateNode } from "@nixcas/nixcas/castore";
  * const link: SymlinkNode = {
  *   $typeName: "tvix.castore.v1.SymlinkNode",
  *   name: new TextEncoder().encode("sh"),
  *   target: new TextEncoder().encode("bash"),
  * };
+ * validateNode({ case: "symlink", value: link }); // does not throw
+ * // Its name is one path component:
+ * const nested = { ...link, name: new TextEncoder().encode("bin/sh") };
+ * assert.throws(() => validateNode({ case: "symlink", value: nested }), ValidateDirectoryError);
  * ```
  */
 export type SymlinkNode = Message<"tvix.castore.v1.SymlinkNode"> & {
@@ -123,7 +149,8 @@ export type SymlinkNode = Message<"tvix.castore.v1.SymlinkNode"> & {
  *
  * @example
  * ```ts
- * import { type Node, toNodeMessage } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type Node, toNodeMessage } from "@nixcas/nixcas/castore";
  * const node: Node = toNodeMessage({
  *   case: "symlink",
  *   value: {
@@ -132,7 +159,7 @@ export type SymlinkNode = Message<"tvix.castore.v1.SymlinkNode"> & {
  *     target: new TextEncoder().encode("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   },
  * });
- * console.log(node.node.case); // "symlink"
+ * assert.equal(node.node.case, "symlink");
  * ```
  */
 export type Node = Message<"tvix.castore.v1.Node"> & {
@@ -150,7 +177,8 @@ export type Node = Message<"tvix.castore.v1.Node"> & {
  *
  * @example
  * ```ts
- * import { type AnyNode, nodeName } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type AnyNode, nodeName } from "@nixcas/nixcas/castore";
  * const node: AnyNode = {
  *   case: "symlink",
  *   value: {
@@ -159,7 +187,7 @@ export type Node = Message<"tvix.castore.v1.Node"> & {
  *     target: new TextEncoder().encode("sbin"),
  *   },
  * };
- * console.log(new TextDecoder().decode(nodeName(node))); // "bin"
+ * assert.equal(new TextDecoder().decode(nodeName(node)), "bin");
  * ```
  */
 export type AnyNode =
@@ -173,12 +201,13 @@ export type AnyNode =
  *
  * @example
  * ```ts
- * import { type DirectoryErrorKind, ValidateDirectoryError } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type DirectoryErrorKind, ValidateDirectoryError } from "@nixcas/nixcas/castore";
  * function describe(kind: DirectoryErrorKind): string {
  *   return kind === "InvalidDigestLen" ? "bad digest" : "bad name";
  * }
  * const err = new ValidateDirectoryError("DuplicateName", new TextEncoder().encode("bin"));
- * console.log(describe(err.kind)); // "bad name"
+ * assert.equal(describe(err.kind), "bad name");
  * ```
  */
 export type DirectoryErrorKind =
@@ -193,7 +222,11 @@ export type DirectoryErrorKind =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makeDirectory, validateDirectory, ValidateDirectoryError } from "../../mod.ts";
+ * import {
+ *   makeDirectory,
+ *   validateDirectory,
+ *   ValidateDirectoryError,
+ * } from "@nixcas/nixcas/castore";
  * const dir = makeDirectory({
  *   symlinks: [{
  *     $typeName: "tvix.castore.v1.SymlinkNode",
@@ -236,11 +269,12 @@ export class ValidateDirectoryError extends InvalidRequestError {
  *
  * @example
  * ```ts
- * import { isValidName } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { isValidName } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
- * isValidName(enc.encode("hello.txt")); // => true
- * isValidName(enc.encode("..")); // => false
- * isValidName(enc.encode("a/b")); // => false
+ * assert(isValidName(enc.encode("hello.txt")));
+ * assert.equal(isValidName(enc.encode("..")), false);
+ * assert.equal(isValidName(enc.encode("a/b")), false);
  * ```
  */
 export function isValidName(name: Uint8Array): boolean {
@@ -257,7 +291,7 @@ export function isValidName(name: Uint8Array): boolean {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeDirectory, encodeDirectory, makeDirectory } from "../../mod.ts";
+ * import { decodeDirectory, encodeDirectory, makeDirectory } from "@nixcas/nixcas/castore";
  * const dir = makeDirectory({
  *   symlinks: [{
  *     $typeName: "tvix.castore.v1.SymlinkNode",
@@ -280,7 +314,8 @@ export function encodeDirectory(directory: Directory): Uint8Array {
  *
  * @example
  * ```ts
- * import { decodeDirectory, encodeDirectory, makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { decodeDirectory, encodeDirectory, makeDirectory } from "@nixcas/nixcas/castore";
  * const bytes = encodeDirectory(makeDirectory({
  *   files: [{
  *     $typeName: "tvix.castore.v1.FileNode",
@@ -291,7 +326,7 @@ export function encodeDirectory(directory: Directory): Uint8Array {
  *   }],
  * }));
  * const dir = decodeDirectory(bytes);
- * console.log(new TextDecoder().decode(dir.files[0].name)); // "empty"
+ * assert.equal(new TextDecoder().decode(dir.files[0].name), "empty");
  * ```
  */
 export function decodeDirectory(bytes: Uint8Array): Directory {
@@ -303,10 +338,13 @@ export function decodeDirectory(bytes: Uint8Array): Directory {
  *
  * @example
  * ```ts
- * import { directoryDigest, makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { directoryDigest, makeDirectory } from "@nixcas/nixcas/castore";
  * // The empty directory encodes to no bytes, so its digest is BLAKE3 of nothing.
- * directoryDigest(makeDirectory({})).toHex();
- * // => "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+ * assert.equal(
+ *   directoryDigest(makeDirectory({})).toHex(),
+ *   "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+ * );
  * ```
  */
 export function directoryDigest(directory: Directory): B3Digest {
@@ -319,7 +357,8 @@ export function directoryDigest(directory: Directory): B3Digest {
  *
  * @example
  * ```ts
- * import { directoryNodeFor, directorySize, makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { directoryNodeFor, directorySize, makeDirectory } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const link = (name: string) => ({
  *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
@@ -328,7 +367,7 @@ export function directoryDigest(directory: Directory): B3Digest {
  * });
  * const lib = makeDirectory({ symlinks: [link("a"), link("b")] }); // size 2
  * const root = makeDirectory({ directories: [directoryNodeFor(enc.encode("lib"), lib)] });
- * directorySize(root); // => 3
+ * assert.equal(directorySize(root), 3);
  * ```
  */
 export function directorySize(directory: Directory): number {
@@ -345,7 +384,11 @@ export function directorySize(directory: Directory): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makeDirectory, validateDirectory, ValidateDirectoryError } from "../../mod.ts";
+ * import {
+ *   makeDirectory,
+ *   validateDirectory,
+ *   ValidateDirectoryError,
+ * } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const link = (name: string) => ({
  *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
@@ -401,7 +444,8 @@ export function validateDirectory(directory: Directory): void {
  *
  * @example
  * ```ts
- * import { directoryNodeFor, directoryNodes, makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { directoryNodeFor, directoryNodes, makeDirectory } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const link = (name: string, target: string) => ({
  *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
@@ -412,12 +456,10 @@ export function validateDirectory(directory: Directory): void {
  *   directories: [directoryNodeFor(enc.encode("lib"), makeDirectory({}))],
  *   symlinks: [link("bin", "x"), link("sbin", "bin")],
  * });
- * for (const node of directoryNodes(dir)) {
- *   console.log(node.case, new TextDecoder().decode(node.value.name));
- * }
- * // symlink bin
- * // directory lib
- * // symlink sbin
+ * const dec = new TextDecoder();
+ * const listed = [...directoryNodes(dir)].map((n) => `${n.case} ${dec.decode(n.value.name)}`);
+ * // Sorted by name, whatever the kind:
+ * assert.deepEqual(listed, ["symlink bin", "directory lib", "symlink sbin"]);
  * ```
  */
 export function* directoryNodes(directory: Directory): Generator<AnyNode> {
@@ -441,7 +483,8 @@ export function* directoryNodes(directory: Directory): Generator<AnyNode> {
  *
  * @example
  * ```ts
- * import { type AnyNode, nodeName } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type AnyNode, nodeName } from "@nixcas/nixcas/castore";
  * const node: AnyNode = {
  *   case: "file",
  *   value: {
@@ -452,7 +495,7 @@ export function* directoryNodes(directory: Directory): Generator<AnyNode> {
  *     executable: false,
  *   },
  * };
- * new TextDecoder().decode(nodeName(node)); // => "README"
+ * assert.equal(new TextDecoder().decode(nodeName(node)), "README");
  * ```
  */
 export function nodeName(node: AnyNode): Uint8Array {
@@ -464,7 +507,8 @@ export function nodeName(node: AnyNode): Uint8Array {
  *
  * @example
  * ```ts
- * import { type AnyNode, renameNode } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type AnyNode, renameNode } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const node: AnyNode = {
  *   case: "symlink",
@@ -475,8 +519,8 @@ export function nodeName(node: AnyNode): Uint8Array {
  *   },
  * };
  * const renamed = renameNode(node, enc.encode("new"));
- * new TextDecoder().decode(renamed.value.name); // => "new"
- * new TextDecoder().decode(node.value.name); // => "old"
+ * assert.equal(new TextDecoder().decode(renamed.value.name), "new");
+ * assert.equal(new TextDecoder().decode(node.value.name), "old");
  * ```
  */
 export function renameNode(node: AnyNode, name: Uint8Array): AnyNode {
@@ -488,10 +532,12 @@ export function renameNode(node: AnyNode, name: Uint8Array): AnyNode {
  *
  * @example
  * ```ts
- * import { directoryNodeFor, makeDirectory, toNodeMessage } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { directoryNodeFor, makeDirectory, toNodeMessage } from "@nixcas/nixcas/castore";
  * const root = directoryNodeFor(new TextEncoder().encode("out"), makeDirectory({}));
  * const message = toNodeMessage({ case: "directory", value: root });
- * console.log(message.$typeName, message.node.case); // "tvix.castore.v1.Node" "directory"
+ * assert.equal(message.$typeName, "tvix.castore.v1.Node");
+ * assert.equal(message.node.case, "directory");
  * ```
  */
 export function toNodeMessage(node: AnyNode): Node {
@@ -504,7 +550,9 @@ export function toNodeMessage(node: AnyNode): Node {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { fromNodeMessage, InvalidRequestError, makePathInfo, StorePath } from "../../mod.ts";
+ * import { InvalidRequestError } from "@nixcas/nixcas";
+ * import { fromNodeMessage } from "@nixcas/nixcas/castore";
+ * import { makePathInfo, StorePath } from "@nixcas/nixcas/store";
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   node: {
@@ -537,7 +585,7 @@ export function fromNodeMessage(node: Node | undefined): AnyNode {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type AnyNode, validateNode, ValidateDirectoryError } from "../../mod.ts";
+ * import { type AnyNode, ValidateDirectoryError, validateNode } from "@nixcas/nixcas/castore";
  * const file: AnyNode = {
  *   case: "file",
  *   value: {
@@ -565,7 +613,8 @@ export function validateNode(node: AnyNode): void {
  *
  * @example
  * ```ts
- * import { makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { makeDirectory } from "@nixcas/nixcas/castore";
  * const dir = makeDirectory({
  *   files: [{
  *     $typeName: "tvix.castore.v1.FileNode",
@@ -575,7 +624,8 @@ export function validateNode(node: AnyNode): void {
  *     executable: false,
  *   }],
  * });
- * console.log(dir.files.length, dir.directories.length); // 1 0
+ * assert.equal(dir.$typeName, "tvix.castore.v1.Directory");
+ * assert.deepEqual([dir.files.length, dir.directories.length, dir.symlinks.length], [1, 0, 0]);
  * ```
  */
 export function makeDirectory(
@@ -595,7 +645,7 @@ export function makeDirectory(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { directoryDigest, directoryNodeFor, makeDirectory } from "../../mod.ts";
+ * import { directoryDigest, directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
  * const child = makeDirectory({});
  * const node = directoryNodeFor(new TextEncoder().encode("empty"), child);
  * assert.deepEqual(node.digest, directoryDigest(child).bytes);

@@ -15,12 +15,8 @@ import type { Directory } from "./directory.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   directoryNodeFor,
- *   type DirectoryService,
- *   makeDirectory,
- *   MemoryDirectoryService,
- * } from "../../mod.ts";
+ * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { directoryNodeFor, type DirectoryService, makeDirectory } from "@nixcas/nixcas/castore";
  * const directories: DirectoryService = new MemoryDirectoryService();
  * const child = makeDirectory({});
  * const root = makeDirectory({
@@ -61,13 +57,13 @@ export interface DirectoryService {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
  * import {
  *   directoryDigest,
  *   directoryNodeFor,
  *   type DirectoryPutter,
  *   makeDirectory,
- *   MemoryDirectoryService,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/castore";
  * const directories = new MemoryDirectoryService();
  * const leaf = makeDirectory({});
  * const root = makeDirectory({

@@ -18,6 +18,7 @@ import type { DirectoryService } from "./directory_service.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   type B3Digest,
  *   type Directory,
@@ -25,7 +26,7 @@ import type { DirectoryService } from "./directory_service.ts";
  *   directoryNodeFor,
  *   makeDirectory,
  *   traverseDirectories,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const empty = makeDirectory({});
  * // Two names for the same (empty) directory: it is visited once.
@@ -40,7 +41,7 @@ import type { DirectoryService } from "./directory_service.ts";
  * const get = (digest: B3Digest) => Promise.resolve(byKey.get(digest.key) ?? null);
  * let count = 0;
  * for await (const _ of traverseDirectories(get, directoryDigest(root))) count++;
- * console.log(count); // 2
+ * assert.equal(count, 2);
  * ```
  */
 export async function* traverseDirectories(
@@ -78,13 +79,13 @@ export async function* traverseDirectories(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
  * import {
  *   type AnyNode,
  *   descendTo,
  *   directoryNodeFor,
  *   makeDirectory,
- *   MemoryDirectoryService,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const directories = new MemoryDirectoryService();
  * const bin = makeDirectory({
@@ -132,7 +133,8 @@ export async function descendTo(
  *
  * @example
  * ```ts
- * import { findNode, makeDirectory } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { findNode, makeDirectory } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const dir = makeDirectory({
  *   symlinks: [{
@@ -141,8 +143,8 @@ export async function descendTo(
  *     target: enc.encode("bash"),
  *   }],
  * });
- * findNode(dir, enc.encode("sh"))?.case; // => "symlink"
- * findNode(dir, enc.encode("ls")); // => null
+ * assert.equal(findNode(dir, enc.encode("sh"))?.case, "symlink");
+ * assert.equal(findNode(dir, enc.encode("ls")), null);
  * ```
  */
 export function findNode(dir: Directory, name: Uint8Array): AnyNode | null {

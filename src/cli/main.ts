@@ -31,7 +31,10 @@ export const PROGRAM: ProgramSpec = {
  *
  * @example
  * ```ts
- * import { main } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { main } from "@nixcas/nixcas/cli";
+ * import { StorePath } from "@nixcas/nixcas/store";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
  * const store = `sqlite://${dir}/store.db`;
@@ -41,9 +44,11 @@ export const PROGRAM: ProgramSpec = {
  *   "--path-info-service-addr", store,
  * ];
  * await main(["import", "--quiet", ...flags, `${dir}/hello.txt`]);
- * // prints /nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt
- * await main(["cat", ...flags, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"]);
- * // prints Hello, world!
+ * // printed /nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt, and stored it:
+ * const path = StorePath.parseAbsolute("/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt");
+ * const s = await openStore(store, {}, { readOnly: true });
+ * assert.equal((await s.pathInfos.get(path.digest))?.narinfo?.narSize, 128n);
+ * await s.close();
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

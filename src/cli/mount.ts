@@ -47,7 +47,10 @@ export const mountCommand: CommandSpec<MountOptions> = {
     const opts = inv.options;
     const log = loggerFor(inv);
     // Loaded here, not at startup: other commands never need the FUSE layer.
-    const { checkMountpoint, mountStore } = await import("../fuse/mod.ts");
+    const [{ checkMountpoint }, { mountStore }] = await Promise.all([
+      import("../fuse/mount.ts"),
+      import("../fuse/mod.ts"),
+    ]);
     // Checked before the services are opened: a bad mountpoint is the likelier mistake.
     const real = checkMountpoint(mountpoint);
     // A long-running read server: the SQLite file is memory-mapped.

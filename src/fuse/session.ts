@@ -78,9 +78,44 @@ export interface FuseOps {
   inodeCount(): number;
 }
 
-/** Log levels used by the FUSE layer. */
+/**
+ * Log levels used by the FUSE layer: `error` for failures answered with EIO, `warn` for replies
+ * the kernel did not take, `debug` for the protocol's details.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { LogLevel } from "@nixcas/nixcas/fuse";
+ * const order: LogLevel[] = ["debug", "info", "warn", "error"];
+ * const atLeast = (min: LogLevel) => (level: LogLevel) => order.indexOf(level) >= order.indexOf(min);
+ * assert(atLeast("warn")("error"));
+ * assert(!atLeast("warn")("debug"));
+ * ```
+ */
 export type LogLevel = "debug" | "info" | "warn" | "error";
-/** A log sink. */
+/**
+ * A log sink.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { type Logger, mountStore } from "@nixcas/nixcas/fuse";
+ * const haveFuse = await Deno.stat("/dev/fuse").then(() => true, () => false);
+ * if (haveFuse) {
+ *   const dir = await Deno.makeTempDir();
+ *   const store = await openStore("memory://");
+ *   const lines: string[] = [];
+ *   const log: Logger = (level, message) => lines.push(`${level}: ${message}`);
+ *   const handle = await mountStore({ mountpoint: dir, ...store, log });
+ *   await handle.unmount();
+ *   // The kernel's INIT handshake is logged at debug level.
+ *   assert(lines.some((l) => l.startsWith("debug: init: ")), lines.join("\n"));
+ *   await store.close();
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
 export type Logger = (level: LogLevel, message: string) => void;
 
 /** Options for {@linkcode FuseSession.mount}. */

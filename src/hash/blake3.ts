@@ -14,10 +14,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Blake3, blake3Hash } from "./blake3.ts";
  * const data = new TextEncoder().encode("hello");
  * const h = new Blake3().update(data.subarray(0, 2)).update(data.subarray(2)).digest();
- * console.log(h.join() === blake3Hash(data).join()); // true
+ * assert.deepEqual(h, blake3Hash(data));
  * ```
  *
  * @module
@@ -105,11 +106,12 @@ const freeBuffers = Array.from(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Blake3, blake3Hash, returnHashBuffer, takeHashBuffer } from "./blake3.ts";
  * const buf = takeHashBuffer();
  * buf.fill(7);
  * const h = new Blake3().update(buf).digest();
- * console.log(h.join() === blake3Hash(buf.slice()).join()); // true
+ * assert.deepEqual(h, blake3Hash(buf.slice()));
  * returnHashBuffer(buf);
  * ```
  */
@@ -302,11 +304,16 @@ const BUFFER_LEN = 16 * CHUNK_LEN;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Blake3 } from "./blake3.ts";
+ * import { toHex } from "../base/bytes.ts";
  * const h = new Blake3();
  * h.update(new TextEncoder().encode("hello "));
  * h.update(new TextEncoder().encode("world"));
- * console.log(h.digest().length); // 32
+ * assert.equal(
+ *   toHex(h.digest()),
+ *   "d74981efa70a0c880b8d8c1985d075dbcbf679b99a5f9914e5aaf96b831a9e24",
+ * );
  * ```
  */
 export class Blake3 {
@@ -439,8 +446,13 @@ const oneShot = new Blake3();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { blake3Hash } from "./blake3.ts";
- * console.log(blake3Hash(new Uint8Array()).length); // 32
+ * import { toHex } from "../base/bytes.ts";
+ * assert.equal(
+ *   toHex(blake3Hash(new Uint8Array())),
+ *   "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+ * );
  * ```
  */
 export function blake3Hash(data: Uint8Array): Uint8Array {

@@ -24,14 +24,11 @@ import { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
  *
  * @example
  * ```ts
- * import {
- *   type AnyNode,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   NarWriter,
- *   putBlob,
- *   walkNar,
- * } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { type AnyNode, putBlob } from "@nixcas/nixcas/castore";
+ * import { NarWriter } from "@nixcas/nixcas/nar";
+ * import { walkNar } from "./render.ts";
  * const blobs = new MemoryBlobService();
  * const contents = new TextEncoder().encode("Hello, world!\n");
  * const root: AnyNode = {
@@ -53,7 +50,7 @@ import { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
  *   pending = [];
  * }
  * for (const bytes of pending) sent += bytes.length; // finish() flushed the rest
- * console.log(sent); // 128
+ * assert.equal(sent, 128);
  * ```
  */
 export async function* walkNar(
@@ -139,13 +136,10 @@ export async function* walkNar(
  *
  * @example
  * ```ts
- * import {
- *   directoryNodeFor,
- *   makeDirectory,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   renderNar,
- * } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { renderNar } from "@nixcas/nixcas/nar";
  * const directories = new MemoryDirectoryService();
  * const dir = makeDirectory({
  *   symlinks: [{
@@ -160,7 +154,7 @@ export async function* walkNar(
  * const file = await Deno.open(`${tmp}/out.nar`, { write: true, create: true });
  * const nar = renderNar(node, new MemoryBlobService(), directories);
  * await ReadableStream.from(nar).pipeTo(file.writable); // closes the file
- * console.log((await Deno.stat(`${tmp}/out.nar`)).size); // 296
+ * assert.equal((await Deno.stat(`${tmp}/out.nar`)).size, 296);
  * await Deno.remove(tmp, { recursive: true });
  * ```
  */
@@ -187,8 +181,11 @@ export async function* renderNar(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createHash } from "node:crypto";
- * import { type AnyNode, MemoryBlobService, MemoryDirectoryService, writeNar } from "../../mod.ts";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { type AnyNode } from "@nixcas/nixcas/castore";
+ * import { writeNar } from "@nixcas/nixcas/nar";
  * const root: AnyNode = {
  *   case: "symlink",
  *   value: {
@@ -205,8 +202,11 @@ export async function* renderNar(
  *   new MemoryDirectoryService(),
  *   { reuseBuffer: true },
  * );
- * console.log(size, sha256.digest("hex"));
- * // 128 "fdd8918e938e42eac4186842e30a5d8f0f6fa4f292afff46a30b90787be0e135"
+ * assert.equal(size, 128);
+ * assert.equal(
+ *   sha256.digest("hex"),
+ *   "fdd8918e938e42eac4186842e30a5d8f0f6fa4f292afff46a30b90787be0e135",
+ * );
  * ```
  */
 export async function writeNar(

@@ -21,7 +21,8 @@ import { concat } from "../base/bytes.ts";
  *
  * @example
  * ```ts
- * import { type NarSink, NarWriter } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { type NarSink, NarWriter } from "@nixcas/nixcas/nar";
  * let size = 0;
  * const countBytes: NarSink = (bytes) => {
  *   size += bytes.length;
@@ -29,7 +30,7 @@ import { concat } from "../base/bytes.ts";
  * const nar = new NarWriter(countBytes);
  * nar.symlink(new TextEncoder().encode("/etc/hosts"));
  * nar.finish();
- * console.log(size); // 128
+ * assert.equal(size, 128);
  * ```
  */
 export type NarSink = (bytes: Uint8Array) => void;
@@ -39,16 +40,19 @@ export type NarSink = (bytes: Uint8Array) => void;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createHash } from "node:crypto";
- * import { NarWriter, type NarWriterOptions } from "../../mod.ts";
+ * import { NarWriter, type NarWriterOptions } from "@nixcas/nixcas/nar";
  * const sha256 = createHash("sha256");
  * // update() consumes each array before returning, so the buffer may be reused.
  * const options: NarWriterOptions = { reuseBuffer: true };
  * const nar = new NarWriter((bytes) => sha256.update(bytes), options);
  * nar.file(false, new TextEncoder().encode("Hello, world!\n"));
  * nar.finish();
- * console.log(sha256.digest("hex"));
- * // "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece"
+ * assert.equal(
+ *   sha256.digest("hex"),
+ *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
+ * );
  * ```
  */
 export interface NarWriterOptions {
@@ -119,7 +123,8 @@ interface DirFrame {
  *
  * @example
  * ```ts
- * import { concat, NarWriter } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { NarWriter } from "@nixcas/nixcas/nar";
  * const enc = new TextEncoder();
  * const parts: Uint8Array[] = [];
  * const w = new NarWriter((b) => parts.push(b));
@@ -133,8 +138,10 @@ interface DirFrame {
  * w.symlink(enc.encode("hello.txt"));
  * w.directoryEnd();
  * w.finish();
- * const nar = concat(parts);
- * console.log(nar.length === w.bytesWritten); // true
+ * const nar = Uint8Array.from(parts.flatMap((p) => [...p]));
+ * assert.equal(nar.length, w.bytesWritten);
+ * // Every NAR starts with its magic, a length-prefixed string:
+ * assert.equal(new TextDecoder().decode(nar.subarray(8, 21)), "nix-archive-1");
  * ```
  */
 export class NarWriter {

@@ -3,6 +3,15 @@
  * order, where the last character holds the lowest bits of the first byte. Used for store path
  * digests and printed hashes.
  *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nixbase32, StorePath } from "@nixcas/nixcas/store";
+ * const path = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
+ * assert.equal(nixbase32.encode(path.digest), "00bgd045z0d4icpbc2yyz4gx48ak44la");
+ * assert.deepEqual(nixbase32.decode("00bgd045z0d4icpbc2yyz4gx48ak44la", 20), path.digest);
+ * ```
+ *
  * @module
  */
 import { InvalidRequestError } from "../base/errors.ts";
@@ -12,10 +21,12 @@ import { InvalidRequestError } from "../base/errors.ts";
  *
  * @example
  * ```ts
- * import { NIXBASE32_ALPHABET } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { nixbase32 } from "@nixcas/nixcas/store";
+ * const { NIXBASE32_ALPHABET } = nixbase32;
  * const isNixbase32 = (text: string) => [...text].every((c) => NIXBASE32_ALPHABET.includes(c));
- * isNixbase32("00bgd045z0d4icpbc2yyz4gx48ak44la"); // => true
- * isNixbase32("hello"); // => false (no "e" or "o")
+ * assert(isNixbase32("00bgd045z0d4icpbc2yyz4gx48ak44la"));
+ * assert.equal(isNixbase32("hello"), false); // no "e" or "o"
  * ```
  */
 export const NIXBASE32_ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz";
@@ -28,9 +39,10 @@ for (let i = 0; i < NIXBASE32_ALPHABET.length; i++) DIGIT[NIXBASE32_ALPHABET.cha
  *
  * @example
  * ```ts
- * import { encodedLength } from "../../mod.ts";
- * encodedLength(20); // => 32 (a store path digest)
- * encodedLength(32); // => 52 (a SHA-256)
+ * import assert from "node:assert/strict";
+ * import { nixbase32 } from "@nixcas/nixcas/store";
+ * assert.equal(nixbase32.encodedLength(20), 32); // a store path digest
+ * assert.equal(nixbase32.encodedLength(32), 52); // a SHA-256
  * ```
  */
 export function encodedLength(n: number): number {
@@ -42,9 +54,10 @@ export function encodedLength(n: number): number {
  *
  * @example
  * ```ts
- * import { decodedLength } from "../../mod.ts";
- * decodedLength(32); // => 20
- * decodedLength(52); // => 32
+ * import assert from "node:assert/strict";
+ * import { nixbase32 } from "@nixcas/nixcas/store";
+ * assert.equal(nixbase32.decodedLength(32), 20);
+ * assert.equal(nixbase32.decodedLength(52), 32);
  * ```
  */
 export function decodedLength(n: number): number {
@@ -57,9 +70,10 @@ export function decodedLength(n: number): number {
  *
  * @example
  * ```ts
- * import { encode } from "../../mod.ts";
- * encode(new Uint8Array(20)); // => "00000000000000000000000000000000"
- * encode(new Uint8Array([0xde, 0xad, 0xbe, 0xef])); // => "3pvxbfy"
+ * import assert from "node:assert/strict";
+ * import { nixbase32 } from "@nixcas/nixcas/store";
+ * assert.equal(nixbase32.encode(new Uint8Array(20)), "00000000000000000000000000000000");
+ * assert.equal(nixbase32.encode(new Uint8Array([0xde, 0xad, 0xbe, 0xef])), "3pvxbfy");
  * ```
  */
 export function encode(bytes: Uint8Array): string {
@@ -82,8 +96,9 @@ export function encode(bytes: Uint8Array): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decode, Nixbase32DecodeError } from "../../mod.ts";
- * assert.throws(() => decode("3pvxbfe"), Nixbase32DecodeError); // "e" is not in the alphabet
+ * import { nixbase32 } from "@nixcas/nixcas/store";
+ * // "e" is not in the alphabet:
+ * assert.throws(() => nixbase32.decode("3pvxbfe"), nixbase32.Nixbase32DecodeError);
  * ```
  */
 export class Nixbase32DecodeError extends InvalidRequestError {
@@ -102,10 +117,10 @@ export class Nixbase32DecodeError extends InvalidRequestError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decode } from "../../mod.ts";
- * assert.deepEqual(decode("3pvxbfy"), new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
- * assert.equal(decode("00bgd045z0d4icpbc2yyz4gx48ak44la", 20).length, 20);
- * assert.throws(() => decode("3pvxbfy", 20)); // 4 bytes, not 20
+ * import { nixbase32 } from "@nixcas/nixcas/store";
+ * assert.deepEqual(nixbase32.decode("3pvxbfy"), new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
+ * assert.equal(nixbase32.decode("00bgd045z0d4icpbc2yyz4gx48ak44la", 20).length, 20);
+ * assert.throws(() => nixbase32.decode("3pvxbfy", 20)); // 4 bytes, not 20
  * ```
  */
 export function decode(text: string, expectedBytes?: number): Uint8Array {

@@ -17,12 +17,13 @@ import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   type PathInfo,
  *   type PathInfoErrorKind,
  *   validatePathInfo,
  *   ValidatePathInfoError,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/store";
  * function problem(info: PathInfo): PathInfoErrorKind | null {
  *   try {
  *     validatePathInfo(info);
@@ -32,7 +33,7 @@ import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
  *     throw e;
  *   }
  * }
- * problem({ $typeName: "tvix.store.v1.PathInfo", references: [] }); // => "NoNodePresent"
+ * assert.equal(problem({ $typeName: "tvix.store.v1.PathInfo", references: [] }), "NoNodePresent");
  * ```
  */
 export type PathInfoErrorKind =
@@ -51,7 +52,12 @@ export type PathInfoErrorKind =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makePathInfo, StorePath, validatePathInfo, ValidatePathInfoError } from "../../mod.ts";
+ * import {
+ *   makePathInfo,
+ *   StorePath,
+ *   validatePathInfo,
+ *   ValidatePathInfoError,
+ * } from "@nixcas/nixcas/store";
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   node: {
@@ -98,7 +104,8 @@ export class ValidatePathInfoError extends InvalidRequestError {
  *
  * @example
  * ```ts
- * import { makePathInfo, StorePath, validatePathInfo } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, StorePath, validatePathInfo } from "@nixcas/nixcas/store";
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   node: {
@@ -112,7 +119,7 @@ export class ValidatePathInfoError extends InvalidRequestError {
  *   narSize: 120,
  *   narSha256: new Uint8Array(32),
  * });
- * console.log(validatePathInfo(info).name); // "hello"
+ * assert.equal(validatePathInfo(info).name, "hello");
  * ```
  */
 export function validatePathInfo(info: PathInfo): StorePath {
@@ -188,13 +195,9 @@ export function validatePathInfo(info: PathInfo): StorePath {
  *
  * @example
  * ```ts
- * import {
- *   directoryNodeFor,
- *   makeDirectory,
- *   makePathInfo,
- *   type PathInfoInit,
- *   StorePath,
- * } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { makePathInfo, type PathInfoInit, StorePath } from "@nixcas/nixcas/store";
  * const init: PathInfoInit = {
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-empty"),
  *   node: { case: "directory", value: directoryNodeFor(new Uint8Array(), makeDirectory({})) },
@@ -203,7 +206,7 @@ export function validatePathInfo(info: PathInfo): StorePath {
  *   references: [StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-glibc")],
  * };
  * const info = makePathInfo(init);
- * console.log(info.narinfo?.referenceNames); // ["00bgd045z0d4icpbc2yyz4gx48ak44la-glibc"]
+ * assert.deepEqual(info.narinfo?.referenceNames, ["00bgd045z0d4icpbc2yyz4gx48ak44la-glibc"]);
  * ```
  */
 export interface PathInfoInit {
@@ -227,7 +230,8 @@ export interface PathInfoInit {
  *
  * @example
  * ```ts
- * import { makePathInfo, StorePath } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, StorePath } from "@nixcas/nixcas/store";
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   node: {
@@ -241,7 +245,7 @@ export interface PathInfoInit {
  *   narSize: 120,
  *   narSha256: new Uint8Array(32),
  * });
- * console.log(info.references.length); // 0
+ * assert.equal(info.references.length, 0);
  * ```
  */
 export function makePathInfo(init: PathInfoInit): PathInfo {

@@ -20,7 +20,8 @@ import type { Message } from "../base/message.ts";
  *
  * @example
  * ```ts
- * import { makePathInfo, type PathInfo, StorePath } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, type PathInfo, StorePath } from "@nixcas/nixcas/store";
  * const info: PathInfo = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
  *   node: {
@@ -34,7 +35,8 @@ import type { Message } from "../base/message.ts";
  *   narSize: 120,
  *   narSha256: new Uint8Array(32),
  * });
- * console.log(info.narinfo?.narSize, info.references.length); // 120n 0
+ * assert.equal(info.narinfo?.narSize, 120n);
+ * assert.equal(info.references.length, 0);
  * ```
  */
 export type PathInfo = Message<"tvix.store.v1.PathInfo"> & {
@@ -52,7 +54,8 @@ export type PathInfo = Message<"tvix.store.v1.PathInfo"> & {
  *
  * @example
  * ```ts
- * import { makePathInfo, type NARInfo, StorePath } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, type NARInfo, StorePath } from "@nixcas/nixcas/store";
  * const dep = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-glibc");
  * const info = makePathInfo({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
@@ -69,7 +72,7 @@ export type PathInfo = Message<"tvix.store.v1.PathInfo"> & {
  *   references: [dep],
  * });
  * const narinfo: NARInfo = info.narinfo!;
- * console.log(narinfo.referenceNames); // ["00bgd045z0d4icpbc2yyz4gx48ak44la-glibc"]
+ * assert.deepEqual(narinfo.referenceNames, ["00bgd045z0d4icpbc2yyz4gx48ak44la-glibc"]);
  * ```
  */
 export type NARInfo = Message<"tvix.store.v1.NARInfo"> & {
@@ -89,12 +92,25 @@ export type NARInfo = Message<"tvix.store.v1.NARInfo"> & {
  *
  * @example
  * ```ts
- * import type { NARInfo_Signature } from "../../mod.ts";
- * const signature: NARInfo_Signature = {
- *   $typeName: "tvix.store.v1.NARInfo.Signature",
- *   name: "cache.nixos.org-1",
- *   data: new Uint8Array(64), // the ed25519 signature bytes
- * };
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, type NARInfo_Signature, StorePath } from "@nixcas/nixcas/store";
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *   node: {
+ *     case: "symlink",
+ *     value: {
+ *       $typeName: "tvix.castore.v1.SymlinkNode",
+ *       name: new Uint8Array(),
+ *       target: new TextEncoder().encode("/nix/store/x"),
+ *     },
+ *   },
+ *   narSize: 120,
+ *   narSha256: new Uint8Array(32),
+ *   signatures: [{ name: "cache.nixos.org-1", data: new Uint8Array(64) }], // ed25519 bytes
+ * });
+ * const signature: NARInfo_Signature = info.narinfo!.signatures[0];
+ * assert.equal(signature.$typeName, "tvix.store.v1.NARInfo.Signature");
+ * assert.equal(signature.name, "cache.nixos.org-1");
  * ```
  */
 export type NARInfo_Signature = Message<"tvix.store.v1.NARInfo.Signature"> & {
@@ -113,14 +129,12 @@ export type NARInfo_Signature = Message<"tvix.store.v1.NARInfo.Signature"> & {
  * ```ts
  * import assert from "node:assert/strict";
  * import {
- *   type AnyNode,
- *   makePathInfo,
  *   MemoryBlobService,
  *   MemoryDirectoryService,
  *   MemoryPathInfoService,
- *   type PathInfoService,
- *   sourceStorePath,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import { type AnyNode } from "@nixcas/nixcas/castore";
+ * import { makePathInfo, type PathInfoService, sourceStorePath } from "@nixcas/nixcas/store";
  * const pathInfos: PathInfoService = new MemoryPathInfoService(
  *   new MemoryBlobService(),
  *   new MemoryDirectoryService(),

@@ -14,9 +14,10 @@ import { sha256 } from "../hash/sha256.ts";
  *
  * @example
  * ```ts
- * import { STORE_PATH_DIGEST_LEN, StorePath } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { STORE_PATH_DIGEST_LEN, StorePath } from "@nixcas/nixcas/store";
  * const p = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
- * console.log(p.digest.length === STORE_PATH_DIGEST_LEN); // true
+ * assert.equal(p.digest.length, STORE_PATH_DIGEST_LEN);
  * ```
  */
 export const STORE_PATH_DIGEST_LEN = 20;
@@ -25,9 +26,10 @@ export const STORE_PATH_DIGEST_LEN = 20;
  *
  * @example
  * ```ts
- * import { ENCODED_DIGEST_LEN } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { ENCODED_DIGEST_LEN } from "@nixcas/nixcas/store";
  * const basename = "00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60";
- * basename.slice(ENCODED_DIGEST_LEN + 1); // => "net-tools-1.60"
+ * assert.equal(basename.slice(ENCODED_DIGEST_LEN + 1), "net-tools-1.60");
  * ```
  */
 export const ENCODED_DIGEST_LEN = 32;
@@ -36,9 +38,10 @@ export const ENCODED_DIGEST_LEN = 32;
  *
  * @example
  * ```ts
- * import { STORE_DIR } from "../../mod.ts";
- * console.log(`${STORE_DIR}/00bgd045z0d4icpbc2yyz4gx48ak44la-hello`);
- * // "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello"
+ * import assert from "node:assert/strict";
+ * import { STORE_DIR, StorePath } from "@nixcas/nixcas/store";
+ * const path = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello");
+ * assert.equal(path.absolute, `${STORE_DIR}/00bgd045z0d4icpbc2yyz4gx48ak44la-hello`);
  * ```
  */
 export const STORE_DIR = "/nix/store";
@@ -47,9 +50,10 @@ export const STORE_DIR = "/nix/store";
  *
  * @example
  * ```ts
- * import { STORE_DIR_WITH_SLASH } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { STORE_DIR_WITH_SLASH } from "@nixcas/nixcas/store";
  * const path = "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello/bin/hello";
- * console.log(path.startsWith(STORE_DIR_WITH_SLASH)); // true
+ * assert(path.startsWith(STORE_DIR_WITH_SLASH));
  * ```
  */
 export const STORE_DIR_WITH_SLASH = "/nix/store/";
@@ -59,7 +63,7 @@ export const STORE_DIR_WITH_SLASH = "/nix/store/";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MAX_NAME_LEN, StorePathError, validateName } from "../../mod.ts";
+ * import { MAX_NAME_LEN, StorePathError, validateName } from "@nixcas/nixcas/store";
  * validateName("a".repeat(MAX_NAME_LEN)); // fine
  * assert.throws(() => validateName("a".repeat(MAX_NAME_LEN + 1)), StorePathError);
  * ```
@@ -72,7 +76,8 @@ export const MAX_NAME_LEN = 211;
  *
  * @example
  * ```ts
- * import { StorePath, StorePathError, type StorePathErrorKind } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { StorePath, StorePathError, type StorePathErrorKind } from "@nixcas/nixcas/store";
  * function whyInvalid(text: string): StorePathErrorKind | null {
  *   try {
  *     StorePath.parseAbsolute(text);
@@ -82,8 +87,8 @@ export const MAX_NAME_LEN = 211;
  *     throw e;
  *   }
  * }
- * whyInvalid("/usr/bin/hello"); // => "MissingStoreDir"
- * whyInvalid("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la_hello"); // => "MissingDash"
+ * assert.equal(whyInvalid("/usr/bin/hello"), "MissingStoreDir");
+ * assert.equal(whyInvalid("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la_hello"), "MissingDash");
  * ```
  */
 export type StorePathErrorKind =
@@ -99,7 +104,7 @@ export type StorePathErrorKind =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { StorePath, StorePathError } from "../../mod.ts";
+ * import { StorePath, StorePathError } from "@nixcas/nixcas/store";
  * assert.throws(() => StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello world"), (e) => {
  *   assert(e instanceof StorePathError);
  *   assert.equal(e.kind, "InvalidName");
@@ -140,7 +145,7 @@ function isNameChar(c: number): boolean {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { StorePathError, validateName } from "../../mod.ts";
+ * import { StorePathError, validateName } from "@nixcas/nixcas/store";
  * validateName("hello-2.12.1"); // fine
  * assert.throws(() => validateName("hello world"), StorePathError); // no spaces
  * assert.throws(() => validateName(""), StorePathError);
@@ -173,7 +178,7 @@ export function validateName(name: string, context: string = name): void {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { StorePath } from "../../mod.ts";
+ * import { StorePath } from "@nixcas/nixcas/store";
  * const p = StorePath.parseAbsolute("/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
  * assert.equal(p.name, "net-tools-1.60");
  * assert.equal(p.toString(), "00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60");
@@ -275,7 +280,7 @@ export class StorePath {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseStorePathWithSubpath } from "../../mod.ts";
+ * import { parseStorePathWithSubpath } from "@nixcas/nixcas/store";
  * const { storePath, subpath } = parseStorePathWithSubpath(
  *   "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60/bin/arp",
  * );
@@ -317,7 +322,7 @@ export function parseStorePathWithSubpath(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { compressHash } from "../../mod.ts";
+ * import { compressHash } from "@nixcas/nixcas/store";
  * const folded = compressHash(new Uint8Array([1, 2, 3, 4, 5, 6]), 4);
  * assert.deepEqual(folded, new Uint8Array([1 ^ 5, 2 ^ 6, 3, 4]));
  * ```
@@ -335,14 +340,17 @@ export function compressHash(hash: Uint8Array, size: number): Uint8Array {
  *
  * @example
  * ```ts
- * import { createSha256Stream, NarWriter, sourceStorePath } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { createHash } from "node:crypto";
+ * import { NarWriter } from "@nixcas/nixcas/nar";
+ * import { sourceStorePath } from "@nixcas/nixcas/store";
  * // The NAR of a file containing "Hello, world!\n", and its SHA-256:
- * const hash = createSha256Stream();
+ * const hash = createHash("sha256");
  * const nar = new NarWriter((bytes) => hash.update(bytes));
  * nar.file(false, new TextEncoder().encode("Hello, world!\n"));
  * nar.finish();
- * const storePath = sourceStorePath("hello.txt", await hash.digest());
- * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
+ * const storePath = sourceStorePath("hello.txt", hash.digest());
+ * assert.equal(storePath.absolute, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt");
  * ```
  */
 export function sourceStorePath(name: string, narSha256: Uint8Array): StorePath {

@@ -70,12 +70,9 @@ export const S_IFIFO = 0o010000;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type FileKind,
- *   importStorePath,
- *   openStore,
- *   UnsupportedFileTypeError,
- * } from "../../mod.ts";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { type FileKind, UnsupportedFileTypeError } from "@nixcas/nixcas/castore";
+ * import { importStorePath } from "@nixcas/nixcas/store";
  * const dir = await Deno.makeTempDir();
  * const listener = Deno.listen({ transport: "unix", path: `${dir}/control.sock` });
  * const store = await openStore("memory://");
@@ -795,12 +792,13 @@ export async function pwriteAllAsync(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nextTurn } from "./libc.ts";
  * const order: string[] = [];
  * const turn = nextTurn().then(() => order.push("next turn"));
  * await Promise.resolve().then(() => order.push("microtask"));
  * await turn;
- * console.log(order.join(", ")); // "microtask, next turn"
+ * assert.equal(order.join(", "), "microtask, next turn");
  * ```
  */
 export async function nextTurn(): Promise<void> {

@@ -80,10 +80,14 @@ function wanted(): boolean {
  *
  * @example
  * ```ts
- * import { libcrypto, preloadLibcrypto } from "./libcrypto.ts";
+ * import assert from "node:assert/strict";
+ * import { libcrypto, preloadLibcrypto, SHA256_CTX_SIZE } from "./libcrypto.ts";
  * preloadLibcrypto();
  * // ... other start-up work runs meanwhile ...
  * const lib = libcrypto();
+ * // Decided once: preloading only moves the loading off this thread.
+ * assert.equal(libcrypto(), lib);
+ * if (lib) assert.equal(lib.SHA256_Init(new Uint8Array(SHA256_CTX_SIZE)), 1);
  * ```
  */
 export function preloadLibcrypto(): void {

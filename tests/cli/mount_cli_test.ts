@@ -4,7 +4,7 @@
  * missing and a busy mountpoint.
  */
 import assert from "node:assert/strict";
-import { readMountInfo } from "../../src/fuse/mod.ts";
+import { readMountInfo } from "../../src/fuse/mount.ts";
 import { have, nixcas, run, startNixcas } from "../prereq.ts";
 
 const td = new TextDecoder();

@@ -1,7 +1,7 @@
 // `nixcas mount` with a busy mount: the first SIGTERM detaches it (the process keeps serving
 // the open directory), a second SIGTERM exits at once.
 import assert from "node:assert/strict";
-import { readMountInfo } from "../../src/fuse/mod.ts";
+import { readMountInfo } from "../../src/fuse/mount.ts";
 import { nixcas, startNixcas } from "../prereq.ts";
 import { HAVE_FUSE } from "./helpers.ts";
 

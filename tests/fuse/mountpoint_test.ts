@@ -3,7 +3,8 @@
  * error naming the directory; nothing is mounted and the directory's files stay visible.
  */
 import assert from "node:assert/strict";
-import { mountStore, readMountInfo } from "../../src/fuse/mod.ts";
+import { mountStore } from "../../src/fuse/mod.ts";
+import { readMountInfo } from "../../src/fuse/mount.ts";
 import { ROOT } from "../prereq.ts";
 import { genSvcs, HAVE_FUSE, unmountOrDetach } from "./helpers.ts";
 

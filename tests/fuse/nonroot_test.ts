@@ -1,7 +1,7 @@
 // The unprivileged path: an ordinary user mounts through fusermount3, which passes the
 // /dev/fuse descriptor back over a unix socket (SCM_RIGHTS).
 import assert from "node:assert/strict";
-import { readMountInfo } from "../../src/fuse/mod.ts";
+import { readMountInfo } from "../../src/fuse/mount.ts";
 import { HAVE_FUSE } from "./helpers.ts";
 
 const NOBODY = 65534;

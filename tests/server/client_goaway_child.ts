@@ -9,7 +9,7 @@
  * @module
  */
 import { startDaemonProcess } from "./helpers.ts";
-import { openBlobService } from "../../mod.ts";
+import { openBlobService } from "../../src/backends/open.ts";
 
 const [rounds, transport, dir] = Deno.args;
 for (let i = 0; i < Number(rounds); i++) {

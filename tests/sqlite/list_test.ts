@@ -14,7 +14,7 @@ import { GrpcPathInfoService } from "../../src/backends/grpc/path_info.ts";
 import type { PathInfoService } from "../../src/store/path_info_service.ts";
 import { SqlitePathInfoService } from "../../src/backends/sqlite/path_info.ts";
 import { sourceStorePath } from "../../src/store/store_path.ts";
-import { readMountInfo } from "../../src/fuse/mod.ts";
+import { readMountInfo } from "../../src/fuse/mount.ts";
 import { have, run, startNixcas } from "../prereq.ts";
 
 const ENTRIES = 300;

@@ -20,10 +20,12 @@ import { concat } from "../../base/bytes.ts";
  *
  * @example
  * ```ts
- * import { MemoryBlobService, putBlob, readBlob } from "../../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readBlob } from "@nixcas/nixcas/castore";
  * const blobs = new MemoryBlobService();
  * const digest = await putBlob(blobs, new TextEncoder().encode("hi"));
- * console.log(new TextDecoder().decode(await readBlob(blobs, digest))); // "hi"
+ * assert.equal(new TextDecoder().decode(await readBlob(blobs, digest)), "hi");
  * ```
  */
 export class MemoryBlobService implements BlobService {

@@ -20,7 +20,8 @@ import { traverseDirectories } from "../../castore/traverse.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makeDirectory, MemoryDirectoryService } from "../../../mod.ts";
+ * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { makeDirectory } from "@nixcas/nixcas/castore";
  * const directories = new MemoryDirectoryService();
  * const dir = makeDirectory({
  *   symlinks: [{

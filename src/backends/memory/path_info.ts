@@ -32,14 +32,12 @@ const NAR_CACHE_MAX = 10_000;
  * ```ts
  * import assert from "node:assert/strict";
  * import {
- *   type AnyNode,
- *   makePathInfo,
  *   MemoryBlobService,
  *   MemoryDirectoryService,
  *   MemoryPathInfoService,
- *   putBlob,
- *   sourceStorePath,
- * } from "../../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import { type AnyNode, putBlob } from "@nixcas/nixcas/castore";
+ * import { makePathInfo, sourceStorePath } from "@nixcas/nixcas/store";
  * const blobs = new MemoryBlobService();
  * const pathInfos = new MemoryPathInfoService(blobs, new MemoryDirectoryService());
  * const contents = new TextEncoder().encode("Hello, world!\n");

@@ -50,7 +50,8 @@ interface InlineBatch {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { putBlob, readBlob, SqliteBlobService } from "../../../mod.ts";
+ * import { SqliteBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readBlob } from "@nixcas/nixcas/castore";
  * const dir = await Deno.makeTempDir();
  * const blobs = new SqliteBlobService(`${dir}/blobs.db`);
  * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));

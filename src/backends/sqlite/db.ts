@@ -282,7 +282,7 @@ export interface SqliteHandle {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type OpenOptions, SqliteBlobService } from "../../../mod.ts";
+ * import { type OpenOptions, SqliteBlobService } from "@nixcas/nixcas/backends";
  * const options: OpenOptions = { readOnly: true };
  * // Reading never creates a store:
  * assert.throws(() => new SqliteBlobService("/nonexistent/store.db", options), /no store at/);

@@ -28,7 +28,8 @@ import { traverseDirectories } from "../../castore/traverse.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makeDirectory, SqliteDirectoryService } from "../../../mod.ts";
+ * import { SqliteDirectoryService } from "@nixcas/nixcas/backends";
+ * import { makeDirectory } from "@nixcas/nixcas/castore";
  * const dir = await Deno.makeTempDir();
  * let directories = new SqliteDirectoryService(`${dir}/store.db`);
  * const digest = await directories.put(makeDirectory({}));

@@ -27,13 +27,12 @@ const LIST_PAGE = 256;
  * ```ts
  * import assert from "node:assert/strict";
  * import {
- *   type AnyNode,
- *   makePathInfo,
- *   sourceStorePath,
  *   SqliteBlobService,
  *   SqliteDirectoryService,
  *   SqlitePathInfoService,
- * } from "../../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import { type AnyNode } from "@nixcas/nixcas/castore";
+ * import { makePathInfo, sourceStorePath } from "@nixcas/nixcas/store";
  * const dir = await Deno.makeTempDir();
  * const db = `${dir}/store.db`;
  * const blobs = new SqliteBlobService(db);

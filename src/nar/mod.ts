@@ -1,0 +1,30 @@
+/**
+ * NAR, Nix's archive format: a writer, rendering a castore tree as a NAR stream
+ * byte-identical to `nix-store --dump`, and the NAR size and SHA-256 Nix records for a path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { type AnyNode } from "@nixcas/nixcas/castore";
+ * import { calculateNar, renderNar } from "@nixcas/nixcas/nar";
+ * const root: AnyNode = {
+ *   case: "symlink",
+ *   value: {
+ *     $typeName: "tvix.castore.v1.SymlinkNode",
+ *     name: new TextEncoder().encode("hosts"),
+ *     target: new TextEncoder().encode("/etc/hosts"),
+ *   },
+ * };
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const nar = await Array.fromAsync(renderNar(root, blobs, directories));
+ * const size = nar.reduce((n, b) => n + b.length, 0);
+ * assert.equal(size, (await calculateNar(root, blobs, directories)).narSize);
+ * ```
+ *
+ * @module
+ */
+export { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
+export { renderNar, writeNar } from "./render.ts";
+export { calculateNar, type NarCalculation } from "./hash.ts";

@@ -1,0 +1,53 @@
+/**
+ * The Nix side: store paths, nixbase32, PathInfo (a store path mapped to a castore root node,
+ * with its NAR size and hash, references and signatures), the PathInfoService interface, and
+ * importing a path from the filesystem as `nix-store --add` does.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { importStorePath, nixbase32, StorePath } from "@nixcas/nixcas/store";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const store = await openStore("memory://");
+ * const { storePath } = await importStorePath(`${dir}/hello.txt`, store);
+ * assert.equal(storePath.absolute, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt");
+ * assert.equal(nixbase32.encode(storePath.digest), "xrabnx1r49hn890prhx86h6iyn19p976");
+ * const info = await store.pathInfos.get(StorePath.parseAbsolute(storePath.absolute).digest);
+ * assert.equal(info?.narinfo?.narSize, 128n);
+ * await store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+export * as nixbase32 from "./nixbase32.ts";
+export {
+  compressHash,
+  ENCODED_DIGEST_LEN,
+  MAX_NAME_LEN,
+  parseStorePathWithSubpath,
+  sourceStorePath,
+  STORE_DIR,
+  STORE_DIR_WITH_SLASH,
+  STORE_PATH_DIGEST_LEN,
+  StorePath,
+  StorePathError,
+  type StorePathErrorKind,
+  validateName,
+} from "./store_path.ts";
+export {
+  makePathInfo,
+  type PathInfoErrorKind,
+  type PathInfoInit,
+  validatePathInfo,
+  ValidatePathInfoError,
+} from "./path_info.ts";
+export type { NARInfo, NARInfo_Signature, PathInfo, PathInfoService } from "./path_info_service.ts";
+export {
+  type ImportResult,
+  importStorePath,
+  type StoreImportOptions,
+  type StoreServices,
+} from "./import.ts";
