@@ -208,7 +208,8 @@ Deno.test("src/ imports npm packages by full specifiers, at the versions deno.js
   await walkDir(`${ROOT}/src`);
   const seen = new Set<string>();
   for (const file of files) {
-    const text = await Deno.readTextFile(file);
+    // Doc examples (in comments) import the package's own public specifiers.
+    const text = (await Deno.readTextFile(file)).replace(/\/\*[\s\S]*?\*\//g, "");
     const specs = [
       ...text.matchAll(/\bfrom\s+"([^"]+)"/g),
       ...text.matchAll(/\bimport\s*\(\s*"([^"]+)"\s*\)/g),
