@@ -26,7 +26,8 @@ import { SqlitePathInfoService } from "./sqlite/path_info.ts";
  *
  * @example
  * ```ts
- * import { parseAddr, type ServiceAddr } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { parseAddr, type ServiceAddr } from "@nixcas/nixcas/backends";
  * function describe(addr: ServiceAddr): string {
  *   switch (addr.kind) {
  *     case "memory":
@@ -37,8 +38,10 @@ import { SqlitePathInfoService } from "./sqlite/path_info.ts";
  *       return `daemon at ${addr.unixPath ?? addr.url}`;
  *   }
  * }
- * describe(parseAddr("sqlite:///var/lib/nixcas.db")); // => "SQLite file /var/lib/nixcas.db"
- * describe(parseAddr("grpc+unix:///run/nixcas.sock")); // => "daemon at /run/nixcas.sock"
+ * assert.equal(describe(parseAddr("sqlite://")), "private SQLite database");
+ * assert.equal(describe(parseAddr("sqlite:///var/lib/nixcas.db")), "SQLite file /var/lib/nixcas.db");
+ * assert.equal(describe(parseAddr("grpc+unix:///run/nixcas.sock")), "daemon at /run/nixcas.sock");
+ * assert.equal(describe(parseAddr("grpc+http://[::1]:8000")), "daemon at http://[::1]:8000");
  * ```
  */
 export type ServiceAddr =
@@ -52,9 +55,17 @@ export type ServiceAddr =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { AddressError, parseAddr } from "../../mod.ts";
- * assert.throws(() => parseAddr("sqlite://store.db"), AddressError); // a host, not a path
- * assert.throws(() => parseAddr("redis://localhost"), AddressError); // unknown scheme
+ * import { InvalidRequestError } from "@nixcas/nixcas";
+ * import { AddressError, parseAddr } from "@nixcas/nixcas/backends";
+ * // "store.db" is a host here, not a path:
+ * assert.throws(() => parseAddr("sqlite://store.db"), {
+ *   name: "AddressError",
+ *   message: 'invalid service address "sqlite://store.db": sqlite:// takes no host ' +
+ *     '(got "store.db"); use sqlite:///absolute/path.db',
+ * });
+ * assert.throws(() => parseAddr("redis://localhost"), AddressError);
+ * // Callers that tell the user's mistakes from failures catch the common base class:
+ * assert.throws(() => parseAddr("redis://localhost"), InvalidRequestError);
  * ```
  */
 export class AddressError extends InvalidRequestError {
@@ -72,7 +83,7 @@ export class AddressError extends InvalidRequestError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseAddr } from "../../mod.ts";
+ * import { parseAddr } from "@nixcas/nixcas/backends";
  * assert.deepEqual(parseAddr("memory://"), { kind: "memory" });
  * assert.deepEqual(parseAddr("sqlite://"), { kind: "sqlite", path: ":memory:" });
  * assert.deepEqual(parseAddr("sqlite:///var/lib/nixcas/store.db"), {
@@ -158,9 +169,12 @@ export function parseAddr(addr: string): ServiceAddr {
  *
  * @example
  * ```ts
- * import { nixcasDir } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { nixcasDir } from "@nixcas/nixcas/backends";
  * const dir = nixcasDir(); // e.g. "/home/alice/.local/share/nixcas"
- * console.log(`the default store is ${dir}/store.db`);
+ * const explicit = Deno.env.get("NIXCAS_DIR");
+ * if (explicit) assert.equal(dir, explicit);
+ * else assert.match(dir, /\/nixcas$/);
  * ```
  */
 export function nixcasDir(): string {
@@ -180,7 +194,7 @@ export function nixcasDir(): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { defaultStoreAddr, nixcasDir, parseAddr } from "../../mod.ts";
+ * import { defaultStoreAddr, nixcasDir, parseAddr } from "@nixcas/nixcas/backends";
  * const addr = defaultStoreAddr(); // e.g. "sqlite:///home/alice/.local/share/nixcas/store.db"
  * assert.equal(parseAddr(addr).kind, "sqlite");
  * assert(addr.endsWith(`${nixcasDir()}/store.db`));
@@ -206,10 +220,12 @@ function ensureParent(path: string): void {
  *
  * @example
  * ```ts
- * import { openBlobService, putBlob, readBlob } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { openBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readBlob } from "@nixcas/nixcas/castore";
  * const blobs = await openBlobService("memory://");
  * const digest = await putBlob(blobs, new TextEncoder().encode("Hello, world!\n"));
- * console.log(new TextDecoder().decode(await readBlob(blobs, digest))); // "Hello, world!\n"
+ * assert.equal(new TextDecoder().decode(await readBlob(blobs, digest)), "Hello, world!\n");
  * await blobs.close();
  * ```
  */
@@ -236,7 +252,8 @@ export async function openBlobService(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makeDirectory, openDirectoryService } from "../../mod.ts";
+ * import { openDirectoryService } from "@nixcas/nixcas/backends";
+ * import { makeDirectory } from "@nixcas/nixcas/castore";
  * const dir = await Deno.makeTempDir();
  * const addr = `sqlite://${dir}/store.db`;
  * let directories = await openDirectoryService(addr);
@@ -272,11 +289,16 @@ export async function openDirectoryService(
  *
  * @example
  * ```ts
- * import { openBlobService, openDirectoryService, openPathInfoService } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import {
+ *   openBlobService,
+ *   openDirectoryService,
+ *   openPathInfoService,
+ * } from "@nixcas/nixcas/backends";
  * const blobs = await openBlobService("sqlite://");
  * const directories = await openDirectoryService("sqlite://");
  * const pathInfos = await openPathInfoService("sqlite://", blobs, directories);
- * for await (const info of pathInfos.list()) console.log(info); // a new store: nothing
+ * assert.deepEqual(await Array.fromAsync(pathInfos.list()), []); // a new store
  * await pathInfos.close();
  * await directories.close();
  * await blobs.close();
@@ -305,10 +327,12 @@ export async function openPathInfoService(
  *
  * @example
  * ```ts
- * import { openStore, putBlob, type Store } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { openStore, type Store } from "@nixcas/nixcas/backends";
+ * import { putBlob } from "@nixcas/nixcas/castore";
  * const store: Store = await openStore("memory://");
  * const digest = await putBlob(store.blobs, new TextEncoder().encode("hi"));
- * console.log(await store.blobs.has(digest)); // true
+ * assert(await store.blobs.has(digest));
  * await store.close();
  * ```
  */
@@ -331,12 +355,15 @@ export interface Store {
  *
  * @example
  * ```ts
- * import { importStorePath, openStore } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { importStorePath } from "@nixcas/nixcas/store";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
- * const store = await openStore("memory://");
+ * // Blobs in a SQLite file, directories and path infos in memory:
+ * const store = await openStore("memory://", { blob: `sqlite://${dir}/castore.db` });
  * const { storePath } = await importStorePath(`${dir}/hello.txt`, store);
- * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
+ * assert.equal(storePath.absolute, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt");
  * await store.close();
  * await Deno.remove(dir, { recursive: true });
  * ```

@@ -124,9 +124,14 @@ function compress(h: Uint32Array, data: Uint8Array, off: number): void {
  *
  * @example
  * ```ts
- * import { sha256, toHex } from "../../mod.ts";
- * console.log(toHex(sha256("abc")));
- * // "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+ * import assert from "node:assert/strict";
+ * import { sha256 } from "./sha256.ts";
+ * import { toHex } from "../base/bytes.ts";
+ * assert.equal(
+ *   toHex(sha256("abc")),
+ *   "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+ * );
+ * assert.deepEqual(sha256(new TextEncoder().encode("abc")), sha256("abc"));
  * ```
  */
 export function sha256(data: Uint8Array | string): Uint8Array {
@@ -164,12 +169,16 @@ export function sha256(data: Uint8Array | string): Uint8Array {
  *
  * @example
  * ```ts
- * import { createSha256Stream, toHex } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { createSha256Stream } from "./sha256.ts";
+ * import { toHex } from "../base/bytes.ts";
  * const hash = createSha256Stream();
  * hash.update(new TextEncoder().encode("a"));
  * await hash.updateInPlace(new TextEncoder().encode("bc"));
- * console.log(toHex(await hash.digest()));
- * // "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+ * assert.equal(
+ *   toHex(await hash.digest()),
+ *   "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+ * );
  * ```
  */
 export interface Sha256Stream {
@@ -195,13 +204,15 @@ export interface Sha256Stream {
  *
  * @example
  * ```ts
- * import { createSha256Stream, sha256, toHex } from "../../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { createSha256Stream, sha256 } from "./sha256.ts";
  * const data = new Uint8Array(3 << 20).map((_, i) => i % 251);
  * const hash = createSha256Stream();
  * for (let off = 0; off < data.length; off += 1 << 20) {
  *   await hash.updateInPlace(data.subarray(off, off + (1 << 20)));
  * }
- * console.log(toHex(await hash.digest()) === toHex(sha256(data))); // true
+ * assert.equal(hash.pendingBytes, 0); // updateInPlace resolved: all of it is hashed
+ * assert.deepEqual(await hash.digest(), sha256(data));
  * ```
  */
 export function createSha256Stream(): Sha256Stream {

@@ -34,7 +34,34 @@ import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
 import { pumpGuarded } from "../backends/grpc/h2guard.ts";
 
-/** What {@linkcode serveDaemon} serves and where. */
+/**
+ * What {@linkcode serveDaemon} serves and where.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { StorageError } from "@nixcas/nixcas";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { GrpcPathInfoService } from "@nixcas/nixcas/grpc";
+ * import { type DaemonOptions, serveDaemon } from "@nixcas/nixcas/server";
+ * const logged: string[] = [];
+ * const options: DaemonOptions = {
+ *   listen: "127.0.0.1:0", // a free port on IPv4 loopback
+ *   blobs: new MemoryBlobService(),
+ *   directories: new MemoryDirectoryService(),
+ *   reflection: false,
+ *   log: (message) => logged.push(message),
+ * };
+ * const daemon = await serveDaemon(options);
+ * assert.match(daemon.addressText, /^127\.0\.0\.1:[1-9]\d*$/);
+ * // No pathInfos: the daemon serves only the castore services.
+ * const pathInfos = new GrpcPathInfoService(`grpc+http://${daemon.addressText}`);
+ * await assert.rejects(pathInfos.get(new Uint8Array(20)), StorageError);
+ * await pathInfos.close();
+ * await daemon.close();
+ * assert.deepEqual(logged, []);
+ * ```
+ */
 export interface DaemonOptions {
   /** `host:port`, `[v6]:port` or `unix:/abs/path`; default `[::1]:8000`. Port 0 picks one. */
   listen?: string | SocketAddress;
@@ -55,7 +82,31 @@ export interface DaemonOptions {
   log?: (message: string) => void;
 }
 
-/** A running daemon. */
+/**
+ * A running daemon, as {@linkcode serveDaemon} returns it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { type Daemon, serveDaemon } from "@nixcas/nixcas/server";
+ * const dir = await Deno.makeTempDir();
+ * const socket = `${dir}/nixcas.sock`;
+ * const daemon: Daemon = await serveDaemon({
+ *   listen: `unix:${socket}`,
+ *   blobs: new MemoryBlobService(),
+ *   directories: new MemoryDirectoryService(),
+ * });
+ * assert.deepEqual(daemon.address, { transport: "unix", path: socket });
+ * assert.equal(daemon.addressText, `unix:${socket}`);
+ * assert.equal(daemon.inFlight, 0);
+ * assert((await Deno.lstat(socket)).isSocket);
+ * await daemon.close();
+ * await daemon.close(); // idempotent
+ * await assert.rejects(Deno.lstat(socket), Deno.errors.NotFound); // the socket file is gone
+ * await Deno.remove(dir);
+ * ```
+ */
 export interface Daemon {
   /** The address it listens on (with the real port when port 0 was asked for). */
   readonly address: SocketAddress;
@@ -126,10 +177,23 @@ export function daemonRoutes(opts: DaemonOptions): (router: ConnectRouter) => vo
  * Starts the daemon. Resolves once it listens.
  *
  * @example
- * ```ts ignore
- * const d = await serveDaemon({ listen: "unix:/tmp/x.sock", blobs, directories, pathInfos });
- * // ... grpc+unix:///tmp/x.sock now serves the three services ...
- * await d.close();
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { serveDaemon } from "@nixcas/nixcas/server";
+ * import { importStorePath } from "@nixcas/nixcas/store";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const local = await openStore("memory://");
+ * const daemon = await serveDaemon({ listen: `unix:${dir}/nixcas.sock`, ...local });
+ * // grpc+unix://…/nixcas.sock now serves the three services of `local`:
+ * const remote = await openStore(`grpc+unix://${dir}/nixcas.sock`);
+ * const { storePath } = await importStorePath(`${dir}/hello.txt`, remote);
+ * assert.equal((await local.pathInfos.get(storePath.digest))?.narinfo?.narSize, 128n);
+ * await remote.close();
+ * await daemon.close();
+ * await local.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
@@ -332,6 +396,24 @@ async function removeStaleSocket(path: string): Promise<void> {
 /**
  * Serves until SIGINT or SIGTERM, then stops gracefully (the socket file is removed). Resolves
  * when the daemon is closed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { closeOnSignal, serveDaemon } from "@nixcas/nixcas/server";
+ * const dir = await Deno.makeTempDir();
+ * const daemon = await serveDaemon({
+ *   listen: `unix:${dir}/nixcas.sock`,
+ *   blobs: new MemoryBlobService(),
+ *   directories: new MemoryDirectoryService(),
+ * });
+ * const stopped = closeOnSignal(daemon);
+ * Deno.kill(Deno.pid, "SIGTERM"); // as a service manager would
+ * await stopped;
+ * await assert.rejects(Deno.lstat(`${dir}/nixcas.sock`), Deno.errors.NotFound);
+ * await Deno.remove(dir);
+ * ```
  */
 export function closeOnSignal(daemon: Daemon, graceMs?: number): Promise<void> {
   return new Promise((resolve) => {

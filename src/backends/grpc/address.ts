@@ -10,7 +10,24 @@ import { clip, InvalidRequestError } from "../../base/errors.ts";
 /** The daemon's default listen address: IPv6 loopback, as tvix-store. */
 export const DEFAULT_LISTEN_ADDRESS = "[::1]:8000";
 
-/** Where a server listens or a client connects. */
+/**
+ * Where a server listens or a client connects.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { serveDaemon, type SocketAddress } from "@nixcas/nixcas/server";
+ * const local = await openStore("memory://");
+ * const listen: SocketAddress = { transport: "tcp", hostname: "127.0.0.1", port: 0 };
+ * const daemon = await serveDaemon({ listen, ...local });
+ * // The daemon's address has the port it got:
+ * assert(daemon.address.transport === "tcp" && daemon.address.port > 0);
+ * assert.equal(daemon.addressText, `127.0.0.1:${daemon.address.port}`);
+ * await daemon.close();
+ * await local.close();
+ * ```
+ */
 export type SocketAddress =
   | { transport: "tcp"; hostname: string; port: number }
   | { transport: "unix"; path: string };
@@ -47,7 +64,26 @@ export function formatSocketAddress(addr: SocketAddress): string {
     : `${addr.hostname}:${addr.port}`;
 }
 
-/** Where a remote service lives, parsed from a `grpc+…` URL. */
+/**
+ * Where a remote service lives, parsed from a `grpc+…` URL.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTransport, type GrpcTarget } from "@nixcas/nixcas/grpc";
+ * const targets: GrpcTarget[] = [
+ *   { kind: "unix", path: "/run/nixcas/nixcas.sock" },
+ *   { kind: "http", baseUrl: "http://[::1]:8000" },
+ * ];
+ * // Nothing connects until the first call:
+ * const transports = targets.map((t) => createTransport(t));
+ * assert.deepEqual(transports.map((t) => t.address), [
+ *   "grpc+unix:///run/nixcas/nixcas.sock",
+ *   "grpc+http://[::1]:8000",
+ * ]);
+ * for (const t of transports) t.close();
+ * ```
+ */
 export type GrpcTarget =
   | { kind: "http" | "https"; baseUrl: string }
   | { kind: "unix"; path: string };

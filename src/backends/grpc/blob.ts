@@ -30,9 +30,29 @@ const SMALL_PUTS_IN_FLIGHT = 32;
  * connection gives {@linkcode UnavailableError}.
  *
  * @example
- * ```ts ignore
- * const blobs = new GrpcBlobService("grpc+unix:///run/nixcas.sock");
- * const ok = await blobs.has(digest);
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { B3Digest, putBlob, readBlob } from "@nixcas/nixcas/castore";
+ * import { GrpcBlobService } from "@nixcas/nixcas/grpc";
+ * import { serveDaemon } from "@nixcas/nixcas/server";
+ * const dir = await Deno.makeTempDir();
+ * const local = new MemoryBlobService();
+ * const daemon = await serveDaemon({
+ *   listen: `unix:${dir}/nixcas.sock`,
+ *   blobs: local,
+ *   directories: new MemoryDirectoryService(),
+ * });
+ * const blobs = new GrpcBlobService(`grpc+unix://${dir}/nixcas.sock`);
+ * const data = new TextEncoder().encode("Hello, world!\n");
+ * const digest = await putBlob(blobs, data);
+ * assert(await local.has(digest)); // stored by the daemon
+ * assert(await blobs.has(digest));
+ * assert.deepEqual(await readBlob(blobs, digest), data);
+ * assert.equal(await blobs.has(B3Digest.fromBytes(new Uint8Array(32))), false);
+ * await blobs.close();
+ * await daemon.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class GrpcBlobService implements BlobService {

@@ -17,6 +17,41 @@ import type { DirectoryPutter, DirectoryService } from "../../castore/directory_
  * A DirectoryService on a tvix-compatible gRPC server. Everything received is validated and
  * checked against the digest asked for (a recursive get also checks that each directory was
  * announced by its parent and that none is missing at the end).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { directoryDigest, directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { GrpcDirectoryService } from "@nixcas/nixcas/grpc";
+ * import { serveDaemon } from "@nixcas/nixcas/server";
+ * const dir = await Deno.makeTempDir();
+ * const daemon = await serveDaemon({
+ *   listen: `unix:${dir}/nixcas.sock`,
+ *   blobs: new MemoryBlobService(),
+ *   directories: new MemoryDirectoryService(),
+ * });
+ * const directories = new GrpcDirectoryService(`grpc+unix://${dir}/nixcas.sock`);
+ * const share = makeDirectory({});
+ * const root = makeDirectory({
+ *   directories: [directoryNodeFor(new TextEncoder().encode("share"), share)],
+ * });
+ * // A closure is sent in one stream, leaves first:
+ * const putter = directories.putMultipleStart();
+ * await putter.put(share);
+ * await putter.put(root);
+ * const digest = await putter.close();
+ * assert(digest.equals(directoryDigest(root)));
+ * // and comes back root first:
+ * const closure = await Array.fromAsync(directories.getRecursive(digest));
+ * assert.deepEqual(closure.map((d) => directoryDigest(d).toString()), [
+ *   digest.toString(),
+ *   directoryDigest(share).toString(),
+ * ]);
+ * await directories.close();
+ * await daemon.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export class GrpcDirectoryService implements DirectoryService {
   #remote: RemoteTransport;

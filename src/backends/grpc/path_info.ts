@@ -10,7 +10,35 @@ import { PathInfoService as PathInfoServiceDesc } from "../../gen/tvix/store/pro
 import { createTransport, fromGrpcError, type RemoteTransport } from "./transport.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
 
-/** A PathInfoService on a tvix-compatible gRPC server. */
+/**
+ * A PathInfoService on a tvix-compatible gRPC server. NARs are calculated by the daemon, from
+ * its own blobs and directories.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { fromNodeMessage } from "@nixcas/nixcas/castore";
+ * import { GrpcPathInfoService } from "@nixcas/nixcas/grpc";
+ * import { serveDaemon } from "@nixcas/nixcas/server";
+ * import { importStorePath } from "@nixcas/nixcas/store";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const local = await openStore("memory://");
+ * const { storePath } = await importStorePath(`${dir}/hello.txt`, local);
+ * const daemon = await serveDaemon({ listen: `unix:${dir}/nixcas.sock`, ...local });
+ * const pathInfos = new GrpcPathInfoService(`grpc+unix://${dir}/nixcas.sock`);
+ * const info = await pathInfos.get(storePath.digest);
+ * assert.equal(info?.narinfo?.narSize, 128n);
+ * assert.equal((await pathInfos.calculateNar(fromNodeMessage(info.node!))).narSize, 128);
+ * assert.equal((await Array.fromAsync(pathInfos.list())).length, 1);
+ * assert.equal(await pathInfos.get(new Uint8Array(20)), null);
+ * await pathInfos.close();
+ * await daemon.close();
+ * await local.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export class GrpcPathInfoService implements PathInfoService {
   #remote: RemoteTransport;
   #client;

@@ -109,7 +109,31 @@ class SessionManager extends Http2SessionManager {
   }
 }
 
-/** Options for {@linkcode createTransport}. */
+/**
+ * Options for {@linkcode createTransport}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { B3Digest } from "@nixcas/nixcas/castore";
+ * import { createTransport, GrpcBlobService, type TransportOptions } from "@nixcas/nixcas/grpc";
+ * import { serveDaemon } from "@nixcas/nixcas/server";
+ * const dir = await Deno.makeTempDir();
+ * const daemon = await serveDaemon({
+ *   listen: `unix:${dir}/nixcas.sock`,
+ *   blobs: new MemoryBlobService(),
+ *   directories: new MemoryDirectoryService(),
+ * });
+ * // Calls notice a peer that stopped answering after 2 + 1 s of silence (default 15 + 10 s).
+ * const options: TransportOptions = { pingIntervalMs: 2_000, pingTimeoutMs: 1_000 };
+ * const blobs = new GrpcBlobService(createTransport(`grpc+unix://${dir}/nixcas.sock`, options));
+ * assert.equal(await blobs.has(B3Digest.fromBytes(new Uint8Array(32))), false);
+ * await blobs.close();
+ * await daemon.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface TransportOptions {
   /**
    * How long a connection may stay silent while a call waits before a PING must be answered
@@ -120,19 +144,79 @@ export interface TransportOptions {
   pingTimeoutMs?: number;
 }
 
-/** A transport together with the address it talks to (for error messages). */
+/**
+ * A connection to a daemon, made by {@linkcode createTransport}, that clients can share: the
+ * three services of one daemon then use one HTTP/2 connection. Closing it, or any client that
+ * uses it, ends that connection for all of them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import {
+ *   createTransport,
+ *   GrpcBlobService,
+ *   GrpcDirectoryService,
+ *   GrpcPathInfoService,
+ *   type RemoteTransport,
+ * } from "@nixcas/nixcas/grpc";
+ * import { serveDaemon } from "@nixcas/nixcas/server";
+ * import { importStorePath } from "@nixcas/nixcas/store";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
+ * const local = await openStore("memory://");
+ * const daemon = await serveDaemon({ listen: `unix:${dir}/nixcas.sock`, ...local });
+ * const transport: RemoteTransport = createTransport(`grpc+unix://${dir}/nixcas.sock`);
+ * assert.equal(transport.address, `grpc+unix://${dir}/nixcas.sock`);
+ * const remote = {
+ *   blobs: new GrpcBlobService(transport),
+ *   directories: new GrpcDirectoryService(transport),
+ *   pathInfos: new GrpcPathInfoService(transport),
+ * };
+ * const { storePath } = await importStorePath(`${dir}/hello.txt`, remote);
+ * assert.notEqual(await local.pathInfos.get(storePath.digest), null);
+ * transport.close();
+ * await daemon.close();
+ * await local.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export interface RemoteTransport {
-  /** The connect transport. */
-  transport: Transport;
+  /**
+   * Connect's transport, for nixcas's own clients; not part of the public API, which keeps
+   * Connect out of it.
+   *
+   * @ignore
+   */
+  readonly transport: Transport;
   /** The address as given, for messages. */
-  address: string;
-  /** Closes the connection; calls in progress fail with UNAVAILABLE. */
+  readonly address: string;
+  /** Closes the connection; calls in progress fail with {@linkcode UnavailableError}. */
   close(): void;
 }
 
 /**
  * Creates a gRPC (HTTP/2) transport for a `grpc+http://`, `grpc+https://` or `grpc+unix://` URL
- * (or an already parsed target). Connections are opened lazily, as tonic's `connect_lazy`.
+ * (or an already parsed target). Connections are opened lazily, as tonic's `connect_lazy`: a
+ * daemon that is not there is an error of the first call, not of this one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { UnavailableError } from "@nixcas/nixcas";
+ * import { B3Digest } from "@nixcas/nixcas/castore";
+ * import { createTransport, GrpcBlobService } from "@nixcas/nixcas/grpc";
+ * const dir = await Deno.makeTempDir();
+ * const transport = createTransport(`grpc+unix://${dir}/nobody.sock`);
+ * const blobs = new GrpcBlobService(transport);
+ * await assert.rejects(blobs.has(B3Digest.fromBytes(new Uint8Array(32))), (e) => {
+ *   assert(e instanceof UnavailableError);
+ *   assert(e.message.startsWith(`grpc+unix://${dir}/nobody.sock: `), e.message);
+ *   return true;
+ * });
+ * transport.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export function createTransport(
   target: string | GrpcTarget,
