@@ -213,6 +213,58 @@ function ensureParent(path: string): void {
   if (dir) Deno.mkdirSync(dir, { recursive: true });
 }
 
+/** The SQLite file of an address, its parent directory created first when the store may be. */
+function sqlitePath({ parsed: { path }, options }: OpenRequest<"sqlite">): string {
+  if (!options.readOnly && path !== ":memory:") ensureParent(path);
+  return path;
+}
+
+/** What an opener gets: the parsed address, the address as written, and the options. */
+interface OpenRequest<K extends ServiceAddr["kind"]> {
+  parsed: Extract<ServiceAddr, { kind: K }>;
+  addr: string;
+  options: OpenOptions;
+}
+
+/** How each technology opens each service: one row per kind of address. */
+const OPENERS: {
+  [K in ServiceAddr["kind"]]: {
+    blob(r: OpenRequest<K>): Promise<BlobService>;
+    directory(r: OpenRequest<K>): Promise<DirectoryService>;
+    pathInfo(
+      r: OpenRequest<K>,
+      blobs: BlobService,
+      directories: DirectoryService,
+    ): Promise<PathInfoService>;
+  };
+} = {
+  memory: {
+    blob: () => Promise.resolve(new MemoryBlobService()),
+    directory: () => Promise.resolve(new MemoryDirectoryService()),
+    pathInfo: (_r, blobs, dirs) => Promise.resolve(new MemoryPathInfoService(blobs, dirs)),
+  },
+  sqlite: {
+    blob: (r) => Promise.resolve(new SqliteBlobService(sqlitePath(r), r.options)),
+    directory: (r) => Promise.resolve(new SqliteDirectoryService(sqlitePath(r), r.options)),
+    pathInfo: (r, blobs, dirs) =>
+      Promise.resolve(new SqlitePathInfoService(sqlitePath(r), blobs, dirs, r.options)),
+  },
+  // The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened.
+  grpc: {
+    blob: async (r) => new (await import("./grpc/blob.ts")).GrpcBlobService(r.addr),
+    directory: async (r) => new (await import("./grpc/directory.ts")).GrpcDirectoryService(r.addr),
+    pathInfo: async (r) => new (await import("./grpc/path_info.ts")).GrpcPathInfoService(r.addr),
+  },
+};
+
+/** The row of {@linkcode OPENERS} for `addr`, with its request. */
+function opener(addr: string, options: OpenOptions) {
+  const parsed = parseAddr(addr);
+  // One row's functions take that row's address kind; TypeScript cannot correlate the two here.
+  const row = OPENERS[parsed.kind] as (typeof OPENERS)["memory"];
+  return { row, request: { parsed, addr, options } as OpenRequest<"memory"> };
+}
+
 /**
  * Opens a BlobService by address (see {@linkcode parseAddr}). A `sqlite://` file and its
  * parent directories are created when missing, unless `options.readOnly` (then a missing file
@@ -233,16 +285,8 @@ export async function openBlobService(
   addr: string,
   options: OpenOptions = {},
 ): Promise<BlobService> {
-  const a = parseAddr(addr);
-  switch (a.kind) {
-    case "memory":
-      return new MemoryBlobService();
-    case "sqlite":
-      if (!options.readOnly && a.path !== ":memory:") ensureParent(a.path);
-      return new SqliteBlobService(a.path, options);
-    case "grpc":
-      return new (await import("./grpc/blob.ts")).GrpcBlobService(addr);
-  }
+  const { row, request } = opener(addr, options);
+  return await row.blob(request);
 }
 
 /**
@@ -270,16 +314,8 @@ export async function openDirectoryService(
   addr: string,
   options: OpenOptions = {},
 ): Promise<DirectoryService> {
-  const a = parseAddr(addr);
-  switch (a.kind) {
-    case "memory":
-      return new MemoryDirectoryService();
-    case "sqlite":
-      if (!options.readOnly && a.path !== ":memory:") ensureParent(a.path);
-      return new SqliteDirectoryService(a.path, options);
-    case "grpc":
-      return new (await import("./grpc/directory.ts")).GrpcDirectoryService(addr);
-  }
+  const { row, request } = opener(addr, options);
+  return await row.directory(request);
 }
 
 /**
@@ -310,16 +346,8 @@ export async function openPathInfoService(
   directories: DirectoryService,
   options: OpenOptions = {},
 ): Promise<PathInfoService> {
-  const a = parseAddr(addr);
-  switch (a.kind) {
-    case "memory":
-      return new MemoryPathInfoService(blobs, directories);
-    case "sqlite":
-      if (!options.readOnly && a.path !== ":memory:") ensureParent(a.path);
-      return new SqlitePathInfoService(a.path, blobs, directories, options);
-    case "grpc":
-      return new (await import("./grpc/path_info.ts")).GrpcPathInfoService(addr);
-  }
+  const { row, request } = opener(addr, options);
+  return await row.pathInfo(request, blobs, directories);
 }
 
 /**
