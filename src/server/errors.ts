@@ -8,18 +8,23 @@ import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 import {
   InvalidRequestError,
   NotFoundError,
+  PreconditionError,
   StorageError,
   UnavailableError,
 } from "../base/errors.ts";
 
 /**
- * The status a failed call answers with: INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE for ours,
- * INTERNAL for a backend failure or anything unexpected. ConnectErrors pass through.
+ * The status a failed call answers with: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+ * UNAVAILABLE for ours, INTERNAL for a backend failure or anything unexpected. ConnectErrors
+ * pass through.
  */
 export function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   if (e instanceof InvalidRequestError) return new ConnectError(e.message, Code.InvalidArgument);
   if (e instanceof NotFoundError) return new ConnectError(e.message, Code.NotFound);
+  if (e instanceof PreconditionError) {
+    return new ConnectError(e.message, Code.FailedPrecondition);
+  }
   if (e instanceof UnavailableError) return new ConnectError(e.message, Code.Unavailable);
   if (e instanceof StorageError) return new ConnectError(e.message, Code.Internal);
   return new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
