@@ -239,7 +239,7 @@ export class ValidateDirectoryError extends InvalidRequestError {
 }
 
 /** Longest node name, in bytes: NAME_MAX of Linux (and Nix's NAR parser). */
-export const MAX_NAME_LEN = 255;
+export const MAX_NODE_NAME_LEN = 255;
 
 /**
  * Longest symlink target, in bytes: PATH_MAX minus the NUL, the most `symlink(2)` and
@@ -249,7 +249,7 @@ export const MAX_SYMLINK_TARGET_LEN = 4095;
 
 /**
  * True when `name` is a valid node name: not empty, `.` or `..`, no `/` and no NUL, at most
- * {@linkcode MAX_NAME_LEN} bytes.
+ * {@linkcode MAX_NODE_NAME_LEN} bytes.
  *
  * @example
  * ```ts
@@ -261,7 +261,7 @@ export const MAX_SYMLINK_TARGET_LEN = 4095;
  * ```
  */
 export function isValidName(name: Uint8Array): boolean {
-  if (name.length === 0 || name.length > MAX_NAME_LEN) return false;
+  if (name.length === 0 || name.length > MAX_NODE_NAME_LEN) return false;
   if (name.length === 1 && name[0] === 0x2e) return false;
   if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) return false;
   return !name.includes(0) && !name.includes(0x2f);
