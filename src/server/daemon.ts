@@ -34,6 +34,7 @@ import {
   DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
 } from "../castore/closure.ts";
 import { blobServiceImpl } from "./blob.ts";
+import { undecodableAsInvalidArgument } from "./errors.ts";
 import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
@@ -110,7 +111,12 @@ function requestHandler(
     }
     const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
     h(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) =>
+        universalResponseToNodeResponse(
+          undecodableAsInvalidArgument(uRes, h.method.input.typeName),
+          res,
+        )
+      )
       .catch((reason) => {
         const code = ConnectError.from(reason).code;
         if (code === Code.Aborted || code === Code.Canceled || res.stream.destroyed) return;

@@ -5,6 +5,7 @@
  * @module
  */
 import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
+import type { UniversalServerResponse } from "npm:@connectrpc/connect@2.2.0/protocol";
 import {
   InvalidRequestError,
   NotFoundError,
@@ -46,4 +47,48 @@ export async function* streaming<T>(body: () => AsyncIterable<T>): AsyncGenerato
   } catch (e) {
     throw toConnectError(e);
   }
+}
+
+// What connect-es 2.2.0 (protocol/serialization.ts) throws, as INTERNAL, for a request message
+// that is not valid protobuf: parsing happens before any handler runs, so only the response
+// can be corrected.
+const PARSE_ERROR = "parse binary: ";
+
+/**
+ * The response with a request that did not decode answered as INVALID_ARGUMENT ("undecodable
+ * <type> message: …") instead of connect's INTERNAL: the client sent garbage, the server is
+ * fine. Any other status passes unchanged. The trailer is only final once the body has been
+ * sent, so it is corrected after the last body chunk.
+ */
+export function undecodableAsInvalidArgument(
+  res: UniversalServerResponse,
+  inputType: string,
+): UniversalServerResponse {
+  const trailer = res.trailer;
+  if (!trailer) return res;
+  const fix = () => {
+    if (trailer.get("grpc-status") !== String(Code.Internal)) return;
+    let msg = trailer.get("grpc-message") ?? "";
+    try {
+      msg = decodeURIComponent(msg);
+    } catch { /* keep it as it is */ }
+    if (!msg.startsWith(PARSE_ERROR)) return;
+    trailer.set("grpc-status", String(Code.InvalidArgument));
+    trailer.set(
+      "grpc-message",
+      encodeURIComponent(`undecodable ${inputType} message: ${msg.slice(PARSE_ERROR.length)}`),
+    );
+  };
+  const body = res.body;
+  if (!body) {
+    fix();
+    return res;
+  }
+  return {
+    ...res,
+    body: (async function* () {
+      yield* body;
+      fix();
+    })(),
+  };
 }
