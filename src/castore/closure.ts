@@ -127,9 +127,10 @@ export class ClosureValidator {
     for (const child of directory.directories) {
       this.#unreferenced.delete(B3Digest.fromBytes(child.digest).key);
     }
-    if (!this.#sizes.has(digest.key)) {
-      this.#sizes.set(digest.key, directorySize(directory));
-      this.#unreferenced.add(digest.key);
+    const key = digest.key; // one string for both collections
+    if (!this.#sizes.has(key)) {
+      this.#sizes.set(key, directorySize(directory));
+      this.#unreferenced.add(key);
     }
     this.#last = digest;
     this.#count++;
