@@ -49,6 +49,43 @@ export class NotFoundError extends Error {
 }
 
 /**
+ * The request is well-formed but the store is not in the state it needs: a store path that
+ * exists with other content (store paths are immutable), a PathInfo whose root directory or
+ * blob was not uploaded first. The gRPC server answers it with FAILED_PRECONDITION.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   makePathInfo,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   MemoryPathInfoService,
+ *   PreconditionError,
+ *   StorePath,
+ * } from "../../mod.ts";
+ * const pathInfos = new MemoryPathInfoService(new MemoryBlobService(), new MemoryDirectoryService());
+ * // The root directory was never put into the directory service:
+ * const info = makePathInfo({
+ *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-empty"),
+ *   node: { case: "directory", value: directoryNodeFor(new Uint8Array(), makeDirectory({})) },
+ *   narSize: 96,
+ *   narSha256: new Uint8Array(32),
+ * });
+ * await assert.rejects(pathInfos.put(info), PreconditionError);
+ * ```
+ */
+export class PreconditionError extends Error {
+  /** Creates the error with a message that names the store path and what is in the way. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PreconditionError";
+  }
+}
+
+/**
  * A backend failed: I/O, database, corrupt data, an inconsistent store. The gRPC server answers
  * it with INTERNAL.
  *

@@ -9,7 +9,7 @@ import { compareBytes, displayName } from "../base/bytes.ts";
 import { decodeDirectoryWire, encodeDirectoryWire } from "./wire.ts";
 import type { Message } from "../base/message.ts";
 import { B3_LEN, type B3Digest, blake3 } from "./digest.ts";
-import { InvalidRequestError } from "../base/errors.ts";
+import { clip, InvalidRequestError } from "../base/errors.ts";
 
 // The message types below have the shape protobuf-es generates for tvix/castore/protos/
 // castore.proto (src/gen/tvix/castore/protos/castore_pb.ts); they are declared here so that the
@@ -138,7 +138,7 @@ export type FileNode = Message<"tvix.castore.v1.FileNode"> & {
 export type SymlinkNode = Message<"tvix.castore.v1.SymlinkNode"> & {
   /** The basename of the symlink. */
   name: Uint8Array;
-  /** The target of the symlink (not empty, no NUL byte). */
+  /** The target of the symlink (not empty, no NUL byte, at most 4095 bytes). */
   target: Uint8Array;
 };
 
@@ -214,10 +214,13 @@ export type DirectoryErrorKind =
   | "InvalidName"
   | "WrongSorting"
   | "DuplicateName"
-  | "InvalidDigestLen";
+  | "InvalidDigestLen"
+  | "InvalidSymlinkTarget";
 
 /**
- * A Directory failed validation. `kind` and `detail` say why (the name, or the bad length).
+ * A Directory failed validation. `kind` and `detail` say why (the name, or the bad length); for
+ * `InvalidSymlinkTarget` the detail is the symlink's name and the message says what is wrong
+ * with its target.
  *
  * @example
  * ```ts
@@ -245,17 +248,21 @@ export type DirectoryErrorKind =
 export class ValidateDirectoryError extends InvalidRequestError {
   /** The rule that was broken. */
   readonly kind: DirectoryErrorKind;
-  /** The offending name (for name errors) or digest length (for `InvalidDigestLen`). */
+  /** The offending name (for name and target errors) or digest length (for `InvalidDigestLen`). */
   readonly detail: Uint8Array | number;
 
-  /** Creates the error; the message is derived from kind and detail. */
-  constructor(kind: DirectoryErrorKind, detail: Uint8Array | number) {
-    const what = typeof detail === "number" ? String(detail) : displayName(detail);
+  /**
+   * Creates the error; the message is derived from kind and detail (and `why`, which says what
+   * is wrong with a symlink target).
+   */
+  constructor(kind: DirectoryErrorKind, detail: Uint8Array | number, why?: string) {
+    const what = typeof detail === "number" ? String(detail) : clip(displayName(detail));
     const msg = {
       InvalidName: `invalid name ${what}`,
       WrongSorting: `${what} is not sorted`,
       DuplicateName: `${what} is a duplicate name`,
       InvalidDigestLen: `invalid digest length: ${what}`,
+      InvalidSymlinkTarget: `symlink ${what} has an invalid target: ${why ?? "?"}`,
     }[kind];
     super(msg);
     this.name = "ValidateDirectoryError";
@@ -264,8 +271,18 @@ export class ValidateDirectoryError extends InvalidRequestError {
   }
 }
 
+/** Longest node name, in bytes: NAME_MAX of Linux (and Nix's NAR parser). */
+export const MAX_NODE_NAME_LEN = 255;
+
 /**
- * True when `name` is a valid node name: not empty, `.` or `..`, no `/` and no NUL.
+ * Longest symlink target, in bytes: PATH_MAX minus the NUL, the most `symlink(2)` and
+ * `readlink(2)` handle, so a longer one could be neither checked out nor mounted.
+ */
+export const MAX_SYMLINK_TARGET_LEN = 4095;
+
+/**
+ * True when `name` is a valid node name: not empty, `.` or `..`, no `/` and no NUL, at most
+ * {@linkcode MAX_NODE_NAME_LEN} bytes.
  *
  * @example
  * ```ts
@@ -278,7 +295,7 @@ export class ValidateDirectoryError extends InvalidRequestError {
  * ```
  */
 export function isValidName(name: Uint8Array): boolean {
-  if (name.length === 0) return false;
+  if (name.length === 0 || name.length > MAX_NODE_NAME_LEN) return false;
   if (name.length === 1 && name[0] === 0x2e) return false;
   if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) return false;
   return !name.includes(0) && !name.includes(0x2f);
@@ -434,8 +451,39 @@ export function validateDirectory(directory: Directory): void {
   prev = null;
   for (const s of directory.symlinks) {
     check(s.name, prev);
+    validateSymlinkTarget(s);
     prev = s.name;
   }
+}
+
+/**
+ * Throws {@linkcode ValidateDirectoryError} (`InvalidSymlinkTarget`, naming the symlink) for an
+ * empty target, one with a NUL byte, or one longer than {@linkcode MAX_SYMLINK_TARGET_LEN}:
+ * none of these can be a symlink on disk or in a NAR that Nix accepts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { validateSymlinkTarget, ValidateDirectoryError } from "../../mod.ts";
+ * const enc = new TextEncoder();
+ * const link = (target: string) => ({
+ *   $typeName: "tvix.castore.v1.SymlinkNode" as const,
+ *   name: enc.encode("lib"),
+ *   target: enc.encode(target),
+ * });
+ * validateSymlinkTarget(link("../lib64")); // does not throw
+ * assert.throws(() => validateSymlinkTarget(link("")), ValidateDirectoryError);
+ * assert.throws(() => validateSymlinkTarget(link("a\0b")), /symlink "lib" .* NUL byte/);
+ * ```
+ */
+export function validateSymlinkTarget(s: SymlinkNode): void {
+  const t = s.target;
+  let why: string | null = null;
+  if (t.length === 0) why = "it is empty";
+  else if (t.length > MAX_SYMLINK_TARGET_LEN) {
+    why = `it is ${t.length} bytes (at most ${MAX_SYMLINK_TARGET_LEN})`;
+  } else if (t.includes(0)) why = `it contains a NUL byte: ${clip(displayName(t))}`;
+  if (why) throw new ValidateDirectoryError("InvalidSymlinkTarget", s.name, why);
 }
 
 /**
@@ -580,7 +628,8 @@ export function fromNodeMessage(node: Node | undefined): AnyNode {
 
 /**
  * Validates a root node as found in a PathInfo or a CalculateNAR request: a valid name and, for
- * directories and files, a 32-byte digest. Throws {@linkcode ValidateDirectoryError}.
+ * directories and files, a 32-byte digest, for symlinks a valid target. Throws
+ * {@linkcode ValidateDirectoryError}.
  *
  * @example
  * ```ts
@@ -603,7 +652,8 @@ export function validateNode(node: AnyNode): void {
   if (!isValidName(node.value.name)) {
     throw new ValidateDirectoryError("InvalidName", node.value.name);
   }
-  if (node.case !== "symlink" && node.value.digest.length !== B3_LEN) {
+  if (node.case === "symlink") validateSymlinkTarget(node.value);
+  else if (node.value.digest.length !== B3_LEN) {
     throw new ValidateDirectoryError("InvalidDigestLen", node.value.digest.length);
   }
 }

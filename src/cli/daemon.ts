@@ -4,6 +4,10 @@
  * @module
  */
 import type { CommandSpec } from "./args.ts";
+import {
+  DEFAULT_MAX_DIRECTORIES_PER_PUT,
+  DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
+} from "../castore/closure.ts";
 import { useReadServerMode } from "../backends/sqlite/db.ts";
 import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../backends/grpc/address.ts";
 import {
@@ -11,6 +15,7 @@ import {
   CliError,
   loggerFor,
   openServices,
+  parseIntAtLeast,
   SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
@@ -30,6 +35,10 @@ export interface DaemonOptions extends ServiceAddrOptions {
   listenAddress: string;
   /** `--grace <seconds>`: how long calls in progress may take at shutdown. */
   grace: number;
+  /** `--max-directories-per-put <n>`: most directories in one Directory Put stream. */
+  maxDirectoriesPerPut: number;
+  /** `--max-directory-bytes-per-put <bytes>`: most bytes in one Directory Put stream. */
+  maxDirectoryBytesPerPut: number;
 }
 
 /** `daemon`. */
@@ -54,6 +63,19 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
       parse: parseSeconds,
       default: 10,
     },
+    {
+      flags: "--max-directories-per-put <n>",
+      description: "refuse a Directory Put stream of more directories (it is buffered until " +
+        "the root arrives)",
+      parse: parseIntAtLeast(1),
+      default: DEFAULT_MAX_DIRECTORIES_PER_PUT,
+    },
+    {
+      flags: "--max-directory-bytes-per-put <bytes>",
+      description: "refuse a Directory Put stream of more bytes of directories",
+      parse: parseIntAtLeast(1),
+      default: DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
+    },
     ...SERVICE_ADDR_OPTIONS,
   ],
   run: action(async (inv) => {
@@ -76,6 +98,10 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
         blobs: services.blobs,
         directories: services.directories,
         pathInfos: services.pathInfos,
+        directoryPutLimits: {
+          maxDirectories: opts.maxDirectoriesPerPut,
+          maxBytes: opts.maxDirectoryBytesPerPut,
+        },
         log: (m) => log.warn(m),
       });
       log.info(`listening ${daemon.addressText}`, { address: daemon.addressText });

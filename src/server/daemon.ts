@@ -28,7 +28,13 @@ import {
   parseListenAddress,
   type SocketAddress,
 } from "../backends/grpc/address.ts";
+import {
+  type ClosureLimits,
+  DEFAULT_MAX_DIRECTORIES_PER_PUT,
+  DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
+} from "../castore/closure.ts";
 import { blobServiceImpl } from "./blob.ts";
+import { undecodableAsInvalidArgument } from "./errors.ts";
 import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
@@ -78,6 +84,12 @@ export interface DaemonOptions {
    * the guard costs: without it a client's GOAWAY can abort the process.
    */
   guard?: boolean;
+  /**
+   * Limits on one Directory Put stream; default {@linkcode DEFAULT_MAX_DIRECTORIES_PER_PUT}
+   * directories and {@linkcode DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT} bytes. A stream that passes
+   * one is refused (INVALID_ARGUMENT) at the directory that passes it.
+   */
+  directoryPutLimits?: ClosureLimits;
   /** Receives errors that are logged rather than answered (default: console.error). */
   log?: (message: string) => void;
 }
@@ -150,7 +162,12 @@ function requestHandler(
     }
     const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
     h(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) =>
+        universalResponseToNodeResponse(
+          undecodableAsInvalidArgument(uRes, h.method.input.typeName),
+          res,
+        )
+      )
       .catch((reason) => {
         const code = ConnectError.from(reason).code;
         if (code === Code.Aborted || code === Code.Canceled || res.stream.destroyed) return;
@@ -164,7 +181,13 @@ export function daemonRoutes(opts: DaemonOptions): (router: ConnectRouter) => vo
   return (router) => {
     const described: DescService[] = [BlobServiceDesc, DirectoryServiceDesc];
     router.service(BlobServiceDesc, blobServiceImpl(opts.blobs));
-    router.service(DirectoryServiceDesc, directoryServiceImpl(opts.directories));
+    router.service(
+      DirectoryServiceDesc,
+      directoryServiceImpl(opts.directories, {
+        maxDirectories: opts.directoryPutLimits?.maxDirectories ?? DEFAULT_MAX_DIRECTORIES_PER_PUT,
+        maxBytes: opts.directoryPutLimits?.maxBytes ?? DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
+      }),
+    );
     if (opts.pathInfos) {
       router.service(PathInfoServiceDesc, pathInfoServiceImpl(opts.pathInfos));
       described.push(PathInfoServiceDesc);

@@ -8,7 +8,7 @@ import type { ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest } from "../castore/digest.ts";
 import type { Directory } from "../castore/directory.ts";
 import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
-import { ClosureValidator } from "../castore/closure.ts";
+import { type ClosureLimits, ClosureValidator } from "../castore/closure.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import {
   type DirectoryService as DirectoryServiceDesc,
@@ -19,10 +19,13 @@ import { streaming, unary } from "./errors.ts";
 /**
  * Handlers for DirectoryService. Get streams one directory, or with `recursive` the root and
  * then its descendants breadth-first. Put takes a closure leaves first and checks each
- * directory, each child reference and each child size before storing anything.
+ * directory, each child reference and each child size as it arrives, and at the end that the
+ * stream was one connected closure, before storing anything. A stream that passes `limits` is
+ * refused at the directory that passes it, so what is buffered never exceeds them.
  */
 export function directoryServiceImpl(
   directories: DirectoryService,
+  limits: ClosureLimits = {},
 ): ServiceImpl<typeof DirectoryServiceDesc> {
   return {
     get: (req) =>
@@ -41,7 +44,7 @@ export function directoryServiceImpl(
       }),
     put: (reqs: AsyncIterable<Directory>) =>
       unary(async () => {
-        const validator = new ClosureValidator();
+        const validator = new ClosureValidator(limits);
         const putter = directories.putMultipleStart();
         for await (const dir of reqs) {
           try {
@@ -54,6 +57,7 @@ export function directoryServiceImpl(
           await putter.put(dir);
         }
         if (validator.count === 0) throw new InvalidRequestError("no directories received");
+        validator.finish();
         const root = await putter.close();
         return create(PutDirectoryResponseSchema, { rootDigest: root.bytes });
       }),

@@ -1,12 +1,22 @@
 /**
- * PathInfo validation: the rules of tvix's `PathInfo::validate`, plus the NAR SHA-256 length.
+ * PathInfo validation: the rules of tvix's `PathInfo::validate`, plus the NAR SHA-256 length
+ * and symlink targets; and what a put may do to a stored path (immutability, data present).
  *
  * @module
  */
-import { B3_LEN } from "../castore/digest.ts";
+import { B3_LEN, B3Digest } from "../castore/digest.ts";
 import { toBase64 } from "../base/bytes.ts";
-import { InvalidRequestError } from "../base/errors.ts";
-import { type AnyNode, renameNode, toNodeMessage } from "../castore/directory.ts";
+import { clip, InvalidRequestError, PreconditionError } from "../base/errors.ts";
+import type { BlobService } from "../castore/blob_service.ts";
+import type { DirectoryService } from "../castore/directory_service.ts";
+import { encodeNodeWire } from "../castore/wire.ts";
+import { encode as nixbase32 } from "./nixbase32.ts";
+import {
+  type AnyNode,
+  renameNode,
+  toNodeMessage,
+  validateSymlinkTarget,
+} from "../castore/directory.ts";
 import { displayName } from "../base/bytes.ts";
 import type { PathInfo } from "./path_info_service.ts";
 import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
@@ -44,7 +54,8 @@ export type PathInfoErrorKind =
   | "InconsistentNumberOfReferences"
   | "InvalidNarinfoReferenceName"
   | "InconsistentNarinfoReferenceNameDigest"
-  | "InvalidNarSha256DigestLen";
+  | "InvalidNarSha256DigestLen"
+  | "InvalidSymlinkTarget";
 
 /**
  * A PathInfo failed validation. `kind` says which rule; the message says what was found.
@@ -97,8 +108,9 @@ export class ValidatePathInfoError extends InvalidRequestError {
  * 1. every reference is 20 bytes;
  * 2. with narinfo: nar_sha256 is 32 bytes, reference_names has as many entries as references,
  *    each parses as a store path basename whose digest equals the reference at that position;
- * 3. the root node is set; a directory or file root has a 32-byte digest; its name parses as a
- *    store path basename.
+ * 3. the root node is set; a directory or file root has a 32-byte digest, a symlink root a
+ *    valid target (not empty, no NUL, at most 4095 bytes); its name parses as a store path
+ *    basename.
  *
  * Throws {@linkcode ValidatePathInfoError} at the first broken rule.
  *
@@ -178,6 +190,17 @@ export function validatePathInfo(info: PathInfo): StorePath {
       "InvalidNodeDigestLen",
       `root ${node.case} node digest is ${node.value.digest.length} bytes (want ${B3_LEN})`,
     );
+  }
+  if (node.case === "symlink") {
+    try {
+      validateSymlinkTarget(node.value);
+    } catch (e) {
+      throw new ValidatePathInfoError(
+        "InvalidSymlinkTarget",
+        `root node ${displayName(node.value.name)}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
   }
   try {
     return StorePath.fromBytes(node.value.name);
@@ -266,4 +289,148 @@ export function makePathInfo(init: PathInfoInit): PathInfo {
       referenceNames: refs.map((r) => r.toString()),
     },
   };
+}
+
+/**
+ * Refuses a PathInfo whose root node's data is not in this store: for a directory root, the
+ * root Directory must be in `directories`; for a file root, the blob must be in `blobs`;
+ * a symlink root needs nothing. Throws {@linkcode PreconditionError} naming the store path and
+ * the digest.
+ *
+ * Only the root is checked, not the whole closure: a directory can only be stored through a
+ * validated closure put (children in the same stream) and the importer uploads blobs before
+ * their directories, so a present root is the evidence that the upload happened, at the cost of
+ * one lookup. Walking every directory and blob would make each put as costly as the upload it
+ * follows; `calculateNar` (or a mount) reads everything and reports what is missing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   checkRootData,
+ *   directoryNodeFor,
+ *   makeDirectory,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   PreconditionError,
+ *   StorePath,
+ * } from "../../mod.ts";
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const storePath = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-empty");
+ * const root = { case: "directory" as const, value: directoryNodeFor(new Uint8Array(), makeDirectory({})) };
+ * await assert.rejects(checkRootData(storePath, root, blobs, directories), PreconditionError);
+ * await directories.put(makeDirectory({}));
+ * await checkRootData(storePath, root, blobs, directories); // now it is there
+ * ```
+ */
+export async function checkRootData(
+  storePath: StorePath,
+  root: AnyNode,
+  blobs: BlobService,
+  directories: DirectoryService,
+): Promise<void> {
+  if (root.case === "symlink") return;
+  const digest = B3Digest.fromBytes(root.value.digest);
+  if (root.case === "directory") {
+    if (await directories.get(digest)) return;
+    throw new PreconditionError(
+      `store path ${storePath.absolute}: its root directory ${digest} is not in the directory ` +
+        `service; put the directories first`,
+    );
+  }
+  if (await blobs.has(digest)) return;
+  throw new PreconditionError(
+    `store path ${storePath.absolute}: its blob ${digest} is not in the blob service; put the ` +
+      `blob first`,
+  );
+}
+
+/**
+ * What to store when `incoming` is put for a store path that already has `existing`: store
+ * paths are immutable, so a different root node, NAR size, NAR hash or references is refused
+ * with {@linkcode PreconditionError} naming the path and the first difference; the same content
+ * returns `existing` with the signatures of both, existing ones first, each (name and data)
+ * once.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makePathInfo, mergePathInfo, PreconditionError, StorePath } from "../../mod.ts";
+ * const storePath = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello");
+ * const make = (narSize: number, signer?: string) =>
+ *   makePathInfo({
+ *     storePath,
+ *     node: {
+ *       case: "symlink",
+ *       value: {
+ *         $typeName: "tvix.castore.v1.SymlinkNode",
+ *         name: new Uint8Array(),
+ *         target: new TextEncoder().encode("/nix/store/x"),
+ *       },
+ *     },
+ *     narSize,
+ *     narSha256: new Uint8Array(32),
+ *     signatures: signer ? [{ name: signer, data: new Uint8Array(64) }] : [],
+ *   });
+ * const merged = mergePathInfo(storePath, make(120, "a-1"), make(120, "b-1"));
+ * assert.deepEqual(merged.narinfo?.signatures.map((s) => s.name), ["a-1", "b-1"]);
+ * assert.throws(() => mergePathInfo(storePath, make(120), make(121)), PreconditionError);
+ * ```
+ */
+export function mergePathInfo(
+  storePath: StorePath,
+  existing: PathInfo,
+  incoming: PathInfo,
+): PathInfo {
+  const differ = (what: string, stored: string, put: string) =>
+    new PreconditionError(
+      `store path ${storePath.absolute} exists with other content (store paths are immutable): ` +
+        `${what} is ${stored}, the put has ${put}`,
+    );
+  const nodeBytes = (i: PathInfo) => i.node ? encodeNodeWire(i.node) : new Uint8Array();
+  if (!equalBytes(nodeBytes(existing), nodeBytes(incoming))) {
+    throw differ("the root node", describeRoot(existing), describeRoot(incoming));
+  }
+  const size = (i: PathInfo) => String(i.narinfo?.narSize ?? "none");
+  if (size(existing) !== size(incoming)) {
+    throw differ("the NAR size", size(existing), size(incoming));
+  }
+  const hash = (i: PathInfo) => i.narinfo ? `sha256:${nixbase32(i.narinfo.narSha256)}` : "none";
+  if (hash(existing) !== hash(incoming)) {
+    throw differ("the NAR hash", hash(existing), hash(incoming));
+  }
+  const refs = (i: PathInfo) =>
+    `[${(i.narinfo?.referenceNames ?? i.references.map((r) => nixbase32(r))).join(", ")}]`;
+  if (
+    existing.references.length !== incoming.references.length ||
+    existing.references.some((r, k) => !equalBytes(r, incoming.references[k])) ||
+    refs(existing) !== refs(incoming)
+  ) {
+    throw differ("the references", refs(existing), refs(incoming));
+  }
+  if (!existing.narinfo || !incoming.narinfo) return existing;
+  const seen = new Set<string>();
+  const signatures = [];
+  for (const s of [...existing.narinfo.signatures, ...incoming.narinfo.signatures]) {
+    const key = `${s.name}\0${toBase64(s.data)}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    signatures.push(s);
+  }
+  return { ...existing, narinfo: { ...existing.narinfo, signatures } };
+}
+
+function describeRoot(i: PathInfo): string {
+  const n = i.node?.node;
+  if (!n || n.case === undefined) return "none";
+  if (n.case === "symlink") return `a symlink to ${clip(displayName(n.value.target))}`;
+  const d = n.value.digest.length === B3_LEN ? B3Digest.fromBytes(n.value.digest) : "?";
+  return n.case === "file"
+    ? `file ${d} (${n.value.size} bytes${n.value.executable ? ", executable" : ""})`
+    : `directory ${d} (size ${n.value.size})`;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

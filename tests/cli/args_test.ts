@@ -258,6 +258,8 @@ Deno.test("args: nixcas: global options, command options, env vars and defaults"
   assert.deepEqual(run(["daemon", "--grace", "2.5"], {}, PROGRAM).options, {
     listenAddress: DEFAULT_LISTEN_ADDRESS,
     grace: 2.5,
+    maxDirectoriesPerPut: 200_000,
+    maxDirectoryBytesPerPut: 256 << 20,
   });
   // path-info has its own --json, distinct from the global one.
   const pi = run(["path-info", "--json", "x"], {}, PROGRAM);

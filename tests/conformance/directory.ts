@@ -215,4 +215,76 @@ export function directoryServiceSuite(backend: Backend): void {
       (e) => e instanceof ValidateDirectoryError && e.kind === "InvalidName",
     );
   });
+
+  test("names longer than 255 bytes are refused, 255 are fine", async (svc) => {
+    const link = (name: string) =>
+      makeDirectory({
+        symlinks: [{
+          $typeName: "tvix.castore.v1.SymlinkNode",
+          name: enc.encode(name),
+          target: enc.encode("x"),
+        }],
+      });
+    const ok = link("n".repeat(255));
+    assert.equal((await svc.put(ok)).toString(), directoryDigest(ok).toString());
+    const long = link("n".repeat(256));
+    await assert.rejects(
+      svc.put(long),
+      (e) => e instanceof ValidateDirectoryError && e.kind === "InvalidName",
+    );
+    await assert.rejects(putAll(svc, [long]), InvalidRequestError);
+    assert.equal(await svc.get(directoryDigest(long)), null);
+  });
+
+  test("symlink targets: empty, with a NUL or over 4095 bytes are refused", async (svc) => {
+    const link = (target: Uint8Array) =>
+      makeDirectory({
+        symlinks: [{ $typeName: "tvix.castore.v1.SymlinkNode", name: enc.encode("l"), target }],
+      });
+    const ok = link(new Uint8Array(4095).fill(0x61));
+    await putAll(svc, [ok]);
+    assert.notEqual(await svc.get(directoryDigest(ok)), null);
+    for (
+      const [target, why] of [
+        [new Uint8Array(), /symlink "l" has an invalid target: it is empty/],
+        [enc.encode("a\0b"), /symlink "l" has an invalid target: it contains a NUL byte/],
+        [new Uint8Array(4096).fill(0x61), /it is 4096 bytes \(at most 4095\)/],
+      ] as const
+    ) {
+      const bad = link(target);
+      await assert.rejects(
+        svc.put(bad),
+        (e) =>
+          e instanceof ValidateDirectoryError && e.kind === "InvalidSymlinkTarget" &&
+          why.test(e.message),
+      );
+      await assert.rejects(putAll(svc, [bad]), why);
+      assert.equal(await svc.get(directoryDigest(bad)), null);
+    }
+  });
+
+  test("putter rejects a directory nothing after it refers to, naming it", async (svc) => {
+    // DIRECTORY_WITH_KEEP is valid and sent first, but the root does not refer to it.
+    await assert.rejects(
+      putAll(svc, [DIRECTORY_WITH_KEEP, DIRECTORY_A, DIRECTORY_B]),
+      (e) =>
+        e instanceof InvalidRequestError &&
+        e.message.includes(directoryDigest(DIRECTORY_WITH_KEEP).toString()) &&
+        /not referred to by any directory sent after it/.test(e.message),
+    );
+    for (const d of [DIRECTORY_WITH_KEEP, DIRECTORY_A, DIRECTORY_B]) {
+      assert.equal(await svc.get(directoryDigest(d)), null);
+    }
+    // A root sent again at the end leaves the directory that referred to it stranded.
+    await assert.rejects(
+      putAll(svc, [DIRECTORY_A, DIRECTORY_B, DIRECTORY_A]),
+      (e) =>
+        e instanceof InvalidRequestError &&
+        e.message.includes(directoryDigest(DIRECTORY_B).toString()),
+    );
+    assert.equal(await svc.get(directoryDigest(DIRECTORY_B)), null);
+    // The same directory twice in a row is one closure.
+    const root = await putAll(svc, [DIRECTORY_A, DIRECTORY_A]);
+    assert.equal(root.toString(), directoryDigest(DIRECTORY_A).toString());
+  });
 }

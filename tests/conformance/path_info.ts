@@ -9,9 +9,10 @@ import { create } from "@bufbuild/protobuf";
 import type { BlobService } from "../../src/castore/blob_service.ts";
 import { collect, putBlob } from "../../src/castore/blob_util.ts";
 import { type AnyNode, directoryDigest, toNodeMessage } from "../../src/castore/directory.ts";
-import { InvalidRequestError } from "../../src/base/errors.ts";
+import { InvalidRequestError, PreconditionError } from "../../src/base/errors.ts";
 import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import {
+  NARInfo_SignatureSchema,
   NARInfoSchema,
   type PathInfo,
   PathInfoSchema,
@@ -171,5 +172,109 @@ export function pathInfoServiceSuite(backend: Backend): void {
       },
     };
     await assert.rejects(svc.calculateNar(file));
+  });
+
+  test("put refuses a symlink root with an empty, NUL or too long target", async ({ svc }) => {
+    for (const target of ["", "a\0b", "a".repeat(4096)]) {
+      await assert.rejects(
+        svc.put(infoFor(`${HASH_A}-a`, symlink(target), 120)),
+        (e) => e instanceof InvalidRequestError && /invalid target/.test(e.message),
+      );
+    }
+    assert.equal((await collect(svc.list())).length, 0);
+  });
+
+  test("a stored path is immutable: other content is refused, naming it", async ({ svc }) => {
+    const first = infoFor(`${HASH_A}-a`, symlink("/nix/store/x"), 120, new Uint8Array(32));
+    await svc.put(first);
+    const changes: [string, PathInfo][] = [
+      ["the root node", infoFor(`${HASH_A}-a`, symlink("/nix/store/y"), 120)],
+      ["the root node", infoFor(`${HASH_A}-other`, symlink("/nix/store/x"), 120)],
+      ["the NAR size", infoFor(`${HASH_A}-a`, symlink("/nix/store/x"), 121)],
+      [
+        "the NAR hash",
+        infoFor(`${HASH_A}-a`, symlink("/nix/store/x"), 120, new Uint8Array(32).fill(1)),
+      ],
+    ];
+    for (const [what, changed] of changes) {
+      await assert.rejects(
+        svc.put(changed),
+        (e) =>
+          e instanceof PreconditionError && e.message.includes(`/nix/store/${HASH_A}-`) &&
+          e.message.includes(what),
+        what,
+      );
+    }
+    const got = await svc.get(StorePath.parse(`${HASH_A}-a`).digest);
+    assert.deepEqual(got?.node, first.node);
+    assert.equal(got?.narinfo?.narSize, 120n);
+    assert.deepEqual(got?.narinfo?.narSha256, new Uint8Array(32));
+  });
+
+  test("a put of the same content adds its signatures, each once, in order", async ({ svc }) => {
+    const sig = (name: string, byte: number) =>
+      create(NARInfo_SignatureSchema, { name, data: new Uint8Array(64).fill(byte) });
+    const withSigs = (...sigs: ReturnType<typeof sig>[]) => {
+      const info = infoFor(`${HASH_A}-a`, symlink("/nix/store/x"), 120);
+      info.narinfo!.signatures = sigs;
+      return info;
+    };
+    const names = (i: PathInfo | null) =>
+      i?.narinfo?.signatures.map((s) => `${s.name}:${s.data[0]}`);
+    await svc.put(withSigs(sig("a-1", 1)));
+    const merged = await svc.put(withSigs(sig("b-1", 2), sig("a-1", 1), sig("b-1", 2)));
+    assert.deepEqual(names(merged), ["a-1:1", "b-1:2"]);
+    // The same key name with other data is another signature.
+    await svc.put(withSigs(sig("a-1", 3)));
+    await svc.put(withSigs());
+    const got = await svc.get(StorePath.parse(`${HASH_A}-a`).digest);
+    assert.deepEqual(names(got), ["a-1:1", "b-1:2", "a-1:3"]);
+    assert.equal((await collect(svc.list())).length, 1);
+  });
+
+  test("put refuses a root whose directory or blob is not in the store", async ({ svc, blobs, directories }) => {
+    const dirRoot: AnyNode = {
+      case: "directory",
+      value: {
+        $typeName: "tvix.castore.v1.DirectoryNode",
+        name: te.encode("d"),
+        digest: directoryDigest(DIRECTORY_WITH_KEEP).bytes,
+        size: 1,
+      },
+    };
+    const fileRoot: AnyNode = {
+      case: "file",
+      value: {
+        $typeName: "tvix.castore.v1.FileNode",
+        name: te.encode("f"),
+        digest: BLOB_B_DIGEST.bytes,
+        size: BLOB_B.length,
+        executable: false,
+      },
+    };
+    const dirInfo = infoFor(`${HASH_A}-d`, dirRoot);
+    const fileInfo = infoFor(`${HASH_B}-f`, fileRoot);
+    await assert.rejects(
+      svc.put(dirInfo),
+      (e) =>
+        e instanceof PreconditionError && e.message.includes(`/nix/store/${HASH_A}-d`) &&
+        e.message.includes(directoryDigest(DIRECTORY_WITH_KEEP).toString()),
+    );
+    await assert.rejects(
+      svc.put(fileInfo),
+      (e) =>
+        e instanceof PreconditionError && e.message.includes(`/nix/store/${HASH_B}-f`) &&
+        e.message.includes(BLOB_B_DIGEST.toString()),
+    );
+    assert.equal((await collect(svc.list())).length, 0);
+    // Once the data is there, the same puts succeed.
+    await putBlob(blobs, EMPTY);
+    const p = directories.putMultipleStart();
+    await p.put(DIRECTORY_WITH_KEEP);
+    await p.close();
+    await putBlob(blobs, BLOB_B);
+    await svc.put(dirInfo);
+    await svc.put(fileInfo);
+    assert.equal((await collect(svc.list())).length, 2);
   });
 }

@@ -68,7 +68,7 @@ Deno.test("MemoryPathInfoService: put, get, list", async () => {
   );
   assert.deepEqual(names.sort(), [NAME_B, NAME_A].sort());
 
-  // A second put for the same digest replaces the first.
+  // A second put of the same content adds its signatures.
   const again = info(NAME_A);
   again.narinfo!.signatures.push(
     create(NARInfo_SignatureSchema, { name: "cache.example.org-1", data: new Uint8Array(64) }),

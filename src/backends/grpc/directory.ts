@@ -196,21 +196,33 @@ export class GrpcDirectoryService implements DirectoryService {
     const validator = new ClosureValidator();
     let call: Promise<{ rootDigest: Uint8Array }> | null = null;
     let result: Promise<B3Digest> | null = null;
+    // Cancels the call, so that the server stores nothing of a closure refused here.
+    const abort = new AbortController();
     const start = () => {
-      call ??= this.#client.put(queue);
+      call ??= this.#client.put(queue, { signal: abort.signal });
       call.catch((e) => queue.fail(fromGrpcError(e, address)));
       return call;
     };
     return {
       put: async (directory) => {
         if (result) throw new InvalidRequestError("directory putter is closed");
-        validator.add(directory);
+        try {
+          validator.add(directory);
+        } catch (e) {
+          abort.abort(); // a stream already started must not wait for more forever
+          throw e;
+        }
         start();
         await queue.push(directory);
       },
       close: () => {
         result ??= (async () => {
-          validator.root(); // throws when nothing was put
+          try {
+            validator.finish(); // throws when nothing was put or the closure is not connected
+          } catch (e) {
+            abort.abort();
+            throw e;
+          }
           queue.end();
           try {
             return B3Digest.fromBytes((await start()).rootDigest);

@@ -12,6 +12,7 @@ import { createGrpcTransport, Http2SessionManager } from "npm:@connectrpc/connec
 import {
   InvalidRequestError,
   NotFoundError,
+  PreconditionError,
   StorageError,
   UnavailableError,
 } from "../../base/errors.ts";
@@ -310,7 +311,7 @@ export function createTransport(
 export function fromGrpcError(e: unknown, address: string): Error {
   if (
     e instanceof InvalidRequestError || e instanceof NotFoundError ||
-    e instanceof StorageError || e instanceof UnavailableError
+    e instanceof StorageError || e instanceof UnavailableError || e instanceof PreconditionError
   ) return e;
   const ce = ConnectError.from(e);
   const msg = `${address}: ${ce.rawMessage}`;
@@ -319,6 +320,8 @@ export function fromGrpcError(e: unknown, address: string): Error {
       return new InvalidRequestError(msg, { cause: e });
     case Code.NotFound:
       return new NotFoundError(msg, { cause: e });
+    case Code.FailedPrecondition:
+      return new PreconditionError(msg, { cause: e });
     case Code.Unavailable:
     case Code.DeadlineExceeded:
     case Code.Aborted:

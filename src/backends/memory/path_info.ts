@@ -5,13 +5,18 @@
  */
 import type { BlobService } from "../../castore/blob_service.ts";
 import { toHex } from "../../base/bytes.ts";
-import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
+import {
+  type AnyNode,
+  fromNodeMessage,
+  renameNode,
+  toNodeMessage,
+} from "../../castore/directory.ts";
 import { encodeNodeWire } from "../../castore/wire.ts";
 import { decodePathInfoWire, encodePathInfoWire } from "../../store/wire.ts";
 import type { DirectoryService } from "../../castore/directory_service.ts";
 import { InvalidRequestError } from "../../base/errors.ts";
 import { calculateNar } from "../../nar/hash.ts";
-import { validatePathInfo } from "../../store/path_info.ts";
+import { checkRootData, mergePathInfo, validatePathInfo } from "../../store/path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../../store/store_path.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
 
@@ -84,17 +89,23 @@ export class MemoryPathInfoService implements PathInfoService {
     return Promise.resolve(bytes ? decode(bytes) : null);
   }
 
-  /** The {@linkcode PathInfoService} method of the same name. */
-  put(info: PathInfo): Promise<PathInfo> {
-    try {
-      const storePath = validatePathInfo(info);
-      const bytes = encodePathInfoWire(info);
-      // Like tvix, a put replaces an existing entry for the same digest.
-      this.#infos.set(toHex(storePath.digest), bytes);
-      return Promise.resolve(decode(bytes));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  /**
+   * The {@linkcode PathInfoService} method of the same name. The root directory (or, for a file
+   * root, the blob) must be in this service's directory (blob) service, and a path already
+   * stored can only gain signatures ({@linkcode mergePathInfo}); both refusals are
+   * {@linkcode PreconditionError}.
+   */
+  async put(info: PathInfo): Promise<PathInfo> {
+    const storePath = validatePathInfo(info);
+    await checkRootData(storePath, fromNodeMessage(info.node), this.#blobs, this.#directories);
+    // From here on synchronous: no other put can come between the read and the write.
+    const key = toHex(storePath.digest);
+    const stored = this.#infos.get(key);
+    const bytes = encodePathInfoWire(
+      stored ? mergePathInfo(storePath, decode(stored), info) : info,
+    );
+    this.#infos.set(key, bytes);
+    return decode(bytes);
   }
 
   /** The {@linkcode PathInfoService} method of the same name. */

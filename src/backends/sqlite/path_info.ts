@@ -5,16 +5,31 @@
  */
 import type { StatementSync } from "node:sqlite";
 import type { BlobService } from "../../castore/blob_service.ts";
-import { type AnyNode, renameNode, toNodeMessage } from "../../castore/directory.ts";
+import {
+  type AnyNode,
+  fromNodeMessage,
+  renameNode,
+  toNodeMessage,
+} from "../../castore/directory.ts";
 import { encodeNodeWire } from "../../castore/wire.ts";
 import { decodePathInfoWire, encodePathInfoWire } from "../../store/wire.ts";
 import type { DirectoryService } from "../../castore/directory_service.ts";
-import { InvalidRequestError } from "../../base/errors.ts";
+import { InvalidRequestError, PreconditionError } from "../../base/errors.ts";
 import { calculateNar } from "../../nar/hash.ts";
-import { openDatabase, type OpenOptions, type SqliteHandle, storageError } from "./db.ts";
-import { validatePathInfo } from "../../store/path_info.ts";
+import {
+  openDatabase,
+  type OpenOptions,
+  type SqliteHandle,
+  storageError,
+  transaction,
+} from "./db.ts";
+import { checkRootData, mergePathInfo, validatePathInfo } from "../../store/path_info.ts";
 import { STORE_PATH_DIGEST_LEN } from "../../store/store_path.ts";
 import type { NarCalculation, PathInfo, PathInfoService } from "../../store/path_info_service.ts";
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
 
 // Rows read per query by list(): memory stays bounded however large the store.
 const LIST_PAGE = 256;
@@ -82,6 +97,7 @@ export class SqlitePathInfoService implements PathInfoService {
     this.#directories = directories;
     const db = this.#h.db;
     this.#get = db.prepare("SELECT data FROM path_infos WHERE digest = ?");
+    // Replaces only with a merge of the stored row (signatures added): see put().
     this.#put = db.prepare("INSERT OR REPLACE INTO path_infos (digest, data) VALUES (?, ?)");
     this.#list = db.prepare(
       `SELECT digest, data FROM path_infos WHERE digest > ? ORDER BY digest LIMIT ${LIST_PAGE}`,
@@ -109,14 +125,27 @@ export class SqlitePathInfoService implements PathInfoService {
     return row ? decodePathInfoWire(row.data) : null;
   }
 
-  /** The {@linkcode PathInfoService} method of the same name. */
-  // deno-lint-ignore require-await
+  /**
+   * The {@linkcode PathInfoService} method of the same name. The root directory (or, for a file
+   * root, the blob) must be in this service's directory (blob) service, and a path already
+   * stored can only gain signatures ({@linkcode mergePathInfo}); both refusals are
+   * {@linkcode PreconditionError}.
+   */
   async put(info: PathInfo): Promise<PathInfo> {
     const storePath = validatePathInfo(info);
-    const bytes = encodePathInfoWire(info);
+    await checkRootData(storePath, fromNodeMessage(info.node), this.#blobs, this.#directories);
+    let bytes: Uint8Array;
     try {
-      this.#put.run(storePath.digest, bytes);
+      // One write transaction: another process's put cannot come between the read and write.
+      bytes = transaction(this.#h.db, () => {
+        const row = this.#get.get(storePath.digest) as { data: Uint8Array } | undefined;
+        const merged = row ? mergePathInfo(storePath, decodePathInfoWire(row.data), info) : info;
+        const out = encodePathInfoWire(merged);
+        if (!row || !equalBytes(row.data, out)) this.#put.run(storePath.digest, out);
+        return out;
+      });
     } catch (e) {
+      if (e instanceof PreconditionError) throw e;
       throw storageError(`storing path info ${storePath}`, e);
     }
     return decodePathInfoWire(bytes);
