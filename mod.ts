@@ -41,6 +41,7 @@
 export {
   InvalidRequestError,
   NotFoundError,
+  PreconditionError,
   StorageError,
   UnavailableError,
 } from "./src/base/errors.ts";

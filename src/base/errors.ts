@@ -56,16 +56,14 @@ export class NotFoundError extends Error {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { PreconditionError } from "@nixcas/nixcas";
  * import {
- *   directoryNodeFor,
- *   makeDirectory,
- *   makePathInfo,
  *   MemoryBlobService,
  *   MemoryDirectoryService,
  *   MemoryPathInfoService,
- *   PreconditionError,
- *   StorePath,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import { directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { makePathInfo, StorePath } from "@nixcas/nixcas/store";
  * const pathInfos = new MemoryPathInfoService(new MemoryBlobService(), new MemoryDirectoryService());
  * // The root directory was never put into the directory service:
  * const info = makePathInfo({

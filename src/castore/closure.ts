@@ -17,7 +17,8 @@ import type { DirectoryPutter } from "./directory_service.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { ClosureValidator, type ClosureLimits, makeDirectory } from "../../mod.ts";
+ * import { type ClosureLimits, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { ClosureValidator } from "./closure.ts";
  * const limits: ClosureLimits = { maxDirectories: 1 };
  * const v = new ClosureValidator(limits);
  * v.add(makeDirectory({}));
@@ -31,10 +32,28 @@ export interface ClosureLimits {
   maxBytes?: number;
 }
 
-/** The daemon's default {@linkcode ClosureLimits.maxDirectories}. */
+/**
+ * The daemon's default {@linkcode ClosureLimits.maxDirectories}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_MAX_DIRECTORIES_PER_PUT } from "@nixcas/nixcas/castore";
+ * assert.equal(DEFAULT_MAX_DIRECTORIES_PER_PUT, 200_000);
+ * ```
+ */
 export const DEFAULT_MAX_DIRECTORIES_PER_PUT = 200_000;
 
-/** The daemon's default {@linkcode ClosureLimits.maxBytes}: 256 MiB. */
+/**
+ * The daemon's default {@linkcode ClosureLimits.maxBytes}: 256 MiB.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT } from "@nixcas/nixcas/castore";
+ * assert.equal(DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT, 256 * 1024 * 1024);
+ * ```
+ */
 export const DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT = 256 << 20;
 
 /**

@@ -271,7 +271,17 @@ export class ValidateDirectoryError extends InvalidRequestError {
   }
 }
 
-/** Longest node name, in bytes: NAME_MAX of Linux (and Nix's NAR parser). */
+/**
+ * Longest node name, in bytes: NAME_MAX of Linux (and Nix's NAR parser).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isValidName, MAX_NODE_NAME_LEN } from "@nixcas/nixcas/castore";
+ * assert.equal(isValidName(new Uint8Array(MAX_NODE_NAME_LEN).fill(0x61)), true);
+ * assert.equal(isValidName(new Uint8Array(MAX_NODE_NAME_LEN + 1).fill(0x61)), false);
+ * ```
+ */
 export const MAX_NODE_NAME_LEN = 255;
 
 /**
@@ -464,7 +474,7 @@ export function validateDirectory(directory: Directory): void {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { validateSymlinkTarget, ValidateDirectoryError } from "../../mod.ts";
+ * import { validateSymlinkTarget, ValidateDirectoryError } from "@nixcas/nixcas/castore";
  * const enc = new TextEncoder();
  * const link = (target: string) => ({
  *   $typeName: "tvix.castore.v1.SymlinkNode" as const,

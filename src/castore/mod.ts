@@ -56,6 +56,7 @@ export {
   fromNodeMessage,
   isValidName,
   makeDirectory,
+  MAX_NODE_NAME_LEN,
   type Node,
   nodeName,
   renameNode,
@@ -64,7 +65,13 @@ export {
   validateDirectory,
   ValidateDirectoryError,
   validateNode,
+  validateSymlinkTarget,
 } from "./directory.ts";
+export {
+  type ClosureLimits,
+  DEFAULT_MAX_DIRECTORIES_PER_PUT,
+  DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
+} from "./closure.ts";
 export { type Message, type UnknownField, WireType } from "../base/message.ts";
 export {
   type BlobReader,

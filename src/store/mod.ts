@@ -38,7 +38,9 @@ export {
   validateName,
 } from "./store_path.ts";
 export {
+  checkRootData,
   makePathInfo,
+  mergePathInfo,
   type PathInfoErrorKind,
   type PathInfoInit,
   validatePathInfo,

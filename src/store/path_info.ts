@@ -306,15 +306,10 @@ export function makePathInfo(init: PathInfoInit): PathInfo {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   checkRootData,
- *   directoryNodeFor,
- *   makeDirectory,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   PreconditionError,
- *   StorePath,
- * } from "../../mod.ts";
+ * import { PreconditionError } from "@nixcas/nixcas";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { directoryNodeFor, makeDirectory } from "@nixcas/nixcas/castore";
+ * import { checkRootData, StorePath } from "@nixcas/nixcas/store";
  * const blobs = new MemoryBlobService();
  * const directories = new MemoryDirectoryService();
  * const storePath = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-empty");
@@ -356,7 +351,8 @@ export async function checkRootData(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { makePathInfo, mergePathInfo, PreconditionError, StorePath } from "../../mod.ts";
+ * import { PreconditionError } from "@nixcas/nixcas";
+ * import { makePathInfo, mergePathInfo, StorePath } from "@nixcas/nixcas/store";
  * const storePath = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello");
  * const make = (narSize: number, signer?: string) =>
  *   makePathInfo({
