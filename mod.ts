@@ -11,6 +11,8 @@ export * from "./src/base/errors.ts";
 export * from "./src/castore/directory.ts";
 export * from "./src/castore/blob_service.ts";
 export * from "./src/castore/blob_util.ts";
+export * from "./src/castore/verify.ts";
+export * from "./src/castore/chunker.ts";
 export * from "./src/backends/memory/blob.ts";
 export * from "./src/castore/directory_service.ts";
 export * from "./src/backends/memory/directory.ts";

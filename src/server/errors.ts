@@ -6,6 +6,7 @@
  */
 import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 import {
+  CorruptDataError,
   InvalidRequestError,
   NotFoundError,
   StorageError,
@@ -21,6 +22,7 @@ export function toConnectError(e: unknown): ConnectError {
   if (e instanceof InvalidRequestError) return new ConnectError(e.message, Code.InvalidArgument);
   if (e instanceof NotFoundError) return new ConnectError(e.message, Code.NotFound);
   if (e instanceof UnavailableError) return new ConnectError(e.message, Code.Unavailable);
+  if (e instanceof CorruptDataError) return new ConnectError(e.message, Code.DataLoss);
   if (e instanceof StorageError) return new ConnectError(e.message, Code.Internal);
   return new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
 }
