@@ -3,7 +3,7 @@
  * chunk); the intact part still reads and the mount keeps serving.
  */
 import assert from "node:assert/strict";
-import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
+import type { MemoryBlobService } from "../../src/backends/memory/blob.ts";
 import { putBlob } from "../../src/castore/blob_util.ts";
 import { blobChunks } from "../../src/castore/verify.ts";
 import { blake3 } from "../../src/castore/digest.ts";
