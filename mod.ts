@@ -39,6 +39,7 @@
 // Re-exported from the defining modules rather than the sub-path modules: `deno run mod.ts`
 // then loads no more modules than the CLI needs.
 export {
+  CorruptDataError,
   InvalidRequestError,
   NotFoundError,
   PreconditionError,

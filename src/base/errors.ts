@@ -112,6 +112,31 @@ export class StorageError extends Error {
 }
 
 /**
+ * Stored or received bytes do not match their BLAKE3 digest: a corrupt chunk or blob. Nothing of
+ * the bad chunk reaches the caller. A subclass of {@linkcode StorageError}; the gRPC server
+ * answers it with DATA_LOSS, FUSE with EIO.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CorruptDataError, StorageError } from "@nixcas/nixcas";
+ * const e = new CorruptDataError("b3:AAAA", "blob b3:AAAA is corrupt: its bytes hash to b3:BBBB");
+ * assert.ok(e instanceof StorageError);
+ * assert.equal(e.digest, "b3:AAAA");
+ * ```
+ */
+export class CorruptDataError extends StorageError {
+  /** The digest the bytes should have had (`b3:` base64 form). */
+  readonly digest: string;
+  /** Creates the error for the chunk or blob `digest`; the message names it. */
+  constructor(digest: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CorruptDataError";
+    this.digest = digest;
+  }
+}
+
+/**
  * A remote service could not be reached or the connection was lost. Worth retrying later, unlike
  * the other errors.
  *

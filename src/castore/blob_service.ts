@@ -6,6 +6,30 @@
 import type { B3Digest } from "./digest.ts";
 
 /**
+ * One chunk of a chunked blob: its own BLAKE3 digest and its length.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { blobChunks, type ChunkMeta, putBlob } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
+ * const data = new Uint8Array(8 << 20);
+ * for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+ * const digest = await putBlob(blobs, data);
+ * const chunks: ChunkMeta[] = (await blobChunks(blobs, digest))!;
+ * assert.equal(chunks.reduce((n, c) => n + c.size, 0), data.length);
+ * assert.ok(await blobs.has(chunks[0].digest)); // each chunk is readable on its own
+ * ```
+ */
+export interface ChunkMeta {
+  /** The BLAKE3 digest of the chunk's bytes. */
+  digest: B3Digest;
+  /** The chunk's length in bytes. */
+  size: number;
+}
+
+/**
  * Largest chunk a reader yields and the SQLite backend stores (1 MiB).
  *
  * @example
@@ -52,10 +76,25 @@ export const CHUNK_SIZE = 1 << 20;
  * ```
  */
 export interface BlobService {
-  /** True when the blob is stored (complete). */
+  /** True when the blob (or a chunk listed by {@linkcode BlobService.chunks}) is stored. */
   has(digest: B3Digest): Promise<boolean>;
-  /** Opens a stored blob for reading, or returns null when it is absent. */
+  /**
+   * Opens a stored blob for reading, or returns null when it is absent. The digest may also be
+   * that of a chunk listed by {@linkcode BlobService.chunks}: a chunk is a blob of its own.
+   */
   openRead(digest: B3Digest): Promise<BlobReader | null>;
+  /**
+   * The chunks a blob is stored as, in order, each with its own digest; `[]` when the blob is
+   * one chunk (or the backend does not chunk), null when it is absent. Optional: use
+   * {@linkcode blobChunks} to call it on any backend.
+   */
+  chunks?(digest: B3Digest): Promise<ChunkMeta[] | null>;
+  /**
+   * True when this backend's readers check every chunk (and every unchunked blob) against its
+   * digest before any of its bytes is returned, throwing {@linkcode CorruptDataError}. Where it
+   * is not set, {@linkcode openVerifiedRead} wraps the readers in {@linkcode verifyingReader}.
+   */
+  readonly verifiesReads?: boolean;
   /** Starts writing a new blob; its digest is known when the writer is closed. */
   openWrite(): Promise<BlobWriter>;
   /**

@@ -12,6 +12,7 @@ import {
   CHUNK_SIZE,
   type SmallBlobPut,
 } from "./blob_service.ts";
+import { openVerifiedRead } from "./verify.ts";
 
 /**
  * Stores a whole buffer (or a stream of buffers) as one blob and returns its digest.
@@ -86,8 +87,8 @@ export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut
 }
 
 /**
- * Reads a whole blob into memory; throws {@linkcode NotFoundError} when absent. For tests and
- * small blobs.
+ * Reads a whole blob into memory, verified; throws {@linkcode NotFoundError} when absent. For
+ * tests and small blobs.
  *
  * @example
  * ```ts
@@ -103,7 +104,7 @@ export function putSmallBlob(blobs: BlobService, data: Uint8Array): SmallBlobPut
  * ```
  */
 export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Uint8Array> {
-  const r = await blobs.openRead(digest);
+  const r = await openVerifiedRead(blobs, digest);
   if (!r) throw new NotFoundError(`blob ${digest} not found`);
   try {
     return concat(await collect(r.chunks()));

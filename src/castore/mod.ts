@@ -78,9 +78,11 @@ export {
   type BlobService,
   type BlobWriter,
   CHUNK_SIZE,
+  type ChunkMeta,
   type SmallBlobPut,
 } from "./blob_service.ts";
 export { putBlob, putSmallBlob, readBlob } from "./blob_util.ts";
+export { blobChunks, openVerifiedRead } from "./verify.ts";
 export type { DirectoryPutter, DirectoryService } from "./directory_service.ts";
 export { descendTo, findNode, traverseDirectories } from "./traverse.ts";
 export {

@@ -6,6 +6,7 @@
 import type { CommandSpec, Invocation } from "./args.ts";
 import { concat } from "../base/bytes.ts";
 import { B3Digest } from "../castore/digest.ts";
+import { openVerifiedRead } from "../castore/verify.ts";
 import { toBase64 } from "../base/bytes.ts";
 import { type AnyNode, directoryNodes, fromNodeMessage } from "../castore/directory.ts";
 import { NotFoundError } from "../base/errors.ts";
@@ -167,7 +168,7 @@ export const inspectCommands: readonly CommandSpec[] = [
       const { node, shown } = await resolve(services, inv.args.path as string);
       if (node.case !== "file") throw new CliError(`${shown} is a ${node.case}, not a file`);
       const digest = B3Digest.fromBytes(node.value.digest);
-      const r = await services.blobs.openRead(digest);
+      const r = await openVerifiedRead(services.blobs, digest);
       if (!r) throw new NotFoundError(`blob ${digest} of ${shown} is missing`);
       try {
         for await (const chunk of r.chunks()) await writeStdout(chunk);

@@ -2,12 +2,14 @@
  * The store as a read-only filesystem (the semantics of tvix-store's `TvixStoreFs`): the root
  * holds store paths, found by name on lookup and fetched lazily from the PathInfoService;
  * directories are fetched lazily from the DirectoryService; file contents come from the
- * BlobService. Missing directories and blobs are EIO (logged); the mount keeps serving.
+ * BlobService, every chunk verified before it is returned. Missing directories and blobs, and
+ * corrupt data, are EIO (logged); the mount keeps serving.
  *
  * @module
  */
 import type { BlobReader, BlobService } from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
+import { openVerifiedRead } from "../castore/verify.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import type { PathInfoService } from "../store/path_info_service.ts";
@@ -179,7 +181,7 @@ export class StoreFs implements FuseOps {
     const digest = B3Digest.fromBytes(data.digest);
     let reader;
     try {
-      reader = await this.#o.blobs.openRead(digest);
+      reader = await openVerifiedRead(this.#o.blobs, digest);
     } catch (e) {
       throw new FuseErrno(Errno.EIO, `blob ${digest}: ${e instanceof Error ? e.message : e}`);
     }

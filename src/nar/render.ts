@@ -7,6 +7,7 @@
  */
 import type { BlobService } from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
+import { openVerifiedRead } from "../castore/verify.ts";
 import { type AnyNode, directoryNodes } from "../castore/directory.ts";
 import { displayName } from "../base/bytes.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
@@ -71,7 +72,7 @@ export async function* walkNar(
       case "file": {
         const { size, executable } = node.value;
         const digest = B3Digest.fromBytes(node.value.digest);
-        const reader = await blobs.openRead(digest);
+        const reader = await openVerifiedRead(blobs, digest);
         if (!reader) {
           throw new NotFoundError(`blob ${digest} not found, referred to by ${displayName(name)}`);
         }

@@ -8,31 +8,50 @@ import type { ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest } from "../castore/digest.ts";
 import { NotFoundError } from "../base/errors.ts";
 import { type BlobService, CHUNK_SIZE } from "../castore/blob_service.ts";
+import { blobChunks, openVerifiedRead } from "../castore/verify.ts";
 import {
   type BlobChunk,
   BlobChunkSchema,
-  BlobMetaSchema,
   type BlobService as BlobServiceDesc,
   PutBlobResponseSchema,
+  StatBlobResponse_ChunkMetaSchema,
+  StatBlobResponseSchema,
 } from "../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 import { streaming, unary } from "./errors.ts";
 
 /** Largest BlobChunk the server sends (grpc clients reject messages over 4 MiB by default). */
 export const MAX_READ_CHUNK = CHUNK_SIZE;
 
-/** Handlers for BlobService: Stat, Read (chunks ≤ 1 MiB), Put (returns the BLAKE3 digest). */
+/**
+ * Handlers for BlobService: Stat (with the chunk list when asked), Read of a blob or a chunk
+ * (messages ≤ 1 MiB, every chunk verified before it is sent: corrupt data is DATA_LOSS), Put
+ * (returns the BLAKE3 digest).
+ */
 export function blobServiceImpl(blobs: BlobService): ServiceImpl<typeof BlobServiceDesc> {
   return {
     stat: (req) =>
       unary(async () => {
         const digest = B3Digest.fromBytes(req.digest);
-        if (!(await blobs.has(digest))) throw new NotFoundError(`blob ${digest} not found`);
-        return create(BlobMetaSchema, {});
+        if (!req.sendChunks) {
+          if (!(await blobs.has(digest))) throw new NotFoundError(`blob ${digest} not found`);
+          return create(StatBlobResponseSchema, {});
+        }
+        const chunks = await blobChunks(blobs, digest);
+        if (!chunks) throw new NotFoundError(`blob ${digest} not found`);
+        return create(StatBlobResponseSchema, {
+          chunks: chunks.map((c) =>
+            create(StatBlobResponse_ChunkMetaSchema, {
+              digest: c.digest.bytes,
+              size: BigInt(c.size),
+            })
+          ),
+        });
       }),
     read: (req) =>
       streaming(async function* () {
         const digest = B3Digest.fromBytes(req.digest);
-        const reader = await blobs.openRead(digest);
+        // Backends that do not verify their reads get wrapped: nothing corrupt is sent.
+        const reader = await openVerifiedRead(blobs, digest);
         if (!reader) throw new NotFoundError(`blob ${digest} not found`);
         try {
           for await (const chunk of reader.chunks()) {

@@ -7,6 +7,7 @@
 import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 import type { UniversalServerResponse } from "npm:@connectrpc/connect@2.2.0/protocol";
 import {
+  CorruptDataError,
   InvalidRequestError,
   NotFoundError,
   PreconditionError,
@@ -27,6 +28,7 @@ export function toConnectError(e: unknown): ConnectError {
     return new ConnectError(e.message, Code.FailedPrecondition);
   }
   if (e instanceof UnavailableError) return new ConnectError(e.message, Code.Unavailable);
+  if (e instanceof CorruptDataError) return new ConnectError(e.message, Code.DataLoss);
   if (e instanceof StorageError) return new ConnectError(e.message, Code.Internal);
   return new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
 }

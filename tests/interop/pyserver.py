@@ -31,7 +31,7 @@ class Blobs(bgrpc.BlobServiceServicer):
         check_len(ctx, req.digest, 32)
         if req.digest not in blobs:
             ctx.abort(grpc.StatusCode.NOT_FOUND, "blob not found")
-        return bpb.BlobMeta()
+        return bpb.StatBlobResponse()  # no chunk list, as servers before chunking
 
     def Read(self, req, ctx):
         check_len(ctx, req.digest, 32)

@@ -4,17 +4,18 @@
  * @module
  */
 import { Code, ConnectError, createClient } from "npm:@connectrpc/connect@2.2.0";
-import { B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
-import { InvalidRequestError, StorageError } from "../../base/errors.ts";
+import { B3Digest, blake3 } from "../../castore/digest.ts";
+import { CorruptDataError, InvalidRequestError, StorageError } from "../../base/errors.ts";
 import { BlobService as BlobServiceDesc } from "../../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 import { createTransport, fromGrpcError, type RemoteTransport } from "./transport.ts";
 import type {
   BlobReader,
   BlobService,
   BlobWriter,
+  ChunkMeta,
   SmallBlobPut,
 } from "../../castore/blob_service.ts";
-import { readAtFromChunks } from "../../castore/blob_util.ts";
+import { chunkedReader, wholeVerifiedReader } from "../../castore/verify.ts";
 
 /**
  * How many small-blob Put calls run at once on one service. An import hands over thousands of
@@ -24,10 +25,16 @@ import { readAtFromChunks } from "../../castore/blob_util.ts";
  */
 const SMALL_PUTS_IN_FLIGHT = 32;
 
+/** Verified chunks a reader keeps (each up to 4 MiB with our chunker). */
+const CHUNK_CACHE = 8;
+/** Chunks fetched ahead of a sequential reader. */
+const READAHEAD = 2;
+
 /**
- * A BlobService whose blobs live on a tvix-compatible gRPC server. A full read checks the
- * BLAKE3 of what arrived at its end and throws {@linkcode StorageError} on a mismatch; a lost
- * connection gives {@linkcode UnavailableError}.
+ * A BlobService whose blobs live on a tvix-compatible gRPC server. Every chunk, and every
+ * unchunked blob, is checked against its BLAKE3 digest before any of its bytes is returned
+ * ({@linkcode CorruptDataError} otherwise); a lost connection gives
+ * {@linkcode UnavailableError}.
  *
  * @example
  * ```ts
@@ -61,6 +68,9 @@ export class GrpcBlobService implements BlobService {
   #smallInFlight = 0;
   #smallQueue: (() => void)[] = [];
 
+  /** Readers verify every chunk before returning its bytes. */
+  readonly verifiesReads = true;
+
   /** Connects (lazily) to a `grpc+…` URL, or shares an existing transport. */
   constructor(target: string | RemoteTransport) {
     this.#remote = typeof target === "string" ? createTransport(target) : target;
@@ -78,98 +88,83 @@ export class GrpcBlobService implements BlobService {
     }
   }
 
-  /** The {@linkcode BlobService} method of the same name. */
-  async openRead(digest: B3Digest): Promise<BlobReader | null> {
-    // Start the read and look at its first answer: NOT_FOUND means absent. The stream is then
-    // handed to the first chunks() call, so a whole read costs one call.
-    let first: ChunkStream | null = this.#readStream(digest, 0);
+  /** The {@linkcode BlobService} method of the same name: Stat with `send_chunks`. */
+  async chunks(digest: B3Digest): Promise<ChunkMeta[] | null> {
+    let r;
     try {
-      await first.peek();
+      r = await this.#client.stat({ digest: digest.bytes, sendChunks: true });
     } catch (e) {
       if (ConnectError.from(e).code === Code.NotFound) return null;
       throw fromGrpcError(e, this.#remote.address);
     }
-    const open = (offset: number) => {
-      if (offset === 0 && first) {
-        const s = first;
-        first = null;
-        return s;
+    return r.chunks.map((c, i) => {
+      const size = Number(c.size);
+      if (c.digest.length !== 32 || !Number.isSafeInteger(size)) {
+        throw new StorageError(
+          `${this.#remote.address}: Stat of blob ${digest} listed an invalid chunk ${i}`,
+        );
       }
-      return this.#readStream(digest, offset);
-    };
-    const reader: BlobReader = {
-      chunks: (offset = 0) => open(offset).chunks(),
-      readAt: (offset, length) => readAtFromChunks(reader, offset, length),
-      close: async () => {
-        await first?.cancel();
-        first = null;
-      },
-    };
-    return reader;
+      return { digest: B3Digest.fromBytes(c.digest), size };
+    });
   }
 
   /**
-   * A Read call as a stream from `offset`. From offset 0 the digest is checked when the stream
-   * ends; from elsewhere the bytes before `offset` are skipped unchecked (the server has no
-   * ranged read).
+   * The {@linkcode BlobService} method of the same name. Asks Stat for the chunk list once; with
+   * one, reads fetch only the chunks they touch (Read by chunk digest), each verified before use,
+   * a few kept in a cache and the next ones fetched ahead of a sequential reader. Without one
+   * (old servers, unchunked backends), the blob is read in one Read stream and verified whole
+   * before its first byte is returned: held in memory up to 16 MiB, spooled to an unlinked
+   * temporary file beyond.
    */
-  #readStream(digest: B3Digest, offset: number): ChunkStream {
-    const abort = new AbortController();
-    const it = this.#client.read({ digest: digest.bytes }, { signal: abort.signal })[
-      Symbol.asyncIterator
-    ]();
+  async openRead(digest: B3Digest): Promise<BlobReader | null> {
+    const chunks = await this.chunks(digest);
+    if (!chunks) return null;
     const address = this.#remote.address;
-    let head: Promise<IteratorResult<{ data: Uint8Array }>> | null = null;
-    const next = () => {
-      const h = head;
-      head = null;
-      return h ?? it.next();
+    if (chunks.length > 0) {
+      return chunkedReader(digest, chunks, (c) => this.#readWhole(c.digest, c.size), {
+        cache: CHUNK_CACHE,
+        readahead: READAHEAD,
+        checkWhole: true,
+      });
+    }
+    const stream: BlobReader = {
+      chunks: () => this.#readStream(digest),
+      readAt: () => Promise.reject(new StorageError(`${address}: no ranged read`)),
+      close: () => Promise.resolve(),
     };
-    return {
-      peek: async () => {
-        head = it.next();
-        await head;
-      },
-      cancel: async () => {
-        abort.abort();
-        await it.return?.().catch(() => {});
-      },
-      async *chunks() {
-        const hasher = offset === 0 ? await createBlake3Hasher() : null;
-        let skip = offset;
-        try {
-          for (;;) {
-            let r;
-            try {
-              r = await next();
-            } catch (e) {
-              throw fromGrpcError(e, address);
-            }
-            if (r.done) break;
-            let data = r.value.data;
-            hasher?.update(data);
-            if (skip > 0) {
-              const k = Math.min(skip, data.length);
-              skip -= k;
-              data = data.subarray(k);
-              if (data.length === 0) continue;
-            }
-            yield data;
-          }
-        } finally {
-          // Stopping early (readAt, a consumer that breaks) cancels the call.
-          abort.abort();
-        }
-        if (hasher) {
-          const got = hasher.digest();
-          if (!got.equals(digest)) {
-            throw new StorageError(
-              `${address}: blob ${digest} arrived with digest ${got}: corrupt or wrong data`,
-            );
-          }
-        }
-      },
-    };
+    return wholeVerifiedReader(digest, stream, { spool: true });
+  }
+
+  /** One chunk (or small blob) read whole; more than `size` bytes is an error at once. */
+  async #readWhole(digest: B3Digest, size: number): Promise<Uint8Array> {
+    const out = new Uint8Array(size);
+    let got = 0;
+    for await (const data of this.#readStream(digest)) {
+      if (got + data.length > size) {
+        throw new CorruptDataError(
+          digest.toString(),
+          `${this.#remote.address}: chunk ${digest} is corrupt: more than ${size} bytes arrived`,
+        );
+      }
+      out.set(data, got);
+      got += data.length;
+    }
+    return got === size ? out : out.subarray(0, got);
+  }
+
+  /** A Read call's bytes as they arrive (unverified: callers verify). */
+  async *#readStream(digest: B3Digest): AsyncGenerator<Uint8Array> {
+    const abort = new AbortController();
+    try {
+      for await (const r of this.#client.read({ digest: digest.bytes }, { signal: abort.signal })) {
+        yield r.data;
+      }
+    } catch (e) {
+      throw fromGrpcError(e, this.#remote.address);
+    } finally {
+      // Stopping early (a consumer that breaks) cancels the call.
+      abort.abort();
+    }
   }
 
   /**
@@ -264,12 +259,6 @@ export class GrpcBlobService implements BlobService {
     this.#remote.close();
     return Promise.resolve();
   }
-}
-
-interface ChunkStream {
-  peek(): Promise<void>;
-  cancel(): Promise<void>;
-  chunks(): AsyncIterable<Uint8Array>;
 }
 
 /**

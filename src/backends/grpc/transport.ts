@@ -10,6 +10,7 @@ import { connect as tlsConnect } from "node:tls";
 import { Code, ConnectError, type Transport } from "npm:@connectrpc/connect@2.2.0";
 import { createGrpcTransport, Http2SessionManager } from "npm:@connectrpc/connect-node@2.2.0";
 import {
+  CorruptDataError,
   InvalidRequestError,
   NotFoundError,
   PreconditionError,
@@ -322,6 +323,9 @@ export function fromGrpcError(e: unknown, address: string): Error {
       return new NotFoundError(msg, { cause: e });
     case Code.FailedPrecondition:
       return new PreconditionError(msg, { cause: e });
+    case Code.DataLoss:
+      // The server found corrupt data; its message names the digest.
+      return new CorruptDataError(/b3:[A-Za-z0-9+/=]+/.exec(msg)?.[0] ?? "", msg, { cause: e });
     case Code.Unavailable:
     case Code.DeadlineExceeded:
     case Code.Aborted:

@@ -4,19 +4,24 @@
  * @module
  */
 import { type B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
-import { InvalidRequestError } from "../../base/errors.ts";
+import { InvalidRequestError, StorageError } from "../../base/errors.ts";
 import {
   type BlobReader,
   type BlobService,
   type BlobWriter,
   CHUNK_SIZE,
+  type ChunkMeta,
   type SmallBlobPut,
 } from "../../castore/blob_service.ts";
 import { bufferReader } from "../../castore/blob_util.ts";
+import { chunkBuffer } from "../../castore/chunker.ts";
+import { checkDigest, chunkedReader } from "../../castore/verify.ts";
 import { concat } from "../../base/bytes.ts";
 
 /**
- * Blobs in a Map, lost when the process ends (`memory://`).
+ * Blobs in a Map, lost when the process ends (`memory://`). Blobs over 1 MiB are cut into
+ * content-defined chunks ({@linkcode chunkBuffer}), each stored under its own digest; every
+ * read checks what it returns against its digest.
  *
  * @example
  * ```ts
@@ -29,7 +34,11 @@ import { concat } from "../../base/bytes.ts";
  * ```
  */
 export class MemoryBlobService implements BlobService {
-  #blobs = new Map<string, Uint8Array>();
+  /** Whole blobs and chunks by digest, and chunked blobs as their chunk lists. */
+  #blobs = new Map<string, Entry>();
+
+  /** Readers check each chunk, and each unchunked blob, before returning its bytes. */
+  readonly verifiesReads = true;
 
   /** The {@linkcode BlobService} method of the same name. */
   has(digest: B3Digest): Promise<boolean> {
@@ -37,9 +46,55 @@ export class MemoryBlobService implements BlobService {
   }
 
   /** The {@linkcode BlobService} method of the same name. */
+  chunks(digest: B3Digest): Promise<ChunkMeta[] | null> {
+    const e = this.#blobs.get(digest.key);
+    if (!e) return Promise.resolve(null);
+    return Promise.resolve(e.chunks ? e.chunks.map((c) => ({ ...c })) : []);
+  }
+
+  /** The {@linkcode BlobService} method of the same name: a blob's digest or a chunk's. */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
-    const data = this.#blobs.get(digest.key);
-    return Promise.resolve(data ? bufferReader(data) : null);
+    const e = this.#blobs.get(digest.key);
+    if (!e) return Promise.resolve(null);
+    if (e.chunks) {
+      const chunks = e.chunks;
+      return Promise.resolve(chunkedReader(digest, chunks, (c) => {
+        const data = this.#blobs.get(c.digest.key)?.data;
+        if (!data) {
+          return Promise.reject(new StorageError(`chunk ${c.digest} of blob ${digest} is missing`));
+        }
+        return Promise.resolve(data);
+      }));
+    }
+    return Promise.resolve(verifiedBuffer(digest, e.data!));
+  }
+
+  /**
+   * The stored bytes of an unchunked blob or of a chunk (not a copy), or null: for tests that
+   * corrupt stored data on purpose to see it caught.
+   */
+  storedBytes(digest: B3Digest): Uint8Array | null {
+    return this.#blobs.get(digest.key)?.data ?? null;
+  }
+
+  #store(digest: B3Digest, data: Uint8Array) {
+    if (this.#blobs.has(digest.key)) return;
+    if (data.length <= CHUNK_SIZE) {
+      this.#blobs.set(digest.key, { data });
+      return;
+    }
+    const pieces = chunkBuffer(data);
+    if (pieces.length === 1) {
+      this.#blobs.set(digest.key, { data });
+      return;
+    }
+    const chunks: ChunkMeta[] = [];
+    for (const p of pieces) {
+      const d = blake3(p);
+      chunks.push({ digest: d, size: p.length });
+      if (!this.#blobs.has(d.key)) this.#blobs.set(d.key, { data: p });
+    }
+    this.#blobs.set(digest.key, { chunks });
   }
 
   /** The {@linkcode BlobService} method of the same name. */
@@ -48,7 +103,7 @@ export class MemoryBlobService implements BlobService {
       throw new InvalidRequestError(`putSmall takes at most ${CHUNK_SIZE} bytes`);
     }
     const digest = blake3(data);
-    if (!this.#blobs.has(digest.key)) this.#blobs.set(digest.key, data);
+    this.#store(digest, data);
     return { digest, stored: Promise.resolve() };
   }
 
@@ -68,7 +123,7 @@ export class MemoryBlobService implements BlobService {
         if (aborted) throw new InvalidRequestError("blob writer was aborted");
         if (!result) {
           result = (await hasher).digest();
-          if (!this.#blobs.has(result.key)) this.#blobs.set(result.key, concat(parts));
+          this.#store(result, concat(parts));
           parts.length = 0;
         }
         return result;
@@ -85,4 +140,35 @@ export class MemoryBlobService implements BlobService {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** A stored unchunked blob or chunk (`data`), or a chunked blob (`chunks`). */
+interface Entry {
+  data?: Uint8Array;
+  chunks?: ChunkMeta[];
+}
+
+/** A reader over one stored buffer that hashes it once before the first byte goes out. */
+function verifiedBuffer(digest: B3Digest, data: Uint8Array): BlobReader {
+  const inner = bufferReader(data);
+  let checked = false;
+  const check = () => {
+    if (!checked) checkDigest(data, digest);
+    checked = true;
+  };
+  return {
+    readAt: (offset, length) => {
+      try {
+        check();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return inner.readAt(offset, length);
+    },
+    async *chunks(offset = 0) {
+      check();
+      yield* inner.chunks(offset);
+    },
+    close: () => inner.close(),
+  };
 }

@@ -13,7 +13,7 @@ import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
  * Describes the file tvix/castore/protos/rpc_blobstore.proto.
  */
 export const file_tvix_castore_protos_rpc_blobstore: GenFile = /*@__PURE__*/
-  fileDesc("Cid0dml4L2Nhc3RvcmUvcHJvdG9zL3JwY19ibG9ic3RvcmUucHJvdG8SD3R2aXguY2FzdG9yZS52MSIhCg9TdGF0QmxvYlJlcXVlc3QSDgoGZGlnZXN0GAEgASgMIgoKCEJsb2JNZXRhIiEKD1JlYWRCbG9iUmVxdWVzdBIOCgZkaWdlc3QYASABKAwiGQoJQmxvYkNodW5rEgwKBGRhdGEYASABKAwiIQoPUHV0QmxvYlJlc3BvbnNlEg4KBmRpZ2VzdBgBIAEoDDLhAQoLQmxvYlNlcnZpY2USQwoEU3RhdBIgLnR2aXguY2FzdG9yZS52MS5TdGF0QmxvYlJlcXVlc3QaGS50dml4LmNhc3RvcmUudjEuQmxvYk1ldGESRgoEUmVhZBIgLnR2aXguY2FzdG9yZS52MS5SZWFkQmxvYlJlcXVlc3QaGi50dml4LmNhc3RvcmUudjEuQmxvYkNodW5rMAESRQoDUHV0EhoudHZpeC5jYXN0b3JlLnYxLkJsb2JDaHVuaxogLnR2aXguY2FzdG9yZS52MS5QdXRCbG9iUmVzcG9uc2UoAUIsWipjb2RlLnR2bC5meWkvdHZpeC9jYXN0b3JlL3Byb3RvcztjYXN0b3JldjFiBnByb3RvMw");
+  fileDesc("Cid0dml4L2Nhc3RvcmUvcHJvdG9zL3JwY19ibG9ic3RvcmUucHJvdG8SD3R2aXguY2FzdG9yZS52MSJICg9TdGF0QmxvYlJlcXVlc3QSDgoGZGlnZXN0GAEgASgMEhMKC3NlbmRfY2h1bmtzGAIgASgIEhAKCHNlbmRfYmFvGAMgASgIIocBChBTdGF0QmxvYlJlc3BvbnNlEjsKBmNodW5rcxgCIAMoCzIrLnR2aXguY2FzdG9yZS52MS5TdGF0QmxvYlJlc3BvbnNlLkNodW5rTWV0YRILCgNiYW8YAyABKAwaKQoJQ2h1bmtNZXRhEg4KBmRpZ2VzdBgBIAEoDBIMCgRzaXplGAIgASgEIiEKD1JlYWRCbG9iUmVxdWVzdBIOCgZkaWdlc3QYASABKAwiGQoJQmxvYkNodW5rEgwKBGRhdGEYASABKAwiIQoPUHV0QmxvYlJlc3BvbnNlEg4KBmRpZ2VzdBgBIAEoDDLpAQoLQmxvYlNlcnZpY2USSwoEU3RhdBIgLnR2aXguY2FzdG9yZS52MS5TdGF0QmxvYlJlcXVlc3QaIS50dml4LmNhc3RvcmUudjEuU3RhdEJsb2JSZXNwb25zZRJGCgRSZWFkEiAudHZpeC5jYXN0b3JlLnYxLlJlYWRCbG9iUmVxdWVzdBoaLnR2aXguY2FzdG9yZS52MS5CbG9iQ2h1bmswARJFCgNQdXQSGi50dml4LmNhc3RvcmUudjEuQmxvYkNodW5rGiAudHZpeC5jYXN0b3JlLnYxLlB1dEJsb2JSZXNwb25zZSgBQixaKmNvZGUudHZsLmZ5aS90dml4L2Nhc3RvcmUvcHJvdG9zO2Nhc3RvcmV2MWIGcHJvdG8z");
 
 /**
  * @generated from message tvix.castore.v1.StatBlobRequest
@@ -25,6 +25,20 @@ export type StatBlobRequest = Message<"tvix.castore.v1.StatBlobRequest"> & {
    * @generated from field: bytes digest = 1;
    */
   digest: Uint8Array;
+
+  /**
+   * Whether the server should reply with a list of more granular chunks.
+   *
+   * @generated from field: bool send_chunks = 2;
+   */
+  sendChunks: boolean;
+
+  /**
+   * Whether the server should reply with a bao.
+   *
+   * @generated from field: bool send_bao = 3;
+   */
+  sendBao: boolean;
 };
 
 /**
@@ -35,17 +49,59 @@ export const StatBlobRequestSchema: GenMessage<StatBlobRequest> = /*@__PURE__*/
   messageDesc(file_tvix_castore_protos_rpc_blobstore, 0);
 
 /**
- * @generated from message tvix.castore.v1.BlobMeta
+ * @generated from message tvix.castore.v1.StatBlobResponse
  */
-export type BlobMeta = Message<"tvix.castore.v1.BlobMeta"> & {
+export type StatBlobResponse = Message<"tvix.castore.v1.StatBlobResponse"> & {
+  /**
+   * If `send_chunks` was set to true, this MAY contain a list of more
+   * granular chunks, which then may be read individually via the `Read`
+   * method. Empty: the blob is one chunk, or the server does not chunk.
+   *
+   * @generated from field: repeated tvix.castore.v1.StatBlobResponse.ChunkMeta chunks = 2;
+   */
+  chunks: StatBlobResponse_ChunkMeta[];
+
+  /**
+   * If `send_bao` was set to true, this MAY contain a outboard bao.
+   * The exact format and message types here will still be fleshed out.
+   *
+   * @generated from field: bytes bao = 3;
+   */
+  bao: Uint8Array;
 };
 
 /**
- * Describes the message tvix.castore.v1.BlobMeta.
- * Use `create(BlobMetaSchema)` to create a new message.
+ * Describes the message tvix.castore.v1.StatBlobResponse.
+ * Use `create(StatBlobResponseSchema)` to create a new message.
  */
-export const BlobMetaSchema: GenMessage<BlobMeta> = /*@__PURE__*/
+export const StatBlobResponseSchema: GenMessage<StatBlobResponse> = /*@__PURE__*/
   messageDesc(file_tvix_castore_protos_rpc_blobstore, 1);
+
+/**
+ * @generated from message tvix.castore.v1.StatBlobResponse.ChunkMeta
+ */
+export type StatBlobResponse_ChunkMeta = Message<"tvix.castore.v1.StatBlobResponse.ChunkMeta"> & {
+  /**
+   * Digest of that specific chunk
+   *
+   * @generated from field: bytes digest = 1;
+   */
+  digest: Uint8Array;
+
+  /**
+   * Length of that chunk, in bytes.
+   *
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message tvix.castore.v1.StatBlobResponse.ChunkMeta.
+ * Use `create(StatBlobResponse_ChunkMetaSchema)` to create a new message.
+ */
+export const StatBlobResponse_ChunkMetaSchema: GenMessage<StatBlobResponse_ChunkMeta> = /*@__PURE__*/
+  messageDesc(file_tvix_castore_protos_rpc_blobstore, 1, 0);
 
 /**
  * @generated from message tvix.castore.v1.ReadBlobRequest
@@ -110,17 +166,22 @@ export const PutBlobResponseSchema: GenMessage<PutBlobResponse> = /*@__PURE__*/
  */
 export const BlobService: GenService<{
   /**
-   * In the future, Stat will expose more metadata about a given blob,
-   * such as more granular chunking, baos.
-   * For now, it's only used to check for the existence of a blob, as asking
-   * this for a non-existing Blob will return a Status::not_found gRPC error.
+   * Stat can be used to check for the existence of a blob, as well as
+   * gathering more data about it, like more granular chunking information
+   * or baos.
+   * Server implementations are not required to provide more granular chunking
+   * information, especially if the digest specified in [StatBlobRequest] is
+   * already a chunk of a blob.
+   * Asking for a non-existing blob returns a Status::not_found gRPC error.
+   * (Later tvix schema; an old server's empty BlobMeta reply decodes as a
+   * StatBlobResponse without chunks.)
    *
    * @generated from rpc tvix.castore.v1.BlobService.Stat
    */
   stat: {
     methodKind: "unary";
     input: typeof StatBlobRequestSchema;
-    output: typeof BlobMetaSchema;
+    output: typeof StatBlobResponseSchema;
   },
   /**
    * Read returns a stream of BlobChunk, which is just a stream of bytes with
@@ -128,6 +189,9 @@ export const BlobService: GenService<{
    *
    * The server may decide on whatever chunking it may seem fit as a size for
    * the individual BlobChunk sent in the response stream.
+   *
+   * It specifically is NOT necessary to use the chunk sizes from Stat: the
+   * digest may be that of a whole blob or of one of the chunks Stat listed.
    *
    * @generated from rpc tvix.castore.v1.BlobService.Read
    */

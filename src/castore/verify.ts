@@ -1,0 +1,449 @@
+/**
+ * Verified reads: readers that check each chunk (or a whole unchunked blob) against its BLAKE3
+ * digest before any of its bytes reaches the caller, for every backend.
+ *
+ * @module
+ */
+import { concat } from "../base/bytes.ts";
+import { CorruptDataError, StorageError } from "../base/errors.ts";
+import { type B3Digest, blake3, createBlake3Hasher } from "./digest.ts";
+import { type BlobReader, type BlobService, CHUNK_SIZE, type ChunkMeta } from "./blob_service.ts";
+
+/**
+ * Throws {@linkcode CorruptDataError} naming `digest` unless `data` hashes to it (and has
+ * `size` bytes, when given). `what` is "blob" or "chunk"; `context` is added in parentheses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CorruptDataError } from "@nixcas/nixcas";
+ * import { blake3 } from "@nixcas/nixcas/castore";
+ * import { checkDigest } from "./verify.ts";
+ * const data = new TextEncoder().encode("hello");
+ * checkDigest(data, blake3(data));
+ * data[0] ^= 1;
+ * assert.throws(() => checkDigest(data, blake3(new TextEncoder().encode("hello"))), CorruptDataError);
+ * ```
+ */
+export function checkDigest(
+  data: Uint8Array,
+  digest: B3Digest,
+  what = "blob",
+  size?: number,
+  context = "",
+): void {
+  const where = context ? ` (${context})` : "";
+  if (size !== undefined && data.length !== size) {
+    throw new CorruptDataError(
+      digest.toString(),
+      `${what} ${digest} is corrupt: ${data.length} bytes instead of ${size}${where}`,
+    );
+  }
+  const got = blake3(data);
+  if (!got.equals(digest)) {
+    throw new CorruptDataError(
+      digest.toString(),
+      `${what} ${digest} is corrupt: its bytes hash to ${got}${where}`,
+    );
+  }
+}
+
+/**
+ * {@linkcode BlobService.chunks} on any backend: a backend without it answers `[]` for a stored
+ * blob (unchunked) and null for an absent one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { B3Digest, blobChunks, putBlob } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
+ * const digest = await putBlob(blobs, new TextEncoder().encode("small"));
+ * assert.deepEqual(await blobChunks(blobs, digest), []); // one chunk
+ * assert.equal(await blobChunks(blobs, B3Digest.fromBytes(new Uint8Array(32))), null);
+ * ```
+ */
+export async function blobChunks(
+  blobs: BlobService,
+  digest: B3Digest,
+): Promise<ChunkMeta[] | null> {
+  if (blobs.chunks) return await blobs.chunks(digest);
+  return (await blobs.has(digest)) ? [] : null;
+}
+
+/**
+ * Opens a blob (or chunk) for reading with every byte verified: the backend's own reader when
+ * it verifies ({@linkcode BlobService.verifiesReads}), else that reader wrapped in
+ * {@linkcode verifyingReader}. Null when absent.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { openVerifiedRead, putBlob } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
+ * const digest = await putBlob(blobs, new TextEncoder().encode("hi"));
+ * const r = (await openVerifiedRead(blobs, digest))!;
+ * assert.equal(new TextDecoder().decode(await r.readAt(0, 2)), "hi");
+ * await r.close();
+ * ```
+ */
+export async function openVerifiedRead(
+  blobs: BlobService,
+  digest: B3Digest,
+): Promise<BlobReader | null> {
+  if (blobs.verifiesReads) return await blobs.openRead(digest);
+  const chunks = await blobChunks(blobs, digest);
+  if (!chunks) return null;
+  const reader = await blobs.openRead(digest);
+  if (!reader) return null;
+  return verifyingReader(reader, digest, chunks);
+}
+
+/**
+ * Wraps an unverified reader of blob `digest` (stored as `chunks`, `[]` if unchunked) so that
+ * nothing unverified comes out. Chunked: each chunk is read whole at its offset, checked
+ * against its digest and kept in a small cache. Unchunked: the whole blob is hashed before its
+ * first byte is returned; up to {@linkcode VERIFY_BUFFER_LIMIT} it is held in memory and served
+ * from there, beyond that it is hashed in a first pass and then read again from the source
+ * (a sequential read from offset 0 hashes again and fails at its end if the bytes changed
+ * between the passes). This is what a backend that does not verify itself calls.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CorruptDataError } from "@nixcas/nixcas";
+ * import { blake3 } from "@nixcas/nixcas/castore";
+ * import { bufferReader } from "./blob_util.ts";
+ * import { verifyingReader } from "./verify.ts";
+ * const data = new TextEncoder().encode("Hello, world!\n");
+ * const digest = blake3(data);
+ * const bad = data.slice();
+ * bad[3] ^= 1;
+ * const r = verifyingReader(bufferReader(bad), digest, []);
+ * await assert.rejects(r.readAt(0, 5), CorruptDataError);
+ * const ok = verifyingReader(bufferReader(data), digest, []);
+ * assert.equal(new TextDecoder().decode(await ok.readAt(7, 5)), "world");
+ * ```
+ */
+export function verifyingReader(
+  reader: BlobReader,
+  digest: B3Digest,
+  chunks: ChunkMeta[],
+): BlobReader {
+  if (chunks.length > 0) {
+    const starts = chunkStarts(chunks);
+    return chunkedReader(digest, chunks, (_c, i) => readFull(reader, starts[i], chunks[i].size), {
+      close: () => reader.close(),
+    });
+  }
+  return wholeVerifiedReader(digest, reader, { spool: false });
+}
+
+/** How much of an unchunked blob a verifying reader holds in memory (16 MiB). */
+export const VERIFY_BUFFER_LIMIT = 16 << 20;
+
+/** Reads exactly `length` bytes at `offset` (fewer only at the end). */
+async function readFull(r: BlobReader, offset: number, length: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  while (got < length) {
+    const p = await r.readAt(offset + got, length - got);
+    if (p.length === 0) break;
+    parts.push(p);
+    got += p.length;
+  }
+  return parts.length === 1 ? parts[0] : concat(parts);
+}
+
+function chunkStarts(chunks: ChunkMeta[]): number[] {
+  const starts: number[] = [];
+  let o = 0;
+  for (const c of chunks) {
+    starts.push(o);
+    o += c.size;
+  }
+  starts.push(o);
+  return starts;
+}
+
+/** Options of {@linkcode chunkedReader}. */
+export interface ChunkedReaderOptions {
+  /** Verified chunks kept per reader (default 4). */
+  cache?: number;
+  /** Chunks fetched ahead of a sequential reader (default 0). */
+  readahead?: number;
+  /**
+   * Also hash a whole sequential read from offset 0 and fail at its end unless it is the blob's
+   * digest: for chunk lists from an untrusted source (a remote server).
+   */
+  checkWhole?: boolean;
+  /** Called by close(). */
+  close?: () => Promise<void>;
+}
+
+/**
+ * A {@linkcode BlobReader} over a blob stored as `chunks`: `load` fetches one chunk's bytes,
+ * which are checked against that chunk's digest and size before use; a mismatch throws
+ * {@linkcode CorruptDataError} naming the chunk. A read at any offset costs the chunks it
+ * touches; recently used chunks are cached (verified).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3 } from "@nixcas/nixcas/castore";
+ * import { concat } from "../base/bytes.ts";
+ * import { chunkedReader } from "./verify.ts";
+ * const enc = new TextEncoder();
+ * const parts = [enc.encode("Hello, "), enc.encode("world!\n")];
+ * const chunks = parts.map((p) => ({ digest: blake3(p), size: p.length }));
+ * const r = chunkedReader(blake3(concat(parts)), chunks, (_c, i) => Promise.resolve(parts[i]));
+ * assert.equal(new TextDecoder().decode(await r.readAt(5, 4)), ", wo");
+ * ```
+ */
+export function chunkedReader(
+  digest: B3Digest,
+  chunks: ChunkMeta[],
+  load: (chunk: ChunkMeta, index: number) => Promise<Uint8Array>,
+  opts: ChunkedReaderOptions = {},
+): BlobReader {
+  const starts = chunkStarts(chunks);
+  const total = starts[chunks.length];
+  const cacheSize = Math.max(1, opts.cache ?? 4);
+  const readahead = opts.readahead ?? 0;
+  const cache = new Map<number, Promise<Uint8Array>>();
+  let last = -2;
+  let closed = false;
+
+  const get = (i: number): Promise<Uint8Array> => {
+    let p = cache.get(i);
+    if (p) {
+      cache.delete(i); // most recently used goes last
+    } else {
+      const c = chunks[i];
+      p = load(c, i).then((data) => {
+        checkDigest(data, c.digest, "chunk", c.size, `chunk ${i} of blob ${digest}`);
+        return data;
+      });
+      // A failed chunk is fetched again next time; a prefetch nobody awaits must not reject
+      // unobserved.
+      p.catch(() => {
+        if (cache.get(i) === p) cache.delete(i);
+      });
+    }
+    cache.set(i, p);
+    while (cache.size > cacheSize) cache.delete(cache.keys().next().value!);
+    return p;
+  };
+  const prefetch = (from: number) => {
+    for (let k = from; k < Math.min(chunks.length, from + readahead); k++) {
+      if (!cache.has(k)) get(k);
+    }
+  };
+  const find = (offset: number): number => {
+    let lo = 0;
+    let hi = chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  return {
+    async readAt(offset, length) {
+      if (closed) throw new StorageError(`reader of blob ${digest} is closed`);
+      if (offset >= total || length <= 0) return new Uint8Array(0);
+      const end = Math.min(total, offset + length);
+      const first = find(offset);
+      const parts: Uint8Array[] = [];
+      let i = first;
+      for (; i < chunks.length && starts[i] < end; i++) {
+        // Sequential access (this chunk or the next one again): fetch ahead.
+        if (readahead > 0 && (i === last || i === last + 1)) prefetch(i + 1);
+        last = i;
+        const data = await get(i);
+        parts.push(data.subarray(Math.max(0, offset - starts[i]), end - starts[i]));
+      }
+      return parts.length === 1 ? parts[0] : concat(parts);
+    },
+    async *chunks(offset = 0) {
+      if (offset >= total) return;
+      const hasher = opts.checkWhole && offset === 0 ? await createBlake3Hasher() : null;
+      for (let i = find(offset); i < chunks.length; i++) {
+        prefetch(i + 1);
+        const data = await get(i);
+        hasher?.update(data);
+        for (let o = Math.max(0, offset - starts[i]); o < data.length; o += CHUNK_SIZE) {
+          yield data.subarray(o, Math.min(data.length, o + CHUNK_SIZE));
+        }
+      }
+      if (hasher) {
+        const got = hasher.digest();
+        if (!got.equals(digest)) {
+          throw new CorruptDataError(
+            digest.toString(),
+            `blob ${digest}: its chunks are intact but together hash to ${got}: wrong chunk list`,
+          );
+        }
+      }
+    },
+    async close() {
+      closed = true;
+      cache.clear();
+      await opts.close?.();
+    },
+  };
+}
+
+/** Options of {@linkcode wholeVerifiedReader}. */
+export interface WholeVerifiedOptions {
+  /** Bytes held in memory at most (default {@linkcode VERIFY_BUFFER_LIMIT}). */
+  bufferLimit?: number;
+  /**
+   * Past the limit: true copies the verified bytes into an unlinked temporary file and serves
+   * from it (for a source that cannot be read twice cheaply, a remote); false reads the source
+   * again after the hash pass (a local store).
+   */
+  spool: boolean;
+}
+
+type Verified =
+  | { kind: "memory"; data: Uint8Array }
+  | { kind: "file"; file: Deno.FsFile; size: number }
+  | { kind: "source"; size: number };
+
+/**
+ * A {@linkcode BlobReader} over an unchunked blob whose digest can only be checked as a whole:
+ * the first read reads `source` from offset 0 to its end (one stream), hashing it, and no byte
+ * is returned before the digest matched ({@linkcode CorruptDataError} otherwise). Up to
+ * `bufferLimit` bytes are kept in memory; larger blobs are spooled or re-read, see
+ * {@linkcode WholeVerifiedOptions.spool}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3 } from "@nixcas/nixcas/castore";
+ * import { bufferReader } from "./blob_util.ts";
+ * import { wholeVerifiedReader } from "./verify.ts";
+ * const data = new TextEncoder().encode("Hello, world!\n");
+ * const r = wholeVerifiedReader(blake3(data), bufferReader(data), { spool: false });
+ * assert.equal(new TextDecoder().decode(await r.readAt(7, 5)), "world");
+ * await r.close();
+ * ```
+ */
+export function wholeVerifiedReader(
+  digest: B3Digest,
+  source: BlobReader,
+  opts: WholeVerifiedOptions,
+): BlobReader {
+  const limit = opts.bufferLimit ?? VERIFY_BUFFER_LIMIT;
+  let verified: Promise<Verified> | null = null;
+  let closed = false;
+  let fileLock: Promise<unknown> = Promise.resolve();
+
+  const verify = async (): Promise<Verified> => {
+    const hasher = await createBlake3Hasher();
+    let parts: Uint8Array[] | null = [];
+    let size = 0;
+    let file: Deno.FsFile | null = null;
+    try {
+      for await (const c of source.chunks(0)) {
+        hasher.update(c);
+        size += c.length;
+        if (file) {
+          await writeAll(file, c);
+        } else if (parts) {
+          parts.push(c.slice());
+          if (size > limit) {
+            if (opts.spool) {
+              const path = await Deno.makeTempFile({ prefix: "nixcas-verify-" });
+              file = await Deno.open(path, { read: true, write: true });
+              await Deno.remove(path); // gone with the descriptor
+              for (const p of parts) await writeAll(file, p);
+            }
+            parts = null;
+          }
+        }
+      }
+      const got = hasher.digest();
+      if (!got.equals(digest)) {
+        throw new CorruptDataError(
+          digest.toString(),
+          `blob ${digest} is corrupt: its bytes hash to ${got}`,
+        );
+      }
+    } catch (e) {
+      file?.close();
+      throw e;
+    }
+    if (file) return { kind: "file", file, size };
+    if (parts) return { kind: "memory", data: parts.length === 1 ? parts[0] : concat(parts) };
+    return { kind: "source", size };
+  };
+  const ready = () => {
+    if (closed) return Promise.reject(new StorageError(`reader of blob ${digest} is closed`));
+    verified ??= verify();
+    return verified;
+  };
+  const readFile = (file: Deno.FsFile, offset: number, length: number) => {
+    const run = fileLock.then(async () => {
+      const out = new Uint8Array(length);
+      await file.seek(offset, Deno.SeekMode.Start);
+      let got = 0;
+      while (got < length) {
+        const n = await file.read(out.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      return out.subarray(0, got);
+    });
+    fileLock = run.catch(() => {});
+    return run;
+  };
+
+  return {
+    async readAt(offset, length) {
+      const v = await ready();
+      if (v.kind === "memory") return v.data.subarray(offset, offset + length);
+      const n = Math.max(0, Math.min(length, v.size - offset));
+      if (n === 0) return new Uint8Array(0);
+      if (v.kind === "file") return await readFile(v.file, offset, n);
+      return await source.readAt(offset, n);
+    },
+    async *chunks(offset = 0) {
+      const v = await ready();
+      if (v.kind === "memory" || v.kind === "file") {
+        const size = v.kind === "memory" ? v.data.length : v.size;
+        for (let o = offset; o < size; o += CHUNK_SIZE) {
+          const n = Math.min(CHUNK_SIZE, size - o);
+          yield v.kind === "memory" ? v.data.subarray(o, o + n) : await readFile(v.file, o, n);
+        }
+        return;
+      }
+      // Second pass over the source: hashed again from 0, so a change since is noticed.
+      const hasher = offset === 0 ? await createBlake3Hasher() : null;
+      for await (const c of source.chunks(offset)) {
+        hasher?.update(c);
+        yield c;
+      }
+      if (hasher && !hasher.digest().equals(digest)) {
+        throw new CorruptDataError(
+          digest.toString(),
+          `blob ${digest} changed while it was read: corrupt storage`,
+        );
+      }
+    },
+    async close() {
+      closed = true;
+      const v = verified;
+      verified = null;
+      await v?.then((x) => x.kind === "file" && x.file.close(), () => {});
+      await source.close();
+    },
+  };
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array) {
+  for (let o = 0; o < data.length;) o += await file.write(data.subarray(o));
+}
