@@ -178,8 +178,64 @@ export interface ChunkedReaderOptions {
    * digest: for chunk lists from an untrusted source (a remote server).
    */
   checkWhole?: boolean;
+  /**
+   * The whole blob's bytes as one stream, unverified: a sequential read of everything
+   * (`chunks()` from offset 0) then takes this one stream, cut at the chunk boundaries and
+   * each chunk checked before it is yielded, instead of one `load` per chunk.
+   */
+  stream?: () => AsyncIterable<Uint8Array>;
   /** Called by close(). */
   close?: () => Promise<void>;
+}
+
+/**
+ * Cuts one stream of a blob's bytes at its chunk boundaries and yields each chunk (in pieces of
+ * at most {@linkcode CHUNK_SIZE}) once its digest is checked: memory is one chunk at most.
+ */
+async function* streamedChunks(
+  digest: B3Digest,
+  chunks: ChunkMeta[],
+  stream: AsyncIterable<Uint8Array>,
+  checkWhole: boolean,
+): AsyncGenerator<Uint8Array> {
+  const hasher = checkWhole ? await createBlake3Hasher() : null;
+  let i = 0;
+  let buf = new Uint8Array(chunks[0]?.size ?? 0);
+  let got = 0;
+  const what = (k: number) => `chunk ${k} of blob ${digest}`;
+  for await (let data of stream) {
+    while (data.length > 0) {
+      if (i >= chunks.length) {
+        throw new CorruptDataError(digest.toString(), `blob ${digest}: more bytes than its chunks`);
+      }
+      const n = Math.min(data.length, buf.length - got);
+      buf.set(data.subarray(0, n), got);
+      got += n;
+      data = data.subarray(n);
+      if (got === buf.length) {
+        checkDigest(buf, chunks[i].digest, "chunk", chunks[i].size, what(i));
+        hasher?.update(buf);
+        for (let o = 0; o < buf.length; o += CHUNK_SIZE) {
+          yield buf.subarray(o, Math.min(buf.length, o + CHUNK_SIZE));
+        }
+        i++;
+        buf = new Uint8Array(chunks[i]?.size ?? 0);
+        got = 0;
+      }
+    }
+  }
+  if (i < chunks.length) {
+    checkDigest(buf.subarray(0, got), chunks[i].digest, "chunk", chunks[i].size, what(i));
+  }
+  if (hasher) {
+    const whole = hasher.digest();
+    if (!whole.equals(digest)) {
+      throw new CorruptDataError(
+        digest.toString(),
+        `blob ${digest}: its chunks are intact but together hash to ${whole}: wrong chunk list`,
+      );
+    }
+  }
 }
 
 /**
@@ -269,6 +325,10 @@ export function chunkedReader(
     },
     async *chunks(offset = 0) {
       if (offset >= total) return;
+      if (offset === 0 && opts.stream) {
+        yield* streamedChunks(digest, chunks, opts.stream(), opts.checkWhole ?? false);
+        return;
+      }
       const hasher = opts.checkWhole && offset === 0 ? await createBlake3Hasher() : null;
       for (let i = find(offset); i < chunks.length; i++) {
         prefetch(i + 1);

@@ -125,6 +125,9 @@ export class GrpcBlobService implements BlobService {
         cache: CHUNK_CACHE,
         readahead: READAHEAD,
         checkWhole: true,
+        // A whole read is one Read call, as before chunks existed: a daemon shutting down lets
+        // calls in flight finish but takes no new ones.
+        stream: () => this.#readStream(digest),
       });
     }
     const stream: BlobReader = {
