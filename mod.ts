@@ -38,7 +38,7 @@ if (import.meta.main) {
   // runtime's teardown (≈3 ms of every command).
   Deno.exit(0);
 }
-export * from "./src/castore/import.ts";
+export * from "./src/castore/import/mod.ts";
 export * from "./src/store/path_info.ts";
 export * from "./src/backends/memory/path_info.ts";
 export * from "./src/base/message.ts";

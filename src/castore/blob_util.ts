@@ -4,6 +4,7 @@
  * @module
  */
 import { concat } from "../base/bytes.ts";
+import { collect } from "../base/async.ts";
 import { type B3Digest, blake3 } from "./digest.ts";
 import { InvalidRequestError, NotFoundError, StorageError } from "../base/errors.ts";
 import {
@@ -12,6 +13,9 @@ import {
   CHUNK_SIZE,
   type SmallBlobPut,
 } from "./blob_service.ts";
+
+// Long exported from here (the public API and callers reading blobs use it beside readBlob).
+export { collect };
 
 /**
  * Stores a whole buffer (or a stream of buffers) as one blob and returns its digest.
@@ -105,24 +109,6 @@ export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Ui
   } finally {
     await r.close();
   }
-}
-
-/**
- * Collects an async iterable into an array.
- *
- * @example
- * ```ts
- * import { collect, makeDirectory, MemoryDirectoryService } from "../../mod.ts";
- * const directories = new MemoryDirectoryService();
- * const root = await directories.put(makeDirectory({}));
- * const closure = await collect(directories.getRecursive(root));
- * closure.length; // => 1
- * ```
- */
-export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
 }
 
 /**

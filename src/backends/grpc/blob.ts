@@ -15,6 +15,7 @@ import type {
   SmallBlobPut,
 } from "../../castore/blob_service.ts";
 import { readAtFromChunks } from "../../castore/blob_util.ts";
+import { Channel } from "../../base/async.ts";
 
 /**
  * How many small-blob Put calls run at once on one service. An import hands over thousands of
@@ -250,60 +251,4 @@ interface ChunkStream {
   peek(): Promise<void>;
   cancel(): Promise<void>;
   chunks(): AsyncIterable<Uint8Array>;
-}
-
-/**
- * A one-slot async channel: push() resolves when the consumer took the item, so a writer
- * never runs ahead of the network by more than one chunk.
- */
-export class Channel<T> implements AsyncIterable<T> {
-  #item: { value: T; taken: () => void; failed: (e: Error) => void } | null = null;
-  #waiter: (() => void) | null = null;
-  #ended = false;
-  #error: Error | null = null;
-
-  /** Offers an item; resolves once it was taken, rejects when the channel failed. */
-  push(value: T): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#ended) return Promise.reject(new Error("channel ended"));
-    return new Promise((taken, failed) => {
-      this.#item = { value, taken, failed };
-      this.#wake();
-    });
-  }
-
-  /** No more items: the consumer's loop ends after the current one. */
-  end(): void {
-    this.#ended = true;
-    this.#wake();
-  }
-
-  /** Fails the channel: a pending and all future pushes reject with `e`; the consumer stops. */
-  fail(e: Error): void {
-    this.#error ??= e;
-    this.#item?.failed(this.#error);
-    this.#item = null;
-    this.#ended = true;
-    this.#wake();
-  }
-
-  #wake() {
-    const w = this.#waiter;
-    this.#waiter = null;
-    w?.();
-  }
-
-  /** Yields items as they are pushed, until end() or fail(). */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      while (!this.#item && !this.#ended) {
-        await new Promise<void>((r) => (this.#waiter = r));
-      }
-      const item = this.#item;
-      if (!item) return;
-      this.#item = null;
-      item.taken();
-      yield item.value;
-    }
-  }
 }
