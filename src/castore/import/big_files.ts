@@ -85,15 +85,17 @@ export class BigFiles {
       permits.release();
       return null;
     }
-    let fd: number;
+    let fd = -1;
+    let sink: ImportFileSink | null = null;
     try {
       fd = e.open();
+      // The contents' place is reserved now; the upload fills it.
+      if (run.observer) sink = run.observer.fileDeferred(e.executable, e.size);
     } catch (err) {
+      if (fd >= 0) libc.close(fd);
       permits.release();
       throw err;
     }
-    // The contents' place is reserved now; the upload fills it.
-    const sink = run.observer ? run.observer.fileDeferred(e.executable, e.size) : null;
     const uploading = this.#upload(fd, e.path, sink, e).finally(permits.release);
     const inflight = run.inflight;
     inflight.add(uploading);
