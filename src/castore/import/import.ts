@@ -182,7 +182,18 @@ class Importer {
           break;
         }
         case "file":
-          await this.#file(e);
+          // The small-file path awaits nothing unless the observer holds too much: for a tree of
+          // small files an await per file is a measurable share of the work.
+          this.#count(e);
+          if (isSmallFile(e)) {
+            frames.file(e.depth, this.#small.add(e));
+            this.#sinceTurn += e.size;
+            // Files waiting behind a big one may be held by the observer: bound them.
+            if (observer && observer.heldBytes > HELD_MAX) await this.#waitHeld();
+          } else {
+            const started = await this.#big.start(e);
+            if (started) frames.file(e.depth, started.node);
+          }
           break;
         case "end":
           observer?.directoryEnd();
@@ -213,27 +224,21 @@ class Importer {
     this.#big.drain();
   }
 
-  async #file(e: WalkFile): Promise<void> {
-    const run = this.#run;
+  /** Counts a file into the walk's totals (at once for a root file). */
+  #count(e: WalkFile): void {
     this.#walked.files++;
     this.#walked.bytes += e.size;
     if (e.depth === 0) {
-      run.progress.totalFiles = 1;
-      run.progress.totalBytes = e.size;
+      this.#run.progress.totalFiles = 1;
+      this.#run.progress.totalBytes = e.size;
     }
-    if (isSmallFile(e)) {
-      this.#frames.file(e.depth, this.#small.add(e));
-      this.#sinceTurn += e.size;
-      // Files waiting behind a big one may be held by the observer: bound them.
-      const observer = this.#observer;
-      const inflight = run.inflight;
-      while (observer && observer.heldBytes > HELD_MAX && inflight.size > 0) {
-        await Promise.race(inflight);
-      }
-      return;
-    }
-    const started = await this.#big.start(e);
-    if (started) this.#frames.file(e.depth, started.node);
+  }
+
+  /** Waits for uploads (which deliver deferred contents) while the observer holds too much. */
+  async #waitHeld(): Promise<void> {
+    const observer = this.#observer!;
+    const inflight = this.#run.inflight;
+    while (observer.heldBytes > HELD_MAX && inflight.size > 0) await Promise.race(inflight);
   }
 
   /**
