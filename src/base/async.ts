@@ -138,11 +138,12 @@ export function quiet<T>(p: Promise<T>): Promise<T> {
  *
  * @example
  * ```ts
- * import { collect, makeDirectory, MemoryDirectoryService } from "../../mod.ts";
- * const directories = new MemoryDirectoryService();
- * const root = await directories.put(makeDirectory({}));
- * const closure = await collect(directories.getRecursive(root));
- * closure.length; // => 1
+ * import assert from "node:assert/strict";
+ * import { collect } from "./async.ts";
+ * async function* countdown(n: number) {
+ *   while (n > 0) yield n--;
+ * }
+ * assert.deepEqual(await collect(countdown(3)), [3, 2, 1]);
  * ```
  */
 export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
