@@ -67,6 +67,8 @@ export { MemoryBlobService } from "./src/backends/memory/blob.ts";
 export { MemoryDirectoryService } from "./src/backends/memory/directory.ts";
 export { MemoryPathInfoService } from "./src/backends/memory/path_info.ts";
 export {
+  type ImportFileSink,
+  type ImportObserver,
   type ImportOptions,
   importPath,
   type ImportProgress,
@@ -78,10 +80,11 @@ export {
   type WalkEntryBase,
   type WalkFile,
   type WalkSymlink,
-} from "./src/castore/import.ts";
+} from "./src/castore/import/mod.ts";
 export {
   calculateNar,
   type NarCalculation,
+  NarImportObserver,
   type NarSlot,
   OrderedNarHasher,
 } from "./src/nar/hash.ts";

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { collect } from "../base/async.ts";
 import { concat } from "../base/bytes.ts";
 import { type B3Digest, blake3 } from "./digest.ts";
 import { InvalidRequestError, NotFoundError, StorageError } from "../base/errors.ts";
@@ -111,27 +112,6 @@ export async function readBlob(blobs: BlobService, digest: B3Digest): Promise<Ui
   } finally {
     await r.close();
   }
-}
-
-/**
- * Collects an async iterable into an array.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { MemoryDirectoryService } from "@nixcas/nixcas/backends";
- * import { makeDirectory } from "@nixcas/nixcas/castore";
- * import { collect } from "./blob_util.ts";
- * const directories = new MemoryDirectoryService();
- * const root = await directories.put(makeDirectory({}));
- * const closure = await collect(directories.getRecursive(root));
- * assert.equal(closure.length, 1);
- * ```
- */
-export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
 }
 
 /**

@@ -86,9 +86,11 @@ export { blobChunks, openVerifiedRead } from "./verify.ts";
 export type { DirectoryPutter, DirectoryService } from "./directory_service.ts";
 export { descendTo, findNode, traverseDirectories } from "./traverse.ts";
 export {
+  type ImportFileSink,
+  type ImportObserver,
   type ImportOptions,
   importPath,
   type ImportProgress,
   UnsupportedFileTypeError,
-} from "./import.ts";
+} from "./import/mod.ts";
 export type { FileKind } from "../sys/libc.ts";

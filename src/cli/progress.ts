@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ImportProgress } from "../castore/import.ts";
+import type { ImportProgress } from "../castore/import/mod.ts";
 
 const enc = new TextEncoder();
 

@@ -1,5 +1,6 @@
 /**
- * NAR size and SHA-256 of a castore node, computed while streaming (the NAR is never held).
+ * NAR size and SHA-256 of a castore node, computed while streaming (the NAR is never held), and
+ * of a tree while castore imports it ({@linkcode NarImportObserver}, on its observer hook).
  *
  * @module
  */
@@ -8,7 +9,8 @@ import type { AnyNode } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import { createSha256Stream, type Sha256Stream } from "../hash/sha256.ts";
 import { writeNar } from "./render.ts";
-import type { NarSink } from "./writer.ts";
+import type { ImportFileSink, ImportObserver } from "../castore/import/observer.ts";
+import { type NarSink, NarWriter } from "./writer.ts";
 
 /**
  * Size and SHA-256 of the NAR serialisation of a node, as
@@ -355,5 +357,116 @@ export class NarSlot {
   wake(): void {
     this.#wakeUp?.();
     this.#wakeUp = null;
+  }
+}
+
+/**
+ * Hashes the NAR of what {@linkcode importPath} imports, in the same pass: pass it as the
+ * `observer` option, then read {@linkcode NarImportObserver.result}. Structure goes through a
+ * {@linkcode NarWriter} into an {@linkcode OrderedNarHasher}; a deferred file gets a
+ * {@linkcode NarSlot} at its place in the stream.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   calculateNar,
+ *   importPath,
+ *   MemoryBlobService,
+ *   MemoryDirectoryService,
+ *   NarImportObserver,
+ *   toHex,
+ * } from "../../mod.ts";
+ * const tmp = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${tmp}/hello.txt`, "Hello, world!\n");
+ * const nar = new NarImportObserver();
+ * const blobs = new MemoryBlobService();
+ * const directories = new MemoryDirectoryService();
+ * const root = await importPath(`${tmp}/hello.txt`, blobs, directories, { observer: nar });
+ * const { narSize, narSha256 } = await nar.result();
+ * assert.equal(narSize, 128);
+ * assert.equal(
+ *   toHex(narSha256),
+ *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
+ * );
+ * // The same as rendering the stored tree's NAR afterwards.
+ * assert.deepEqual(await calculateNar(root, blobs, directories), { narSize, narSha256 });
+ * await Deno.remove(tmp, { recursive: true });
+ * ```
+ */
+export class NarImportObserver implements ImportObserver {
+  /** The hasher the NAR goes to. */
+  readonly hasher: OrderedNarHasher;
+  #nar: NarWriter;
+
+  /** Hashes into `hasher` (a new one by default). */
+  constructor(hasher: OrderedNarHasher = new OrderedNarHasher()) {
+    this.hasher = hasher;
+    this.#nar = new NarWriter(hasher.sink);
+  }
+
+  /** Size and SHA-256 of the NAR; once the import has returned. */
+  result(): Promise<NarCalculation> {
+    return this.hasher.result();
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name. */
+  directoryStart(): void {
+    this.#nar.directoryStart();
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name. */
+  entry(name: Uint8Array): void {
+    this.#nar.entry(name);
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name. */
+  symlink(target: Uint8Array): void {
+    this.#nar.symlink(target);
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name. */
+  fileStart(executable: boolean, size: number): void {
+    this.#nar.fileStart(executable, size);
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name (the hasher may keep `bytes`). */
+  fileChunk(bytes: Uint8Array): void {
+    this.#nar.fileChunk(bytes);
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name. */
+  fileEnd(): void {
+    this.#nar.fileEnd();
+  }
+
+  /** Reserves the contents' place in the NAR: the returned slot fills it. */
+  fileDeferred(executable: boolean, size: number): ImportFileSink {
+    const nar = this.#nar;
+    nar.fileStart(executable, size);
+    nar.fileContentsElsewhere();
+    const slot = this.hasher.slot(size);
+    nar.fileEnd();
+    return slot;
+  }
+
+  /** The {@linkcode ImportObserver} method of the same name. */
+  directoryEnd(): void {
+    this.#nar.directoryEnd();
+  }
+
+  /** Checks the NAR is complete and hands the writer's last bytes to the hasher. */
+  finish(): void {
+    this.#nar.finish();
+  }
+
+  /** {@linkcode OrderedNarHasher.heldBytes}. */
+  get heldBytes(): number {
+    return this.hasher.heldBytes;
+  }
+
+  /** {@linkcode OrderedNarHasher.backlogBytes}. */
+  get backlogBytes(): number {
+    return this.hasher.backlogBytes;
   }
 }

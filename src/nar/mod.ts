@@ -27,4 +27,4 @@
  */
 export { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
 export { renderNar, writeNar } from "./render.ts";
-export { calculateNar, type NarCalculation } from "./hash.ts";
+export { calculateNar, type NarCalculation, NarImportObserver } from "./hash.ts";

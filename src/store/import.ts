@@ -7,8 +7,8 @@
 import type { BlobService } from "../castore/blob_service.ts";
 import type { AnyNode } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
-import { importPath, type ImportProgress } from "../castore/import.ts";
-import { OrderedNarHasher } from "../nar/hash.ts";
+import { importPath, type ImportProgress } from "../castore/import/mod.ts";
+import { NarImportObserver } from "../nar/hash.ts";
 import { makePathInfo } from "./path_info.ts";
 import { sourceStorePath, type StorePath, validateName } from "./store_path.ts";
 import type { PathInfo, PathInfoService } from "./path_info_service.ts";
@@ -167,12 +167,12 @@ export async function importStorePath(
   const name = baseName(path);
   validateName(name, path);
   // The NAR is hashed in the same pass that reads the files, so nothing is read twice.
-  const narHasher = new OrderedNarHasher();
+  const nar = new NarImportObserver();
   const root: AnyNode = await importPath(path, services.blobs, services.directories, {
     ...opts,
-    narHasher,
+    observer: nar,
   });
-  const { narSize, narSha256 } = await narHasher.result();
+  const { narSize, narSha256 } = await nar.result();
   const storePath = sourceStorePath(name, narSha256);
   const info = makePathInfo({ storePath, node: root, narSize, narSha256 });
   const pathInfo = await services.pathInfos.put(info);

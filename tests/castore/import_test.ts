@@ -22,9 +22,9 @@ import {
   UnsupportedFileTypeError,
   walk,
   type WalkEntry,
-} from "../../src/castore/import.ts";
+} from "../../src/castore/import/mod.ts";
 import * as libc from "../../src/sys/libc.ts";
-import { calculateNar, OrderedNarHasher } from "../../src/nar/hash.ts";
+import { calculateNar, NarImportObserver } from "../../src/nar/hash.ts";
 
 const enc = new TextEncoder();
 const b = (s: string) => enc.encode(s);
@@ -610,12 +610,12 @@ Deno.test("small files handed over but not stored are bounded, not the whole tre
     for (const [concurrency, maxBytes, maxFiles] of [[1, 4 << 20, 512], [8, 20 << 20, 2560]]) {
       const blobs = new DeferredSmallBlobs();
       const dirs = new MemoryDirectoryService();
-      const narHasher = new OrderedNarHasher();
+      const nar = new NarImportObserver();
       let maxBacklog = 0;
       const node = await importPath(dir, blobs, dirs, {
         concurrency,
-        narHasher,
-        onProgress: () => maxBacklog = Math.max(maxBacklog, narHasher.backlogBytes),
+        observer: nar,
+        onProgress: () => maxBacklog = Math.max(maxBacklog, nar.backlogBytes),
       });
       assert.deepEqual(node, reference);
       assert.ok(blobs.maxBytes <= maxBytes, `${concurrency}: ${blobs.maxBytes} bytes pending`);
@@ -623,7 +623,7 @@ Deno.test("small files handed over but not stored are bounded, not the whole tre
       // Bytes waiting for the SHA-256 thread are bounded too.
       assert.ok(maxBacklog <= 24 << 20, `${concurrency}: NAR hash backlog ${maxBacklog}`);
       assert.equal(blobs.pendingFiles, 0); // all stored before the import returned
-      assert.deepEqual(await narHasher.result(), await calculateNar(node, blobs, dirs));
+      assert.deepEqual(await nar.result(), await calculateNar(node, blobs, dirs));
     }
   });
 });
@@ -698,7 +698,7 @@ Deno.test("failures anywhere reject the import; nothing is left rejecting unobse
     };
     await assert.rejects(
       importPath(dir, failingSmall("later"), new MemoryDirectoryService(), {
-        narHasher: new OrderedNarHasher(),
+        observer: new NarImportObserver(),
       }),
       /commit failed/,
     );
@@ -709,7 +709,7 @@ Deno.test("failures anywhere reject the import; nothing is left rejecting unobse
     // The walk fails while small blobs, a big upload and the NAR hash are still in flight.
     const slow = new DeferredSmallBlobs();
     await assert.rejects(
-      importPath(dir, slow, new MemoryDirectoryService(), { narHasher: new OrderedNarHasher() }),
+      importPath(dir, slow, new MemoryDirectoryService(), { observer: new NarImportObserver() }),
       fifo,
     );
     assert.equal(slow.opened, slow.closed + slow.aborted);

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
 import type { BlobService } from "../../src/castore/blob_service.ts";
-import { collect, putBlob, putSmallBlob, readBlob } from "../../src/castore/blob_util.ts";
+import { putBlob, putSmallBlob, readBlob } from "../../src/castore/blob_util.ts";
+import { collect } from "../../src/base/async.ts";
 import { concat } from "../../src/base/bytes.ts";
 import { CHUNK_SIZE } from "../../src/castore/blob_service.ts";
 import { blake3 } from "../../src/castore/digest.ts";

@@ -14,7 +14,7 @@ import {
 import { InvalidRequestError } from "../../src/base/errors.ts";
 import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import { descendTo } from "../../src/castore/traverse.ts";
-import { collect } from "../../src/castore/blob_util.ts";
+import { collect } from "../../src/base/async.ts";
 import { suiteTest } from "./suite.ts";
 import type { Backend } from "./backends.ts";
 import {

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { B3Digest } from "../../src/castore/digest.ts";
-import { collect, putBlob, readBlob } from "../../src/castore/blob_util.ts";
+import { putBlob, readBlob } from "../../src/castore/blob_util.ts";
+import { collect } from "../../src/base/async.ts";
 import { directoryDigest, type FileNode, makeDirectory } from "../../src/castore/directory.ts";
 import { CorruptDataError } from "../../src/base/errors.ts";
 import { concat } from "../../src/base/bytes.ts";

@@ -7,9 +7,9 @@ import type { AnyNode } from "../../src/castore/directory.ts";
 import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
-import { collect } from "../../src/castore/blob_util.ts";
+import { collect } from "../../src/base/async.ts";
 import { concat } from "../../src/base/bytes.ts";
-import { importPath } from "../../src/castore/import.ts";
+import { importPath } from "../../src/castore/import/mod.ts";
 import { sourceStorePath } from "../../src/store/store_path.ts";
 
 const te = new TextEncoder();

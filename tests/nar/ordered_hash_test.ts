@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
 import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
-import { importPath } from "../../src/castore/import.ts";
-import { calculateNar, OrderedNarHasher } from "../../src/nar/hash.ts";
+import { importPath } from "../../src/castore/import/mod.ts";
+import { calculateNar, NarImportObserver, OrderedNarHasher } from "../../src/nar/hash.ts";
 import { sha256 } from "../../src/hash/sha256.ts";
 
 Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in flight", async () => {
@@ -28,9 +28,9 @@ Deno.test("NAR hash in the import pass equals the rendered NAR's, big files in f
     for (const concurrency of [1, 8]) {
       const blobs = new MemoryBlobService();
       const dirs = new MemoryDirectoryService();
-      const narHasher = new OrderedNarHasher();
-      const root = await importPath(`${dir}/t`, blobs, dirs, { concurrency, narHasher });
-      const inPass = await narHasher.result();
+      const nar = new NarImportObserver();
+      const root = await importPath(`${dir}/t`, blobs, dirs, { concurrency, observer: nar });
+      const inPass = await nar.result();
       const rendered = await calculateNar(root, blobs, dirs);
       assert.equal(inPass.narSize, rendered.narSize, `size, concurrency ${concurrency}`);
       assert.deepEqual(inPass.narSha256, rendered.narSha256, `sha256, concurrency ${concurrency}`);

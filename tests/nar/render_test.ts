@@ -19,7 +19,7 @@ import {
 } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 import { calculateNar } from "../../src/nar/hash.ts";
 import { renderNar } from "../../src/nar/render.ts";
-import { collect } from "../../src/castore/blob_util.ts";
+import { collect } from "../../src/base/async.ts";
 import { concat } from "../../src/base/bytes.ts";
 import {
   DIRECTORY_COMPLICATED,

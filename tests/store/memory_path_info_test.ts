@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { collect } from "../../src/castore/blob_util.ts";
+import { collect } from "../../src/base/async.ts";
 import {
   type AnyNode,
   directoryNodeFor,

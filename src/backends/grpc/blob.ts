@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { Channel } from "../../base/async.ts";
 import { Code, ConnectError, createClient } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest, blake3 } from "../../castore/digest.ts";
 import { CorruptDataError, InvalidRequestError, StorageError } from "../../base/errors.ts";
@@ -261,61 +262,5 @@ export class GrpcBlobService implements BlobService {
   close(): Promise<void> {
     this.#remote.close();
     return Promise.resolve();
-  }
-}
-
-/**
- * A one-slot async channel: push() resolves when the consumer took the item, so a writer
- * never runs ahead of the network by more than one chunk.
- */
-export class Channel<T> implements AsyncIterable<T> {
-  #item: { value: T; taken: () => void; failed: (e: Error) => void } | null = null;
-  #waiter: (() => void) | null = null;
-  #ended = false;
-  #error: Error | null = null;
-
-  /** Offers an item; resolves once it was taken, rejects when the channel failed. */
-  push(value: T): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#ended) return Promise.reject(new Error("channel ended"));
-    return new Promise((taken, failed) => {
-      this.#item = { value, taken, failed };
-      this.#wake();
-    });
-  }
-
-  /** No more items: the consumer's loop ends after the current one. */
-  end(): void {
-    this.#ended = true;
-    this.#wake();
-  }
-
-  /** Fails the channel: a pending and all future pushes reject with `e`; the consumer stops. */
-  fail(e: Error): void {
-    this.#error ??= e;
-    this.#item?.failed(this.#error);
-    this.#item = null;
-    this.#ended = true;
-    this.#wake();
-  }
-
-  #wake() {
-    const w = this.#waiter;
-    this.#waiter = null;
-    w?.();
-  }
-
-  /** Yields items as they are pushed, until end() or fail(). */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      while (!this.#item && !this.#ended) {
-        await new Promise<void>((r) => (this.#waiter = r));
-      }
-      const item = this.#item;
-      if (!item) return;
-      this.#item = null;
-      item.taken();
-      yield item.value;
-    }
   }
 }

@@ -9,7 +9,7 @@ import { type Directory, directoryDigest, validateDirectory } from "../../castor
 import { InvalidRequestError, StorageError } from "../../base/errors.ts";
 import { DirectoryService as DirectoryServiceDesc } from "../../gen/tvix/castore/protos/rpc_directory_pb.ts";
 import { createTransport, fromGrpcError, type RemoteTransport } from "./transport.ts";
-import { Channel } from "./blob.ts";
+import { Channel } from "../../base/async.ts";
 import { ClosureValidator } from "../../castore/closure.ts";
 import type { DirectoryPutter, DirectoryService } from "../../castore/directory_service.ts";
 
