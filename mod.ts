@@ -60,38 +60,6 @@ export { type ImportResult, importStorePath, type StoreImportOptions } from "./s
 export { openStore, type Store } from "./src/backends/open.ts";
 export type { OpenOptions } from "./src/backends/sqlite/blob.ts";
 
-// Transitional, removed once the importer split lands (issue 18 item 4): the doc examples of
-// castore/import.ts, store/import.ts and nar/hash.ts, changed on another branch, import these
-// from here. Not part of the public API.
-export { MemoryBlobService } from "./src/backends/memory/blob.ts";
-export { MemoryDirectoryService } from "./src/backends/memory/directory.ts";
-export { MemoryPathInfoService } from "./src/backends/memory/path_info.ts";
-export {
-  type ImportFileSink,
-  type ImportObserver,
-  type ImportOptions,
-  importPath,
-  type ImportProgress,
-  UnsupportedFileTypeError,
-  walk,
-  type WalkDirectory,
-  type WalkEnd,
-  type WalkEntry,
-  type WalkEntryBase,
-  type WalkFile,
-  type WalkSymlink,
-} from "./src/castore/import/mod.ts";
-export {
-  calculateNar,
-  type NarCalculation,
-  NarImportObserver,
-  type NarSlot,
-  OrderedNarHasher,
-} from "./src/nar/hash.ts";
-export { NarWriter } from "./src/nar/writer.ts";
-export { baseName, type StoreServices } from "./src/store/import.ts";
-export { toHex } from "./src/base/bytes.ts";
-
 import { main } from "./src/cli/main.ts";
 if (import.meta.main) {
   await main();

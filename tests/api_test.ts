@@ -12,11 +12,6 @@ const exportsMap: Record<string, string> = typeof config.exports === "string"
   : config.exports;
 const entries = Object.values(exportsMap).map((p) => p.replace(/^\.\//, ""));
 
-/**
- * Files whose examples another branch is still changing (the importer split, issue 18 item 4):
- * their examples may still import mod.ts relatively or print instead of asserting.
- */
-const EXAMPLES_NOT_YET = /^src\/(castore\/import\/[a-z_]+|store\/import|nar\/hash)\.ts$/;
 /** Public symbols that have no example yet (none now; the check below keeps the list honest). */
 const SYMBOLS_NOT_YET = new Set<string>([]);
 
@@ -74,7 +69,6 @@ function examplesOf(file: string): { line: number; code: string; ignored: boolea
 Deno.test("api: doc examples run, assert, and import no mod.ts by relative path", () => {
   const problems: string[] = [];
   for (const file of [...sourceFiles("src"), "mod.ts"]) {
-    if (EXAMPLES_NOT_YET.test(file)) continue;
     for (const ex of examplesOf(file)) {
       const where = `${file}:${ex.line}`;
       if (ex.ignored) {

@@ -18,13 +18,13 @@ import { type NarSink, NarWriter } from "./writer.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   MemoryBlobService,
  *   MemoryDirectoryService,
  *   MemoryPathInfoService,
- *   type NarCalculation,
- *   toHex,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import type { NarCalculation } from "@nixcas/nixcas/nar";
  * const pathInfos = new MemoryPathInfoService(
  *   new MemoryBlobService(),
  *   new MemoryDirectoryService(),
@@ -37,7 +37,8 @@ import { type NarSink, NarWriter } from "./writer.ts";
  *     target: new TextEncoder().encode("/etc/hosts"),
  *   },
  * });
- * console.log(nar.narSize, toHex(nar.narSha256).length); // 128 64
+ * assert.equal(nar.narSize, 128);
+ * assert.equal(nar.narSha256.length, 32);
  * ```
  */
 export interface NarCalculation {
@@ -54,14 +55,10 @@ export interface NarCalculation {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type AnyNode,
- *   calculateNar,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   putBlob,
- *   toHex,
- * } from "../../mod.ts";
+ * import { Buffer } from "node:buffer";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { type AnyNode, putBlob } from "@nixcas/nixcas/castore";
+ * import { calculateNar } from "@nixcas/nixcas/nar";
  * const blobs = new MemoryBlobService();
  * const contents = new TextEncoder().encode("Hello, world!\n");
  * const node: AnyNode = {
@@ -77,7 +74,7 @@ export interface NarCalculation {
  * const { narSize, narSha256 } = await calculateNar(node, blobs, new MemoryDirectoryService());
  * assert.equal(narSize, 128);
  * assert.equal(
- *   toHex(narSha256),
+ *   Buffer.from(narSha256).toString("hex"),
  *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
  * );
  * ```
@@ -110,7 +107,9 @@ const SLOT_BUFFER_MAX = 8 << 20;
  * ```ts
  * import assert from "node:assert/strict";
  * import { createHash } from "node:crypto";
- * import { NarWriter, OrderedNarHasher, toHex } from "../../mod.ts";
+ * import { NarWriter } from "@nixcas/nixcas/nar";
+ * import { OrderedNarHasher } from "./hash.ts";
+ * import { toHex } from "../base/bytes.ts";
  * const enc = new TextEncoder();
  * const files = [["a.txt", enc.encode("first\n")], ["b.txt", enc.encode("second\n")]] as const;
  *
@@ -248,7 +247,9 @@ export class OrderedNarHasher {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { NarWriter, OrderedNarHasher, toHex } from "../../mod.ts";
+ * import { NarWriter } from "@nixcas/nixcas/nar";
+ * import { OrderedNarHasher } from "./hash.ts";
+ * import { toHex } from "../base/bytes.ts";
  * const enc = new TextEncoder();
  * const hasher = new OrderedNarHasher();
  * const nar = new NarWriter(hasher.sink);
@@ -369,14 +370,10 @@ export class NarSlot {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   calculateNar,
- *   importPath,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   NarImportObserver,
- *   toHex,
- * } from "../../mod.ts";
+ * import { Buffer } from "node:buffer";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { importPath } from "@nixcas/nixcas/castore";
+ * import { calculateNar, NarImportObserver } from "@nixcas/nixcas/nar";
  * const tmp = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${tmp}/hello.txt`, "Hello, world!\n");
  * const nar = new NarImportObserver();
@@ -386,7 +383,7 @@ export class NarSlot {
  * const { narSize, narSha256 } = await nar.result();
  * assert.equal(narSize, 128);
  * assert.equal(
- *   toHex(narSha256),
+ *   Buffer.from(narSha256).toString("hex"),
  *   "5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
  * );
  * // The same as rendering the stored tree's NAR afterwards.
@@ -395,7 +392,10 @@ export class NarSlot {
  * ```
  */
 export class NarImportObserver implements ImportObserver {
-  /** The hasher the NAR goes to. */
+  /**
+   * @internal The hasher the NAR goes to. Not part of the API, nor is the constructor's
+   * argument (callers leave it out): read {@linkcode NarImportObserver.result}.
+   */
   readonly hasher: OrderedNarHasher;
   #nar: NarWriter;
 

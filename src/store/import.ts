@@ -18,13 +18,14 @@ import type { PathInfo, PathInfoService } from "./path_info_service.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
- *   importStorePath,
  *   MemoryBlobService,
  *   MemoryDirectoryService,
  *   MemoryPathInfoService,
- *   type StoreServices,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import { importStorePath, type StoreServices } from "@nixcas/nixcas/store";
+ * // Any three services will do, e.g. blobs on one backend and metadata on another.
  * const blobs = new MemoryBlobService();
  * const directories = new MemoryDirectoryService();
  * const services: StoreServices = {
@@ -35,7 +36,8 @@ import type { PathInfo, PathInfoService } from "./path_info_service.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
  * const { storePath } = await importStorePath(`${dir}/hello.txt`, services);
- * console.log(storePath.absolute); // "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt"
+ * assert.equal(storePath.absolute, "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt");
+ * assert(await services.pathInfos.get(storePath.digest));
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -54,11 +56,14 @@ export interface StoreServices {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ImportResult, importStorePath, openStore, toHex } from "../../mod.ts";
- * // One line per import: store path, NAR size and NAR hash.
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import { type ImportResult, importStorePath, nixbase32 } from "@nixcas/nixcas/store";
+ * // One line per import: store path, NAR size and NAR hash (as `nix path-info` shows them).
  * function describe({ storePath, pathInfo }: ImportResult): string {
  *   const narinfo = pathInfo.narinfo!;
- *   return `${storePath.absolute} ${narinfo.narSize} sha256:${toHex(narinfo.narSha256)}`;
+ *   return `${storePath.absolute} ${narinfo.narSize} sha256:${
+ *     nixbase32.encode(narinfo.narSha256)
+ *   }`;
  * }
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
@@ -67,7 +72,7 @@ export interface StoreServices {
  * assert.equal(
  *   line,
  *   "/nix/store/xrabnx1r49hn890prhx86h6iyn19p976-hello.txt 128 " +
- *     "sha256:5849379a8b8cbfc4131d0c0f89ad020ea270d85f161e257b7d52135b58337ece",
+ *     "sha256:1kky6dc5n4sjgmxja7hnbzc718hf0anqj3qc3l9w9gwcifd3fjaq",
  * );
  * await store.close();
  * await Deno.remove(dir, { recursive: true });
@@ -86,12 +91,9 @@ export interface ImportResult {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type ImportProgress,
- *   importStorePath,
- *   openStore,
- *   type StoreImportOptions,
- * } from "../../mod.ts";
+ * import { openStore } from "@nixcas/nixcas/backends";
+ * import type { ImportProgress } from "@nixcas/nixcas/castore";
+ * import { importStorePath, type StoreImportOptions } from "@nixcas/nixcas/store";
  * const dir = await Deno.makeTempDir();
  * await Deno.mkdir(`${dir}/site`);
  * await Deno.writeTextFile(`${dir}/site/index.html`, "<h1>Hi</h1>\n");
@@ -117,9 +119,10 @@ export interface StoreImportOptions {
  *
  * @example
  * ```ts
- * import { baseName } from "../../mod.ts";
- * baseName("/home/alice/src/"); // => "src"
- * baseName("hello.txt"); // => "hello.txt"
+ * import assert from "node:assert/strict";
+ * import { baseName } from "./import.ts";
+ * assert.equal(baseName("/home/alice/src/"), "src");
+ * assert.equal(baseName("hello.txt"), "hello.txt");
  * ```
  */
 export function baseName(path: string): string {
@@ -134,12 +137,13 @@ export function baseName(path: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
- *   importStorePath,
  *   MemoryBlobService,
  *   MemoryDirectoryService,
  *   MemoryPathInfoService,
- * } from "../../mod.ts";
+ * } from "@nixcas/nixcas/backends";
+ * import { importStorePath, StorePathError } from "@nixcas/nixcas/store";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/README`, "Hello, world!\n");
@@ -154,8 +158,16 @@ export function baseName(path: string): string {
  *   directories,
  *   pathInfos,
  * });
- * console.log(storePath.absolute); // "/nix/store/93nvhq507c1s79lhl682yg2r6czqd43b-hello"
- * console.log(pathInfo.narinfo?.narSize); // 904n
+ * assert.equal(storePath.absolute, "/nix/store/93nvhq507c1s79lhl682yg2r6czqd43b-hello");
+ * assert.equal(pathInfo.narinfo?.narSize, 904n);
+ * assert.deepEqual(await pathInfos.get(storePath.digest), pathInfo);
+ *
+ * // A basename that cannot be a store path name is refused before anything is stored.
+ * await Deno.writeTextFile(`${tmp}/my notes.txt`, "");
+ * await assert.rejects(
+ *   importStorePath(`${tmp}/my notes.txt`, { blobs, directories, pathInfos }),
+ *   StorePathError,
+ * );
  * await Deno.remove(tmp, { recursive: true });
  * ```
  */

@@ -21,14 +21,9 @@ import { walk, type WalkFile } from "./walk.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   calculateNar,
- *   importPath,
- *   type ImportOptions,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   NarImportObserver,
- * } from "../../../mod.ts";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { importPath, type ImportOptions } from "@nixcas/nixcas/castore";
+ * import { calculateNar, NarImportObserver } from "@nixcas/nixcas/nar";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
@@ -91,13 +86,8 @@ const ENTRY_COST = 4 << 10;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   B3Digest,
- *   importPath,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   readBlob,
- * } from "../../../mod.ts";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { B3Digest, importPath, readBlob } from "@nixcas/nixcas/castore";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });

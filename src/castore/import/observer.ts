@@ -13,7 +13,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { ImportFileSink } from "../../../mod.ts";
+ * import type { ImportFileSink } from "@nixcas/nixcas/castore";
  * // A sink that counts bytes and checks the size it was promised.
  * function counting(size: number): ImportFileSink & { got: number } {
  *   return {
@@ -58,13 +58,8 @@ export interface ImportFileSink {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   type ImportFileSink,
- *   type ImportObserver,
- *   importPath,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- * } from "../../../mod.ts";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { type ImportFileSink, type ImportObserver, importPath } from "@nixcas/nixcas/castore";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });

@@ -13,12 +13,8 @@ import type { ImportObserver } from "./observer.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   importPath,
- *   type ImportProgress,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- * } from "../../../mod.ts";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { importPath, type ImportProgress } from "@nixcas/nixcas/castore";
  * const tmp = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${tmp}/README`, "Hello, world!\n");
  * await Deno.writeFile(`${tmp}/data.bin`, new Uint8Array(3 << 20)); // 3 MiB

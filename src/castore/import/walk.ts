@@ -16,12 +16,8 @@ import * as libc from "../../sys/libc.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   importPath,
- *   MemoryBlobService,
- *   MemoryDirectoryService,
- *   UnsupportedFileTypeError,
- * } from "../../../mod.ts";
+ * import { MemoryBlobService, MemoryDirectoryService } from "@nixcas/nixcas/backends";
+ * import { importPath, UnsupportedFileTypeError } from "@nixcas/nixcas/castore";
  * const dir = await Deno.makeTempDir();
  * const listener = Deno.listen({ transport: "unix", path: `${dir}/app.sock` });
  * await assert.rejects(
@@ -58,7 +54,7 @@ export class UnsupportedFileTypeError extends InvalidRequestError {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk, type WalkEntryBase } from "../../../mod.ts";
+ * import { walk, type WalkEntryBase } from "./walk.ts";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n");
@@ -85,7 +81,7 @@ export interface WalkEntryBase {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk, type WalkDirectory } from "../../../mod.ts";
+ * import { walk, type WalkDirectory } from "./walk.ts";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/share/doc`, { recursive: true });
  * const dirs: WalkDirectory[] = [];
@@ -108,7 +104,7 @@ export interface WalkDirectory extends WalkEntryBase {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk, type WalkFile } from "../../../mod.ts";
+ * import { walk, type WalkFile } from "./walk.ts";
  * const tmp = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${tmp}/README`, "Hello, world!\n");
  * await Deno.writeTextFile(`${tmp}/run.sh`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
@@ -147,7 +143,7 @@ export interface WalkFile extends WalkEntryBase {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk, type WalkSymlink } from "../../../mod.ts";
+ * import { walk, type WalkSymlink } from "./walk.ts";
  * const tmp = await Deno.makeTempDir();
  * await Deno.symlink("/nowhere", `${tmp}/dangling`); // its target need not exist
  * const [root, link] = walk(tmp);
@@ -171,7 +167,7 @@ export interface WalkSymlink extends WalkEntryBase {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk, type WalkEnd } from "../../../mod.ts";
+ * import { walk, type WalkEnd } from "./walk.ts";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n");
@@ -202,7 +198,7 @@ export interface WalkEnd extends WalkEntryBase {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk, type WalkEntry } from "../../../mod.ts";
+ * import { walk, type WalkEntry } from "./walk.ts";
  * const dec = new TextDecoder();
  * // Like `ls -F`: directories get "/", executables "*", symlinks their target.
  * function describe(e: WalkEntry): string | null {
@@ -243,7 +239,7 @@ export type WalkEntry = WalkDirectory | WalkFile | WalkSymlink | WalkEnd;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { walk } from "../../../mod.ts";
+ * import { walk } from "./walk.ts";
  * const tmp = await Deno.makeTempDir();
  * await Deno.mkdir(`${tmp}/hello/bin`, { recursive: true });
  * await Deno.writeTextFile(`${tmp}/hello/bin/hello`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
