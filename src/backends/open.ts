@@ -47,7 +47,7 @@ import { SqlitePathInfoService } from "./sqlite/path_info.ts";
 export type ServiceAddr =
   | { kind: "memory" }
   | { kind: "sqlite"; path: string } // ":memory:" for a private in-memory database
-  | { kind: "grpc"; url: string; unixPath?: string };
+  | { kind: "grpc"; url: string; unixPath?: string; authTokenFile?: string };
 
 /**
  * Thrown for an address that cannot be used; the message quotes it and says why.
@@ -106,9 +106,24 @@ export function parseAddr(addr: string): ServiceAddr {
       "not a URL (expected memory://, sqlite:///abs/path.db, grpc+http://host:port, grpc+https://host:port or grpc+unix:///abs/socket)",
     );
   }
-  if (url.search || url.hash) {
-    throw new AddressError(addr, "query strings and fragments are not supported");
+  if (url.hash) throw new AddressError(addr, "fragments are not supported");
+  // grpc+ addresses take one parameter, the file of the token to send (auth-token-file=/path).
+  let authTokenFile: string | undefined;
+  if (url.search) {
+    const params = [...url.searchParams];
+    const ok = url.protocol.startsWith("grpc+") && params.length === 1 &&
+      params[0][0] === "auth-token-file" && params[0][1].startsWith("/");
+    if (!ok) {
+      throw new AddressError(
+        addr,
+        url.protocol.startsWith("grpc+")
+          ? "the only parameter is auth-token-file=/abs/path"
+          : "query strings are not supported",
+      );
+    }
+    authTokenFile = params[0][1];
   }
+  const token = authTokenFile ? { authTokenFile } : {};
   switch (url.protocol) {
     case "memory:":
       if (!addr.startsWith("memory://")) throw new AddressError(addr, "write it as memory://");
@@ -142,7 +157,7 @@ export function parseAddr(addr: string): ServiceAddr {
       if (!path.startsWith("/") || path === "/") {
         throw new AddressError(addr, "the socket path must be absolute");
       }
-      return { kind: "grpc", url: "http://localhost", unixPath: path };
+      return { kind: "grpc", url: "http://localhost", unixPath: path, ...token };
     }
     case "grpc+http:":
     case "grpc+https:": {
@@ -150,7 +165,7 @@ export function parseAddr(addr: string): ServiceAddr {
       if (url.pathname && url.pathname !== "/") {
         throw new AddressError(addr, "no path allowed after host:port");
       }
-      return { kind: "grpc", url: `${url.protocol.slice(5)}//${url.host}` };
+      return { kind: "grpc", url: `${url.protocol.slice(5)}//${url.host}`, ...token };
     }
     default:
       throw new AddressError(

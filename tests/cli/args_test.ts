@@ -260,6 +260,8 @@ Deno.test("args: nixcas: global options, command options, env vars and defaults"
     grace: 2.5,
     maxDirectoriesPerPut: 200_000,
     maxDirectoryBytesPerPut: 256 << 20,
+    idleTimeout: 300,
+    socketMode: "0660", // defaults are kept as written; the command parses it
   });
   // path-info has its own --json, distinct from the global one.
   const pi = run(["path-info", "--json", "x"], {}, PROGRAM);

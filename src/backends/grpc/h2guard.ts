@@ -24,8 +24,20 @@ import * as net from "node:net";
 const PREFACE_LEN = 24;
 /** Length of an HTTP/2 frame header. */
 const HEADER_LEN = 9;
-/** HTTP/2 frame type of GOAWAY. */
-const GOAWAY = 0x7;
+/** HTTP/2 frame types and flags the guard looks at. */
+const DATA = 0x0, HEADERS = 0x1, RST_STREAM = 0x3, GOAWAY = 0x7;
+const END_STREAM = 0x1;
+
+/** Sees the header of every frame of one direction: type, flags, stream id. */
+export type FrameObserver = (type: number, flags: number, stream: number) => void;
+
+/** How {@linkcode GoawayFilter} treats the stream. */
+export interface FilterOptions {
+  /** Cut GOAWAY frames out (default true); false only observes. */
+  drop?: boolean;
+  /** Called with each frame header, in order. */
+  onFrame?: FrameObserver;
+}
 
 /**
  * Cuts GOAWAY frames out of one direction of an HTTP/2 byte stream, fed in arbitrary pieces.
@@ -38,6 +50,8 @@ export class GoawayFilter {
   #headerFill = 0;
   #pass = 0; // payload bytes of the current frame still to pass through
   #skip = 0; // payload bytes of the current GOAWAY still to drop
+  #drop: boolean;
+  #onFrame?: FrameObserver;
   /** How many GOAWAY frames were dropped so far. */
   dropped = 0;
 
@@ -45,8 +59,10 @@ export class GoawayFilter {
    * @param from Whose bytes are filtered: a client's begin with the 24-byte connection
    * preface, a server's with a frame.
    */
-  constructor(from: "client" | "server") {
+  constructor(from: "client" | "server", options: FilterOptions = {}) {
     this.#preface = from === "client" ? PREFACE_LEN : 0;
+    this.#drop = options.drop ?? true;
+    this.#onFrame = options.onFrame;
   }
 
   /**
@@ -78,7 +94,8 @@ export class GoawayFilter {
       } else if (this.#headerFill === 0 && n - i >= HEADER_LEN) {
         // Fast path: the whole header is in this piece.
         const len = (input[i] << 16) | (input[i + 1] << 8) | input[i + 2];
-        if (input[i + 3] === GOAWAY) {
+        this.#onFrame?.(input[i + 3], input[i + 4], streamId(input, i + 5));
+        if (input[i + 3] === GOAWAY && this.#drop) {
           flush(i);
           this.dropped++;
           this.#skip = len;
@@ -100,7 +117,8 @@ export class GoawayFilter {
           this.#headerFill = 0;
           const h = this.#header;
           const len = (h[0] << 16) | (h[1] << 8) | h[2];
-          if (h[3] === GOAWAY) {
+          this.#onFrame?.(h[3], h[4], streamId(h, 5));
+          if (h[3] === GOAWAY && this.#drop) {
             this.dropped++;
             this.#skip = len;
           } else {
@@ -115,6 +133,56 @@ export class GoawayFilter {
   }
 }
 
+function streamId(b: Uint8Array, at: number): number {
+  return ((b[at] & 0x7f) << 24 | b[at + 1] << 16 | b[at + 2] << 8 | b[at + 3]) >>> 0;
+}
+
+/**
+ * Counts the open streams of one HTTP/2 connection from both directions' frame headers, so a
+ * connection with none can be told from a busy one (a long Read, a health Watch) without
+ * asking the HTTP/2 server. A stream opens with the client's HEADERS and closes when both
+ * sides sent END_STREAM or either sent RST_STREAM.
+ */
+export class StreamTracker {
+  #ended = new Map<number, number>(); // open stream → END_STREAM seen: 1 client, 2 server
+  #highest = 0;
+  /** Called whenever the number of open streams changes. */
+  onChange?: (open: number) => void;
+
+  /** Open streams now. */
+  get open(): number {
+    return this.#ended.size;
+  }
+
+  /** The observer for the bytes `from` sends. */
+  observer(from: "client" | "server"): FrameObserver {
+    const bit = from === "client" ? 1 : 2;
+    return (type, flags, id) => {
+      if (id === 0) return;
+      const before = this.#ended.size;
+      if (type === RST_STREAM) {
+        this.#ended.delete(id);
+      } else if (type === HEADERS || type === DATA) {
+        let ended = this.#ended.get(id);
+        if (ended === undefined) {
+          // Only a client's HEADERS on a new stream id opens one; anything else on an unknown
+          // id belongs to a stream already reset.
+          if (from !== "client" || type !== HEADERS || id <= this.#highest) return;
+          this.#highest = id;
+          ended = 0;
+        }
+        if (flags & END_STREAM) ended |= bit;
+        if (ended === 3) this.#ended.delete(id);
+        else this.#ended.set(id, ended);
+      }
+      if (this.#ended.size !== before) this.onChange?.(this.#ended.size);
+    };
+  }
+}
+
+// The pump's read buffer starts small (an idle connection costs little) and grows while reads
+// fill it, up to this.
+const PUMP_BUFFER_MIN = 16 << 10;
 const PUMP_BUFFER = 1 << 20;
 
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
@@ -123,14 +191,26 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
 }
 
 /** Copies one direction until its end, through `filter` when given. Never rejects. */
-async function copy(from: Deno.Conn, to: Deno.Conn, filter?: GoawayFilter): Promise<void> {
-  const buf = new Uint8Array(PUMP_BUFFER);
+// Each read waits for the previous piece to be written, so a peer that does not read stops the
+// pump, and then the sender, by flow control: at most one buffer is held per direction.
+async function copy(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  filter?: GoawayFilter,
+  first?: Uint8Array,
+): Promise<void> {
+  let buf = new Uint8Array(PUMP_BUFFER_MIN);
   try {
+    if (first) {
+      if (!filter) await writeAll(to, first);
+      else for (const span of filter.push(first)) await writeAll(to, span);
+    }
     for (;;) {
       const n = await from.read(buf);
       if (n === null) break;
       if (!filter) await writeAll(to, buf.subarray(0, n));
       else for (const span of filter.push(buf.subarray(0, n))) await writeAll(to, span);
+      if (n === buf.length && buf.length < PUMP_BUFFER) buf = new Uint8Array(buf.length * 4);
     }
   } catch {
     // The sender vanished or the receiver closed: either way this direction is over.
@@ -139,21 +219,41 @@ async function copy(from: Deno.Conn, to: Deno.Conn, filter?: GoawayFilter): Prom
 
 /**
  * Pumps one connection between an HTTP/2 client and server, cutting out the GOAWAY frames of
- * the side named by `cut`. Resolves when both directions are done; never rejects.
+ * the side named by `cut`, and counting its open streams in `tracker` when given. `serverFirst`
+ * and `clientFirst`: bytes already read from either, forwarded first. Resolves when both
+ * directions are done; never rejects.
  */
 export async function pumpGuarded(
   client: Deno.Conn,
   server: Deno.Conn,
   cut: "client" | "server",
+  tracker?: StreamTracker,
+  serverFirst?: Uint8Array,
+  clientFirst?: Uint8Array,
 ): Promise<void> {
+  const filter = (from: "client" | "server") =>
+    cut === from || tracker
+      ? new GoawayFilter(from, { drop: cut === from, onFrame: tracker?.observer(from) })
+      : undefined;
   const inbound = async () => {
-    await copy(client, server, cut === "client" ? new GoawayFilter("client") : undefined);
+    await copy(client, server, filter("client"), clientFirst);
+    // A client gone with streams open (a Watch, a Read it abandoned) cannot take the rest (nor
+    // open windows for it), and a server may keep such a stream forever: end it all. Otherwise
+    // a half-close lets the server finish and close.
+    if (tracker && tracker.open > 0) {
+      for (const c of [client, server]) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      return;
+    }
     try {
       await server.closeWrite();
     } catch { /* already closed */ }
   };
   const outbound = async () => {
-    await copy(server, client, cut === "server" ? new GoawayFilter("server") : undefined);
+    await copy(server, client, filter("server"), serverFirst);
     // The server is done with this connection: so is the client.
     for (const c of [client, server]) {
       try {

@@ -7,7 +7,12 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { Code, ConnectError, type Transport } from "npm:@connectrpc/connect@2.2.0";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type Transport,
+} from "npm:@connectrpc/connect@2.2.0";
 import { createGrpcTransport, Http2SessionManager } from "npm:@connectrpc/connect-node@2.2.0";
 import {
   CorruptDataError,
@@ -144,6 +149,58 @@ export interface TransportOptions {
   pingIntervalMs?: number;
   /** How long to wait for a PING answer before the connection counts as lost (ms). */
   pingTimeoutMs?: number;
+  /**
+   * Sent as `authorization: Bearer <token>` on every call. Default: the first line of the file
+   * named by the address's `auth-token-file` parameter, else by `NIXCAS_AUTH_TOKEN_FILE`.
+   */
+  authToken?: string;
+}
+
+/** The address parameter naming a token file, the one query parameter `grpc+` addresses take. */
+export const AUTH_TOKEN_FILE_PARAM = "auth-token-file";
+
+/**
+ * Reads a token file: each non-empty line is a token (surrounding white space dropped). Throws
+ * an error naming the file when it cannot be read or holds no token.
+ */
+export function readAuthTokens(path: string): string[] {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new InvalidRequestError(`cannot read the token file ${path}: ${(e as Error).message}`);
+  }
+  const tokens = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  if (tokens.length === 0) throw new InvalidRequestError(`token file ${path} holds no token`);
+  for (const t of tokens) {
+    if (/\s/.test(t)) throw new InvalidRequestError(`token file ${path}: a token has white space`);
+  }
+  return tokens;
+}
+
+/** The token a client sends to `address`, if any: from its parameter, else from the env. */
+function clientToken(address: string | undefined): string | undefined {
+  let file: string | undefined;
+  if (address !== undefined) {
+    try {
+      file = new URL(address).searchParams.get(AUTH_TOKEN_FILE_PARAM) ?? undefined;
+    } catch { /* not a URL: parseGrpcUrl says so */ }
+  }
+  if (!file) {
+    try {
+      file = Deno.env.get("NIXCAS_AUTH_TOKEN_FILE") || undefined;
+    } catch {
+      return undefined; // no env permission: no token
+    }
+  }
+  if (!file) return undefined;
+  try {
+    return readAuthTokens(file)[0];
+  } catch (e) {
+    throw new InvalidRequestError(
+      `${address ?? "NIXCAS_AUTH_TOKEN_FILE"}: ${(e as Error).message}`,
+    );
+  }
 }
 
 /**
@@ -225,6 +282,8 @@ export function createTransport(
   options: TransportOptions = {},
 ): RemoteTransport {
   const t = typeof target === "string" ? parseGrpcUrl(target) : target;
+  const token = options.authToken ??
+    clientToken(typeof target === "string" ? target : undefined);
   const address = typeof target === "string"
     ? target
     : t.kind === "unix"
@@ -296,9 +355,17 @@ export function createTransport(
         ),
     });
   }
+  const interceptors: Interceptor[] = [];
+  if (token !== undefined) {
+    const value = `Bearer ${token}`;
+    interceptors.push((next) => (req) => {
+      req.header.set("authorization", value);
+      return next(req);
+    });
+  }
   return {
     address,
-    transport: createGrpcTransport({ ...common, baseUrl, sessionManager }),
+    transport: createGrpcTransport({ ...common, baseUrl, sessionManager, interceptors }),
     close: () => sessionManager.abort(),
   };
 }
