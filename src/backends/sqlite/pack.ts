@@ -15,10 +15,17 @@ export interface Pack {
   readonly path: string;
   /** Writes `data` at `pos`; `data` must not change until the promise settles. */
   write(pos: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes `parts` one after another from `pos` (the bytes of several small blobs); they must
+   * not change until the promise settles.
+   */
+  writeParts(pos: number, parts: Uint8Array[]): Promise<void>;
   /** Writes `data` at `pos` on this thread (migrations). */
   writeSync(pos: number, data: Uint8Array): void;
   /** Reads `length` bytes at `pos`; fewer bytes there is an error naming the file. */
   read(pos: number, length: number): Promise<Uint8Array>;
+  /** {@linkcode Pack.read} on this thread (small blobs). */
+  readSync(pos: number, length: number): Uint8Array;
   /** Makes everything written so far durable. */
   sync(): Promise<void>;
   /** Makes everything written so far durable, on this thread. */
@@ -72,6 +79,18 @@ class FilePack implements Pack {
     return libc.pwriteAllAsync(this.#fd, data, pos, this.#name);
   }
 
+  writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
+    if (parts.length === 1) return this.write(pos, parts[0]);
+    // One write instead of one thread pool round trip per part.
+    const buf = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      buf.set(p, o);
+      o += p.length;
+    }
+    return this.write(pos, buf);
+  }
+
   writeSync(pos: number, data: Uint8Array): void {
     libc.pwriteAll(this.#fd, data, pos, this.#name);
   }
@@ -81,6 +100,19 @@ class FilePack implements Pack {
     const buf = new Uint8Array(length);
     for (let got = 0; got < length;) {
       const n = await libc.preadAsync(this.#fd, buf.subarray(got), pos + got, this.#name);
+      if (n === 0) {
+        throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
+      }
+      got += n;
+    }
+    return buf;
+  }
+
+  readSync(pos: number, length: number): Uint8Array {
+    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
+    const buf = new Uint8Array(length);
+    for (let got = 0; got < length;) {
+      const n = libc.pread(this.#fd, buf.subarray(got), pos + got, this.#name);
       if (n === 0) {
         throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
       }
@@ -125,16 +157,30 @@ class MemoryPack implements Pack {
     return Promise.resolve();
   }
 
+  writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
+    for (const p of parts) {
+      this.writeSync(pos, p);
+      pos += p.length;
+    }
+    return Promise.resolve();
+  }
+
   writeSync(pos: number, data: Uint8Array): void {
     this.#chunks.set(pos, data.slice());
   }
 
   read(pos: number, length: number): Promise<Uint8Array> {
-    const c = this.#chunks.get(pos);
-    if (!c || c.length < length) {
-      return Promise.reject(new Error(`no ${length} bytes stored at ${pos} in memory`));
+    try {
+      return Promise.resolve(this.readSync(pos, length));
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return Promise.resolve(c.subarray(0, length));
+  }
+
+  readSync(pos: number, length: number): Uint8Array {
+    const c = this.#chunks.get(pos);
+    if (!c || c.length < length) throw new Error(`no ${length} bytes stored at ${pos} in memory`);
+    return c.subarray(0, length);
   }
 
   sync(): Promise<void> {
