@@ -40,6 +40,19 @@ export interface Pack {
   close(): void;
 }
 
+// At most this many buffers per pwritev (Linux's IOV_MAX).
+const IOV_MAX = 1024;
+
+const VECTOR_IO = {
+  pwritev: { parameters: ["i32", "buffer", "i32", "i64"], result: "isize", nonblocking: true },
+} as const;
+let vectorLib: Deno.DynamicLibrary<typeof VECTOR_IO>["symbols"] | null = null;
+
+// Bound on first use, as libc.ts binds its symbols.
+function vectorIo(): Deno.DynamicLibrary<typeof VECTOR_IO>["symbols"] {
+  return vectorLib ??= Deno.dlopen("libc.so.6", VECTOR_IO).symbols;
+}
+
 /** The pack file beside the database at `path`. */
 export function packFilePath(path: string): string {
   return `${path}-pack`;
@@ -79,16 +92,32 @@ class FilePack implements Pack {
     return libc.pwriteAllAsync(this.#fd, data, pos, this.#name);
   }
 
-  writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
-    if (parts.length === 1) return this.write(pos, parts[0]);
-    // One write instead of one thread pool round trip per part.
-    const buf = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      buf.set(p, o);
-      o += p.length;
+  async writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
+    // One pwritev per IOV_MAX parts, from the parts where they lie: neither a thread pool round
+    // trip per part nor a copy of them all.
+    for (let i = 0; i < parts.length; i += IOV_MAX) {
+      const group = parts.slice(i, i + IOV_MAX);
+      const iov = new BigUint64Array(group.length * 2);
+      let total = 0;
+      group.forEach((p, k) => {
+        iov[2 * k] = p.length > 0 ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p))) : 0n;
+        iov[2 * k + 1] = BigInt(p.length);
+        total += p.length;
+      });
+      let done = Number(await vectorIo().pwritev(this.#fd, iov, group.length, BigInt(pos)));
+      // A short or failed write: the rest one part at a time, where a failure tells why (the
+      // pool thread's errno is lost).
+      if (done < total) {
+        done = Math.max(done, 0);
+        for (let k = 0, at = 0; k < group.length; at += group[k].length, k++) {
+          const end = at + group[k].length;
+          if (end <= done) continue;
+          const skip = Math.max(0, done - at);
+          await libc.pwriteAllAsync(this.#fd, group[k].subarray(skip), pos + at + skip, this.#name);
+        }
+      }
+      pos += total;
     }
-    return this.write(pos, buf);
   }
 
   writeSync(pos: number, data: Uint8Array): void {
