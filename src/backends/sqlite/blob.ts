@@ -34,6 +34,11 @@ export type { OpenOptions } from "./db.ts";
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
 const BATCH_ROWS = 4096;
 const BATCH_BYTES = 16 << 20;
+// Stored batches are committed together up to this many rows or bytes, or this old: below what
+// callers bound (the importer waits once 2,048 files or 16 MiB are not stored yet).
+const GROUP_ROWS = 1024;
+const GROUP_BYTES = 8 << 20;
+const GROUP_AGE_MS = 20;
 // Blobs up to this size live in their row; the bytes of bigger ones go to the pack file. A row
 // of kilobytes is written twice (the write-ahead log, then the checkpoint into the database)
 // and checksummed on this thread, where a pack write runs on the thread pool.
@@ -353,9 +358,15 @@ export class SqliteBlobService implements BlobService {
   // Small blobs closing together share one transaction: every commit writes at least one WAL
   // frame, so a commit per small file dominated importing many files.
   #batch: SmallBatch | null = null;
-  // Batches whose pack bytes are written, waiting for the next sync, and whether one runs.
+  // Batches whose pack bytes are written (or that have none), waiting to be committed as one
+  // group; whether a turn is awaited to see if more come, and whether a group is being synced
+  // and committed.
   #written: SmallBatch[] = [];
-  #syncing = false;
+  #groupRows = 0;
+  #groupBytes = 0;
+  #groupSince = 0;
+  #armed = false;
+  #flushing = false;
   // Batches not committed yet (close waits for them).
   #unsettled = new Set<Promise<void>>();
 
@@ -401,26 +412,35 @@ export class SqliteBlobService implements BlobService {
   #store(batch: SmallBatch): void {
     const packed: SmallRow[] = [];
     try {
+      // A blob stored already (or twice in this batch) is not written again; looked up in one
+      // read transaction (alone, each lookup takes and drops a lock on the WAL index).
       const seen = new Set<string>();
-      for (const r of batch.rows) {
-        if (r.size <= INLINE_MAX) continue;
-        // A blob stored already (or twice in this batch) is not written again.
-        const key = String.fromCharCode(...r.digest);
-        if (seen.has(key) || this.#has.get(r.digest) !== undefined) {
-          r.data = null; // its row is ignored: INSERT OR IGNORE
-          continue;
+      const db = this.#h.db;
+      db.exec("BEGIN");
+      try {
+        for (const r of batch.rows) {
+          if (r.size <= INLINE_MAX) continue;
+          const key = String.fromCharCode(...r.digest);
+          if (seen.has(key) || this.#has.get(r.digest) !== undefined) {
+            r.data = null; // nothing to store: its row is skipped
+            continue;
+          }
+          seen.add(key);
+          packed.push(r);
         }
-        seen.add(key);
+      } finally {
+        db.exec("COMMIT");
+      }
+      for (const r of packed) {
         r.pos = this.#h.space.take(r.size);
         batch.ranges.push([r.pos, r.size]);
-        packed.push(r);
       }
     } catch (e) {
       this.#fail([batch], e);
       return;
     }
     if (packed.length === 0) {
-      this.#commitRows([batch]);
+      this.#ready(batch);
       return;
     }
     const writes: Promise<void>[] = [];
@@ -443,22 +463,57 @@ export class SqliteBlobService implements BlobService {
         return;
       }
       for (const r of packed) r.data = null; // in the pack now: memory goes back
-      this.#written.push(batch);
-      this.#sync();
+      this.#ready(batch);
     });
   }
 
-  /** Syncs the pack for every batch written so far, then commits them in one transaction. */
-  #sync(): void {
-    if (this.#syncing || this.#written.length === 0) return;
-    this.#syncing = true;
+  /**
+   * Adds a stored batch to the group to commit. Every commit writes each index page it touched
+   * to the write-ahead log, and digests land on random pages, so a commit of ten rows cost
+   * nearly what one of a hundred did: the group is committed once it is big, once it has
+   * waited {@linkcode GROUP_AGE_MS}, or once a turn of the event loop brought no more (the
+   * caller is waiting for it).
+   */
+  #ready(batch: SmallBatch): void {
+    if (this.#written.length === 0) this.#groupSince = performance.now();
+    this.#written.push(batch);
+    this.#groupRows += batch.rows.length;
+    this.#groupBytes += batch.bytes;
+    if (this.#groupRows >= GROUP_ROWS || this.#groupBytes >= GROUP_BYTES) this.#flush();
+    else this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#armed || this.#flushing) return;
+    this.#armed = true;
+    const seen = this.#written.length;
+    libc.nextTurn().then(() => {
+      this.#armed = false;
+      const more = this.#written.length > seen;
+      if (more && performance.now() - this.#groupSince < GROUP_AGE_MS) this.#arm();
+      else this.#flush();
+    }, () => {
+      this.#armed = false;
+      this.#flush();
+    });
+  }
+
+  /** Syncs the pack for the batches of the group (when they wrote to it), then commits them. */
+  #flush(): void {
+    if (this.#flushing || this.#written.length === 0) return;
+    this.#flushing = true;
     const group = this.#written.splice(0);
-    this.#h.pack.sync().then(
+    this.#groupRows = this.#groupBytes = 0;
+    const synced = group.some((b) => b.ranges.length > 0) ? this.#h.pack.sync() : Promise.resolve();
+    synced.then(
       () => this.#commitRows(group),
       (e) => this.#fail(group, e),
     ).finally(() => {
-      this.#syncing = false;
-      this.#sync();
+      this.#flushing = false;
+      if (this.#written.length === 0) return;
+      this.#groupSince = performance.now();
+      if (this.#groupRows >= GROUP_ROWS || this.#groupBytes >= GROUP_BYTES) this.#flush();
+      else this.#arm();
     });
   }
 
