@@ -34,12 +34,36 @@ export type { OpenOptions } from "./db.ts";
 // event loop turns: memory stays bounded when a caller stores thousands without yielding.
 const BATCH_ROWS = 4096;
 const BATCH_BYTES = 16 << 20;
+// Stored batches are committed together up to this many rows or bytes, or this old: below what
+// callers bound (the importer waits once 2,048 files or 16 MiB are not stored yet).
+const GROUP_ROWS = 1024;
+const GROUP_BYTES = 8 << 20;
+const GROUP_AGE_MS = 20;
+// Blobs up to this size live in their row; the bytes of bigger ones go to the pack file. A row
+// of kilobytes is written twice (the write-ahead log, then the checkpoint into the database)
+// and checksummed on this thread, where a pack write runs on the thread pool.
+export const INLINE_MAX = 4096;
+// Single-chunk pack blobs up to this size are read on this thread: one pread from the page
+// cache costs less than a round trip through the thread pool.
+const SYNC_READ_MAX = 256 << 10;
+
+/** A small blob waiting to be committed: inline (`data`), or at `pos` in the pack. */
+interface SmallRow {
+  digest: Uint8Array;
+  size: number;
+  data: Uint8Array | null;
+  pos: number;
+}
 
 /** Small blobs waiting to be committed together. */
-interface InlineBatch {
-  rows: [digest: Uint8Array, size: number, data: Uint8Array][];
+interface SmallBatch {
+  rows: SmallRow[];
   bytes: number;
+  /** Pack space its rows took (given back if they are not committed). */
+  ranges: PackRange[];
   done: Promise<void>;
+  resolve(): void;
+  reject(e: unknown): void;
   commit(): void;
 }
 
@@ -117,6 +141,13 @@ export class SqliteBlobService implements BlobService {
     }
     const positions = decodePositions(row.chunks);
     const pack = this.#h.pack;
+    if (size <= SYNC_READ_MAX && positions.length === 1) {
+      try {
+        return Promise.resolve(bufferReader(pack.readSync(positions[0], size)));
+      } catch (e) {
+        return Promise.reject(storageError(`blob ${digest}`, e));
+      }
+    }
     // Recently fetched chunks (as promises, so concurrent reads share a fetch): FUSE reads a
     // file in pieces, several at once, so each 1 MiB chunk is fetched once, not once per piece.
     const cache = new Map<number, Promise<Uint8Array>>();
@@ -327,44 +358,209 @@ export class SqliteBlobService implements BlobService {
 
   // Small blobs closing together share one transaction: every commit writes at least one WAL
   // frame, so a commit per small file dominated importing many files.
-  #batch: InlineBatch | null = null;
+  #batch: SmallBatch | null = null;
+  // Batches whose pack bytes are written (or that have none), waiting to be committed as one
+  // group; whether a turn is awaited to see if more come, and whether a group is being synced
+  // and committed.
+  #written: SmallBatch[] = [];
+  #groupRows = 0;
+  #groupBytes = 0;
+  #groupSince = 0;
+  #armed = false;
+  #flushing = false;
+  // Batches not committed yet (close waits for them).
+  #unsettled = new Set<Promise<void>>();
 
   #commitInline(digest: Uint8Array, size: number, data: Uint8Array): Promise<void> {
     const batch = this.#batch ??= this.#newBatch();
-    batch.rows.push([digest, size, data]);
+    batch.rows.push({ digest, size, data, pos: -1 });
     batch.bytes += data.length;
     // A caller storing many blobs without yielding gets them committed every few MiB.
     if (batch.rows.length >= BATCH_ROWS || batch.bytes >= BATCH_BYTES) batch.commit();
     return batch.done;
   }
 
-  #newBatch(): InlineBatch {
+  #newBatch(): SmallBatch {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     promise.catch(() => {}); // each caller sees the error through its own await
-    const batch: InlineBatch = {
+    const batch: SmallBatch = {
       rows: [],
       bytes: 0,
+      ranges: [],
       done: promise,
+      resolve,
+      reject,
       commit: () => {
         if (this.#batch !== batch) return; // already committed
         this.#batch = null;
-        try {
-          transaction(this.#h.db, () => {
-            for (const [d, n, bytes] of batch.rows) this.#insertInline.run(d, n, bytes);
-          });
-          resolve();
-        } catch (e) {
-          reject(storageError(`storing ${batch.rows.length} small blobs`, e));
-        }
+        this.#store(batch);
       },
     };
+    this.#unsettled.add(promise);
+    const forget = () => this.#unsettled.delete(promise);
+    promise.then(forget, forget);
     // After the current burst of I/O callbacks: writers that finish together join the batch.
     libc.nextTurn().then(batch.commit, batch.commit);
     return batch;
   }
 
+  /**
+   * Stores a batch: rows of tiny blobs are committed at once; bigger blobs' bytes are written to
+   * the pack first (one write per run of neighbouring positions), then synced together with
+   * those of other batches written meanwhile, and only then are their rows committed — a
+   * committed row never points at bytes that are not on disk.
+   */
+  #store(batch: SmallBatch): void {
+    const packed: SmallRow[] = [];
+    try {
+      // A blob stored already (or twice in this batch) is not written again; looked up in one
+      // read transaction (alone, each lookup takes and drops a lock on the WAL index).
+      const seen = new Set<string>();
+      const db = this.#h.db;
+      db.exec("BEGIN");
+      try {
+        for (const r of batch.rows) {
+          if (r.size <= INLINE_MAX) continue;
+          const key = String.fromCharCode(...r.digest);
+          if (seen.has(key) || this.#has.get(r.digest) !== undefined) {
+            r.data = null; // nothing to store: its row is skipped
+            continue;
+          }
+          seen.add(key);
+          packed.push(r);
+        }
+      } finally {
+        db.exec("COMMIT");
+      }
+      for (const r of packed) {
+        r.pos = this.#h.space.take(r.size);
+        batch.ranges.push([r.pos, r.size]);
+      }
+    } catch (e) {
+      this.#fail([batch], e);
+      return;
+    }
+    if (packed.length === 0) {
+      this.#ready(batch);
+      return;
+    }
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < packed.length;) {
+      // Space is handed out in order, so most rows of a batch are neighbours.
+      const parts = [packed[i].data!];
+      let end = packed[i].pos + packed[i].size;
+      let j = i + 1;
+      for (; j < packed.length && packed[j].pos === end; j++) {
+        parts.push(packed[j].data!);
+        end += packed[j].size;
+      }
+      writes.push(this.#h.pack.writeParts(packed[i].pos, parts));
+      i = j;
+    }
+    Promise.allSettled(writes).then((results) => {
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) {
+        this.#fail([batch], (failed as PromiseRejectedResult).reason);
+        return;
+      }
+      for (const r of packed) r.data = null; // in the pack now: memory goes back
+      this.#ready(batch);
+    });
+  }
+
+  /**
+   * Adds a stored batch to the group to commit. Every commit writes each index page it touched
+   * to the write-ahead log, and digests land on random pages, so a commit of ten rows cost
+   * nearly what one of a hundred did: the group is committed once it is big, once it has
+   * waited {@linkcode GROUP_AGE_MS}, or once a turn of the event loop brought no more (the
+   * caller is waiting for it).
+   */
+  #ready(batch: SmallBatch): void {
+    if (this.#written.length === 0) this.#groupSince = performance.now();
+    this.#written.push(batch);
+    this.#groupRows += batch.rows.length;
+    this.#groupBytes += batch.bytes;
+    if (this.#groupRows >= GROUP_ROWS || this.#groupBytes >= GROUP_BYTES) this.#flush();
+    else this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#armed || this.#flushing) return;
+    this.#armed = true;
+    const seen = this.#written.length;
+    libc.nextTurn().then(() => {
+      this.#armed = false;
+      const more = this.#written.length > seen;
+      if (more && performance.now() - this.#groupSince < GROUP_AGE_MS) this.#arm();
+      else this.#flush();
+    }, () => {
+      this.#armed = false;
+      this.#flush();
+    });
+  }
+
+  /** Syncs the pack for the batches of the group (when they wrote to it), then commits them. */
+  #flush(): void {
+    if (this.#flushing || this.#written.length === 0) return;
+    this.#flushing = true;
+    const group = this.#written.splice(0);
+    this.#groupRows = this.#groupBytes = 0;
+    const synced = group.some((b) => b.ranges.length > 0) ? this.#h.pack.sync() : Promise.resolve();
+    synced.then(
+      () => this.#commitRows(group),
+      (e) => this.#fail(group, e),
+    ).finally(() => {
+      this.#flushing = false;
+      if (this.#written.length === 0) return;
+      this.#groupSince = performance.now();
+      if (this.#groupRows >= GROUP_ROWS || this.#groupBytes >= GROUP_BYTES) this.#flush();
+      else this.#arm();
+    });
+  }
+
+  #commitRows(group: SmallBatch[]): void {
+    const unused: PackRange[] = [];
+    try {
+      transaction(this.#h.db, () => {
+        unused.length = 0;
+        for (const batch of group) {
+          for (const r of batch.rows) {
+            if (r.pos >= 0) {
+              const row = encodePositions([r.pos]);
+              if (this.#insertBlob.run(r.digest, r.size, row).changes === 0) {
+                unused.push([r.pos, r.size]); // another writer stored it meanwhile
+              }
+            } else if (r.data) this.#insertInline.run(r.digest, r.size, r.data);
+          }
+        }
+      });
+    } catch (e) {
+      this.#fail(group, e);
+      return;
+    }
+    for (const batch of group) batch.resolve();
+    if (unused.length > 0) {
+      try {
+        this.#h.space.free(unused);
+      } catch { /* leaks that space; the blobs are stored */ }
+    }
+  }
+
+  /** Fails every caller of the batches and gives back their pack space. */
+  #fail(group: SmallBatch[], e: unknown): void {
+    const rows = group.reduce((n, b) => n + b.rows.length, 0);
+    const err = storageError(`storing ${rows} small blobs`, e);
+    try {
+      this.#h.space.free(group.flatMap((b) => b.ranges));
+    } catch { /* leaks that space, the error below is what matters */ }
+    for (const batch of group) batch.reject(err);
+  }
+
   /** The {@linkcode BlobService} method of the same name. */
-  close(): Promise<void> {
-    return this.#h.release();
+  async close(): Promise<void> {
+    // Small blobs handed over before closing are stored (or fail) first.
+    this.#batch?.commit();
+    await Promise.allSettled([...this.#unsettled]);
+    await this.#h.release();
   }
 }

@@ -15,10 +15,17 @@ export interface Pack {
   readonly path: string;
   /** Writes `data` at `pos`; `data` must not change until the promise settles. */
   write(pos: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes `parts` one after another from `pos` (the bytes of several small blobs); they must
+   * not change until the promise settles.
+   */
+  writeParts(pos: number, parts: Uint8Array[]): Promise<void>;
   /** Writes `data` at `pos` on this thread (migrations). */
   writeSync(pos: number, data: Uint8Array): void;
   /** Reads `length` bytes at `pos`; fewer bytes there is an error naming the file. */
   read(pos: number, length: number): Promise<Uint8Array>;
+  /** {@linkcode Pack.read} on this thread (small blobs). */
+  readSync(pos: number, length: number): Uint8Array;
   /** Makes everything written so far durable. */
   sync(): Promise<void>;
   /** Makes everything written so far durable, on this thread. */
@@ -31,6 +38,19 @@ export interface Pack {
   discard(pos: number, length: number): void;
   /** Closes it. */
   close(): void;
+}
+
+// At most this many buffers per pwritev (Linux's IOV_MAX).
+const IOV_MAX = 1024;
+
+const VECTOR_IO = {
+  pwritev: { parameters: ["i32", "buffer", "i32", "i64"], result: "isize", nonblocking: true },
+} as const;
+let vectorLib: Deno.DynamicLibrary<typeof VECTOR_IO>["symbols"] | null = null;
+
+// Bound on first use, as libc.ts binds its symbols.
+function vectorIo(): Deno.DynamicLibrary<typeof VECTOR_IO>["symbols"] {
+  return vectorLib ??= Deno.dlopen("libc.so.6", VECTOR_IO).symbols;
 }
 
 /** The pack file beside the database at `path`. */
@@ -72,6 +92,34 @@ class FilePack implements Pack {
     return libc.pwriteAllAsync(this.#fd, data, pos, this.#name);
   }
 
+  async writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
+    // One pwritev per IOV_MAX parts, from the parts where they lie: neither a thread pool round
+    // trip per part nor a copy of them all.
+    for (let i = 0; i < parts.length; i += IOV_MAX) {
+      const group = parts.slice(i, i + IOV_MAX);
+      const iov = new BigUint64Array(group.length * 2);
+      let total = 0;
+      group.forEach((p, k) => {
+        iov[2 * k] = p.length > 0 ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p))) : 0n;
+        iov[2 * k + 1] = BigInt(p.length);
+        total += p.length;
+      });
+      let done = Number(await vectorIo().pwritev(this.#fd, iov, group.length, BigInt(pos)));
+      // A short or failed write: the rest one part at a time, where a failure tells why (the
+      // pool thread's errno is lost).
+      if (done < total) {
+        done = Math.max(done, 0);
+        for (let k = 0, at = 0; k < group.length; at += group[k].length, k++) {
+          const end = at + group[k].length;
+          if (end <= done) continue;
+          const skip = Math.max(0, done - at);
+          await libc.pwriteAllAsync(this.#fd, group[k].subarray(skip), pos + at + skip, this.#name);
+        }
+      }
+      pos += total;
+    }
+  }
+
   writeSync(pos: number, data: Uint8Array): void {
     libc.pwriteAll(this.#fd, data, pos, this.#name);
   }
@@ -81,6 +129,19 @@ class FilePack implements Pack {
     const buf = new Uint8Array(length);
     for (let got = 0; got < length;) {
       const n = await libc.preadAsync(this.#fd, buf.subarray(got), pos + got, this.#name);
+      if (n === 0) {
+        throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
+      }
+      got += n;
+    }
+    return buf;
+  }
+
+  readSync(pos: number, length: number): Uint8Array {
+    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
+    const buf = new Uint8Array(length);
+    for (let got = 0; got < length;) {
+      const n = libc.pread(this.#fd, buf.subarray(got), pos + got, this.#name);
       if (n === 0) {
         throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
       }
@@ -125,16 +186,30 @@ class MemoryPack implements Pack {
     return Promise.resolve();
   }
 
+  writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
+    for (const p of parts) {
+      this.writeSync(pos, p);
+      pos += p.length;
+    }
+    return Promise.resolve();
+  }
+
   writeSync(pos: number, data: Uint8Array): void {
     this.#chunks.set(pos, data.slice());
   }
 
   read(pos: number, length: number): Promise<Uint8Array> {
-    const c = this.#chunks.get(pos);
-    if (!c || c.length < length) {
-      return Promise.reject(new Error(`no ${length} bytes stored at ${pos} in memory`));
+    try {
+      return Promise.resolve(this.readSync(pos, length));
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return Promise.resolve(c.subarray(0, length));
+  }
+
+  readSync(pos: number, length: number): Uint8Array {
+    const c = this.#chunks.get(pos);
+    if (!c || c.length < length) throw new Error(`no ${length} bytes stored at ${pos} in memory`);
+    return c.subarray(0, length);
   }
 
   sync(): Promise<void> {
