@@ -114,6 +114,14 @@ Deno.test("architecture: castore knows no Nix concept", () => {
   assert.deepEqual(offenders, []);
 });
 
+Deno.test("architecture: only sys/ binds native libraries", () => {
+  // One FFI layer: every libc and libcrypto symbol is bound in src/sys/.
+  const binders = files.filter((f) =>
+    !f.startsWith("src/sys/") && /\bDeno\.dlopen\(/.test(Deno.readTextFileSync(`${ROOT}/${f}`))
+  );
+  assert.deepEqual(binders, []);
+});
+
 Deno.test("architecture: runtime code names npm packages with full npm: specifiers", () => {
   // Bare specifiers resolve only through this package's deno.json: from a URL or from another
   // project they fail.

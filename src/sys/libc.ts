@@ -219,6 +219,12 @@ const SYMBOLS = {
     result: "isize",
     nonblocking: true,
   },
+  pwritevAsync: {
+    name: "pwritev",
+    parameters: ["i32", "buffer", "i32", "i64"],
+    result: "isize",
+    nonblocking: true,
+  },
   getpidAsync: { name: "getpid", parameters: [], result: "i32", nonblocking: true },
   fdatasync: { parameters: ["i32"], result: "i32" },
   fdatasyncAsync: { name: "fdatasync", parameters: ["i32"], result: "i32", nonblocking: true },
@@ -782,6 +788,28 @@ export async function pwriteAllAsync(
     }
     done += n;
   }
+}
+
+/** Most buffers one `pwritev` takes (Linux's IOV_MAX). */
+export const IOV_MAX = 1024;
+
+/**
+ * One `pwritev` of up to {@linkcode IOV_MAX} buffers at `offset`, from where they lie, on Deno's
+ * blocking thread pool: the bytes written, or a negative number on failure (the pool thread's
+ * errno is lost: retry the rest synchronously to learn why). No buffer may be touched until the
+ * promise settles.
+ */
+export async function pwritevAsync(
+  fd: number,
+  parts: Uint8Array[],
+  offset: number,
+): Promise<number> {
+  const iov = new BigUint64Array(parts.length * 2);
+  parts.forEach((p, k) => {
+    iov[2 * k] = p.length > 0 ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p))) : 0n;
+    iov[2 * k + 1] = BigInt(p.length);
+  });
+  return Number(await libc().pwritevAsync(fd, iov, parts.length, BigInt(offset)));
 }
 
 /**

@@ -209,6 +209,12 @@ export async function warmUp(backends: readonly Backend[]): Promise<void> {
       const big = new Uint8Array(3 << 20).fill(1);
       const digest = await putBlob(s.blobs, big);
       await putSmallBlob(s.blobs, te.encode("warm")).stored;
+      // Small blobs over the inline size take the pack's batched writes and synchronous reads.
+      for (const size of [64 << 10, 1 << 20]) {
+        const put = putSmallBlob(s.blobs, new Uint8Array(size).fill(2));
+        await put.stored;
+        await readBlob(s.blobs, put.digest);
+      }
       const w = await s.blobs.openWrite();
       await w.write(big);
       await w.abort();

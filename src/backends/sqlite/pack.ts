@@ -40,19 +40,6 @@ export interface Pack {
   close(): void;
 }
 
-// At most this many buffers per pwritev (Linux's IOV_MAX).
-const IOV_MAX = 1024;
-
-const VECTOR_IO = {
-  pwritev: { parameters: ["i32", "buffer", "i32", "i64"], result: "isize", nonblocking: true },
-} as const;
-let vectorLib: Deno.DynamicLibrary<typeof VECTOR_IO>["symbols"] | null = null;
-
-// Bound on first use, as libc.ts binds its symbols.
-function vectorIo(): Deno.DynamicLibrary<typeof VECTOR_IO>["symbols"] {
-  return vectorLib ??= Deno.dlopen("libc.so.6", VECTOR_IO).symbols;
-}
-
 /** The pack file beside the database at `path`. */
 export function packFilePath(path: string): string {
   return `${path}-pack`;
@@ -95,16 +82,11 @@ class FilePack implements Pack {
   async writeParts(pos: number, parts: Uint8Array[]): Promise<void> {
     // One pwritev per IOV_MAX parts, from the parts where they lie: neither a thread pool round
     // trip per part nor a copy of them all.
-    for (let i = 0; i < parts.length; i += IOV_MAX) {
-      const group = parts.slice(i, i + IOV_MAX);
-      const iov = new BigUint64Array(group.length * 2);
+    for (let i = 0; i < parts.length; i += libc.IOV_MAX) {
+      const group = parts.slice(i, i + libc.IOV_MAX);
       let total = 0;
-      group.forEach((p, k) => {
-        iov[2 * k] = p.length > 0 ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p))) : 0n;
-        iov[2 * k + 1] = BigInt(p.length);
-        total += p.length;
-      });
-      let done = Number(await vectorIo().pwritev(this.#fd, iov, group.length, BigInt(pos)));
+      for (const p of group) total += p.length;
+      let done = await libc.pwritevAsync(this.#fd, group, pos);
       // A short or failed write: the rest one part at a time, where a failure tells why (the
       // pool thread's errno is lost).
       if (done < total) {
