@@ -8,7 +8,6 @@ import {
   DEFAULT_MAX_DIRECTORIES_PER_PUT,
   DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
 } from "../castore/closure.ts";
-import { useReadServerMode } from "../backends/sqlite/db.ts";
 import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../backends/grpc/address.ts";
 import { readAuthTokens } from "../backends/grpc/transport.ts";
 import {
@@ -184,8 +183,7 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
     // Loaded here, not at startup: other commands never need the server (or node:http2).
     const { closeOnSignal, serveDaemon } = await import("../server/daemon.ts");
     // A long-running read server: the SQLite file is memory-mapped.
-    useReadServerMode();
-    const services = await openServices(opts);
+    const services = await openServices(opts, { readServer: true });
     try {
       const daemon = await serveDaemon({
         listen,

@@ -4,7 +4,6 @@
  * @module
  */
 import type { CommandSpec } from "./args.ts";
-import { useReadServerMode } from "../backends/sqlite/db.ts";
 import {
   action,
   loggerFor,
@@ -54,8 +53,7 @@ export const mountCommand: CommandSpec<MountOptions> = {
     // Checked before the services are opened: a bad mountpoint is the likelier mistake.
     const real = checkMountpoint(mountpoint);
     // A long-running read server: the SQLite file is memory-mapped.
-    useReadServerMode();
-    const services = await openServices(opts, { readOnly: true });
+    const services = await openServices(opts, { readOnly: true, readServer: true });
     try {
       const handle = await mountStore({
         mountpoint: real,

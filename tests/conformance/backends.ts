@@ -1,8 +1,6 @@
 /**
  * The one registry of backends the conformance suites run on. Each suite file
- * (`*_test.ts` here) registers its cases for every entry of {@linkcode BACKENDS};
- * `read_server_test.ts` does the same for {@linkcode READ_SERVER_BACKENDS}, in a process of its
- * own because SQLite's read-server mode is process-wide.
+ * (`*_test.ts` here) registers its cases for every entry of {@linkcode BACKENDS}.
  *
  * Every entry is opened through `openStore` (src/backends/open.ts), by the address a user would
  * type.
@@ -10,6 +8,7 @@
  * @module
  */
 import { openStore, type Store } from "../../src/backends/open.ts";
+import type { OpenOptions } from "../../src/backends/sqlite/db.ts";
 import { putBlob, putSmallBlob, readBlob } from "../../src/castore/blob_util.ts";
 import { makeDirectory } from "../../src/castore/directory.ts";
 import { create } from "@bufbuild/protobuf";
@@ -47,10 +46,13 @@ const ALL: Sanitizers = { resources: true, ops: true };
 const GRPC_CLOSE_RETURNS_EARLY: Sanitizers = { resources: false, ops: false };
 
 /** A store at `addr(dir)` in a fresh temp dir, removed on cleanup. */
-async function local(addr: (dir: string) => string): Promise<OpenedStore> {
+async function local(
+  addr: (dir: string) => string,
+  options: OpenOptions = {},
+): Promise<OpenedStore> {
   const dir = await Deno.makeTempDir({ prefix: "nixcas-conf-" });
   try {
-    const store = await openStore(addr(dir));
+    const store = await openStore(addr(dir), {}, options);
     return {
       ...store,
       cleanup: async () => {
@@ -168,6 +170,12 @@ export const BACKENDS: readonly Backend[] = [
   { name: "sqlite(:memory:)", open: () => local(() => "sqlite://"), sanitize: ALL },
   // One file shared by the three services.
   { name: "sqlite(file)", open: () => local(sqliteFile), sanitize: ALL },
+  // Memory-mapped, as `nixcas mount` and `nixcas daemon` open it.
+  {
+    name: "sqlite(file, read-server mode)",
+    open: () => local(sqliteFile, { readServer: true }),
+    sanitize: ALL,
+  },
   {
     name: "grpc(unix) → memory",
     open: () => remote("unix", "memory"),
@@ -178,20 +186,12 @@ export const BACKENDS: readonly Backend[] = [
     open: () => remote("tcp", "memory"),
     sanitize: GRPC_CLOSE_RETURNS_EARLY,
   },
-  // What `nixcas daemon` serves from an SQLite file: read-server mode (set in the child).
+  // What `nixcas daemon` serves from an SQLite file, in read-server mode.
   {
     name: "grpc(unix) → sqlite(file, read-server mode)",
     open: () => remote("unix", "sqlite-read-server"),
     sanitize: GRPC_CLOSE_RETURNS_EARLY,
   },
-];
-
-/**
- * The backends run after `useReadServerMode()` (memory-mapped SQLite, what `nixcas mount` and
- * `nixcas daemon` use): only in `read_server_test.ts`.
- */
-export const READ_SERVER_BACKENDS: readonly Backend[] = [
-  { name: "sqlite(file, read-server mode)", open: () => local(sqliteFile), sanitize: ALL },
 ];
 
 /**

@@ -11,23 +11,23 @@
  * @module
  */
 import { openStore, type Store } from "../../src/backends/open.ts";
-import { useReadServerMode } from "../../src/backends/sqlite/db.ts";
 import { serveDaemon } from "../../src/server/daemon.ts";
 import type { BlobService } from "../../src/castore/blob_service.ts";
 import type { DirectoryService } from "../../src/castore/directory_service.ts";
 import type { PathInfoService } from "../../src/store/path_info_service.ts";
 
 const [listen, backing] = Deno.args;
-// As `nixcas daemon` opens SQLite stores.
-if (backing === "sqlite-read-server") useReadServerMode();
-else if (backing !== "memory") throw new Error(`daemon_child: unknown backing ${backing}`);
+if (backing !== "memory" && backing !== "sqlite-read-server") {
+  throw new Error(`daemon_child: unknown backing ${backing}`);
+}
 const root = await Deno.makeTempDir({ prefix: "nixcas-conf-daemon-" });
 let generation = 0;
 
 async function freshStore(): Promise<Store> {
   if (backing === "memory") return await openStore("memory://");
   const dir = `${root}/${generation++}`;
-  return await openStore(`sqlite://${dir}/store.db`);
+  // As `nixcas daemon` opens SQLite stores.
+  return await openStore(`sqlite://${dir}/store.db`, {}, { readServer: true });
 }
 
 let current = await freshStore();

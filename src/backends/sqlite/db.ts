@@ -294,6 +294,13 @@ export interface OpenOptions {
    * on a read-only filesystem can be read.
    */
   readOnly?: boolean;
+  /**
+   * Tune the connection for a long-running read server (the FUSE mount, the daemon; default
+   * false): the database file is memory-mapped. Mapped pages count toward the process's RSS,
+   * so one-shot commands leave this off. Connections to one file are shared in a process: one
+   * opened so maps it for all.
+   */
+  readServer?: boolean;
 }
 
 interface Connection {
@@ -308,17 +315,11 @@ interface Connection {
 const open = new Map<string, Connection>();
 const READER = "\0read-only";
 
-// Bytes of each database file SQLite may map into memory (0: plain reads).
-let mmapBytes = 0;
+// Bytes of a database file SQLite maps into memory for a read server.
+const READ_SERVER_MMAP = 1024 ** 3;
 
-/**
- * Tunes this process for serving reads, for every connection open now or later: database
- * files are memory-mapped. Meant for long-running read servers (the FUSE mount, the daemon):
- * mapped pages count toward the process's RSS, so one-shot commands leave this off.
- */
-export function useReadServerMode(bytes = 1024 ** 3): void {
-  mmapBytes = bytes;
-  for (const { db } of open.values()) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
+function mapForReadServer(db: DatabaseSync): void {
+  db.exec(`PRAGMA mmap_size = ${READ_SERVER_MMAP}`);
 }
 
 /** The chunk file of version 3 databases, beside the database at `path`. */
@@ -339,10 +340,12 @@ export function openDatabase(path: string, options: OpenOptions = {}): SqliteHan
     const shared = open.get(key);
     if (shared) {
       shared.refs++;
+      if (options.readServer) mapForReadServer(shared.db);
       return handle(key, path, shared);
     }
   }
   const conn = readOnly ? openForReading(path) : openForWriting(path);
+  if (options.readServer) mapForReadServer(conn.db);
   const key = conn.writable ? path : path + READER;
   if (path !== ":memory:") open.set(key, conn);
   return handle(key, path, conn);
@@ -362,7 +365,6 @@ function openForWriting(path: string): Connection {
     // WAL + NORMAL: commits are atomic and durable up to the last checkpoint, without an fsync
     // per transaction.
     db.exec("PRAGMA synchronous = NORMAL");
-    if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
     migrate(db, pack, path);
   } catch (e) {
     closeQuietly(db, pack);
@@ -399,7 +401,6 @@ function openForReading(path: string): Connection {
       throw new Error(`database schema version ${v} is newer than this nixcas (${SCHEMA_VERSION})`);
     }
     if (v === 0 && !hasTable(db, "blobs")) throw new Error("not a nixcas store (no tables)");
-    if (mmapBytes > 0) db.exec(`PRAGMA mmap_size = ${mmapBytes}`);
     pack = openPack(path, { readOnly: true });
     if (v < READABLE_SINCE) {
       closeQuietly(db, pack);
