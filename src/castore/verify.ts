@@ -6,7 +6,7 @@
  */
 import { concat } from "../base/bytes.ts";
 import { CorruptDataError, StorageError } from "../base/errors.ts";
-import { type B3Digest, blake3, createBlake3Hasher } from "./digest.ts";
+import { type B3Digest, blake3, type Blake3Hasher, createBlake3Hasher } from "./digest.ts";
 import { type BlobReader, type BlobService, CHUNK_SIZE, type ChunkMeta } from "./blob_service.ts";
 
 /**
@@ -227,14 +227,17 @@ async function* streamedChunks(
   if (i < chunks.length) {
     checkDigest(buf.subarray(0, got), chunks[i].digest, "chunk", chunks[i].size, what(i));
   }
-  if (hasher) {
-    const whole = hasher.digest();
-    if (!whole.equals(digest)) {
-      throw new CorruptDataError(
-        digest.toString(),
-        `blob ${digest}: its chunks are intact but together hash to ${whole}: wrong chunk list`,
-      );
-    }
+  if (hasher) checkChunkList(hasher, digest);
+}
+
+/** A whole read's chunks were each intact: together they must be the blob asked for. */
+function checkChunkList(hasher: Blake3Hasher, digest: B3Digest): void {
+  const whole = hasher.digest();
+  if (!whole.equals(digest)) {
+    throw new CorruptDataError(
+      digest.toString(),
+      `blob ${digest}: its chunks are intact but together hash to ${whole}: wrong chunk list`,
+    );
   }
 }
 
@@ -338,15 +341,7 @@ export function chunkedReader(
           yield data.subarray(o, Math.min(data.length, o + CHUNK_SIZE));
         }
       }
-      if (hasher) {
-        const got = hasher.digest();
-        if (!got.equals(digest)) {
-          throw new CorruptDataError(
-            digest.toString(),
-            `blob ${digest}: its chunks are intact but together hash to ${got}: wrong chunk list`,
-          );
-        }
-      }
+      if (hasher) checkChunkList(hasher, digest);
     },
     async close() {
       closed = true;

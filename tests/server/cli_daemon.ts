@@ -6,6 +6,7 @@
  */
 import { createClient } from "@connectrpc/connect";
 import { ROOT, serviceFlags } from "../prereq.ts";
+import { stopChild } from "./helpers.ts";
 import { createTransport, type RemoteTransport } from "../../src/backends/grpc/transport.ts";
 import { BlobService } from "../../src/gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 
@@ -86,21 +87,7 @@ export async function startCliDaemon(
     pid: child.pid,
     stderr: () => seen,
     alive: () => alive,
-    stop: async () => {
-      if (alive) {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 15_000);
-      const s = await status;
-      clearTimeout(t);
-      return s;
-    },
+    stop: () => stopChild(child, status, () => alive),
   };
 }
 

@@ -75,20 +75,27 @@ export async function startDaemonProcess(
     stderr: () => err,
     alive: () => alive,
     status,
-    stop: async () => {
-      if (alive) {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 15_000);
-      const s = await status;
-      clearTimeout(t);
-      return s;
-    },
+    stop: () => stopChild(child, status, () => alive),
   };
+}
+
+/** Stops a child process: SIGTERM while it is alive, SIGKILL if it has not ended in 15 s. */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  status: Promise<Deno.CommandStatus>,
+  alive: () => boolean,
+): Promise<Deno.CommandStatus> {
+  if (alive()) {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+  }
+  const t = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 15_000);
+  const s = await status;
+  clearTimeout(t);
+  return s;
 }
