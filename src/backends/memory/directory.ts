@@ -4,6 +4,7 @@
  * @module
  */
 import { type B3Digest, blake3 } from "../../castore/digest.ts";
+import { checkDigest } from "../../castore/verify.ts";
 import {
   decodeDirectory,
   type Directory,
@@ -41,8 +42,23 @@ export class MemoryDirectoryService implements DirectoryService {
   /** The {@linkcode DirectoryService} method of the same name. */
   get(digest: B3Digest): Promise<Directory | null> {
     const bytes = this.#dirs.get(digest.key);
+    if (!bytes) return Promise.resolve(null);
+    try {
+      // Stored bytes that changed would decode to another (valid) directory.
+      checkDigest(bytes, digest, "directory");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     // Decoding copies every bytes field: callers cannot modify the stored directory.
-    return Promise.resolve(bytes ? decodeDirectory(bytes) : null);
+    return Promise.resolve(decodeDirectory(bytes));
+  }
+
+  /**
+   * The stored encoding of a directory (not a copy), or null: for tests that corrupt stored
+   * data on purpose to see it caught.
+   */
+  storedBytes(digest: B3Digest): Uint8Array | null {
+    return this.#dirs.get(digest.key) ?? null;
   }
 
   /** The {@linkcode DirectoryService} method of the same name. */

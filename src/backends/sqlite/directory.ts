@@ -5,6 +5,7 @@
  */
 import type { StatementSync } from "node:sqlite";
 import { type B3Digest, blake3 } from "../../castore/digest.ts";
+import { checkDigest } from "../../castore/verify.ts";
 import {
   decodeDirectory,
   type Directory,
@@ -66,6 +67,12 @@ export class SqliteDirectoryService implements DirectoryService {
       return Promise.reject(storageError(`reading directory ${digest}`, e));
     }
     if (!row) return Promise.resolve(null);
+    try {
+      // A flipped byte may still decode, to another directory: the digest is checked first.
+      checkDigest(row.data, digest, "directory");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     try {
       return Promise.resolve(decodeDirectory(row.data));
     } catch (e) {
