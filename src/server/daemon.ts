@@ -44,6 +44,7 @@ import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
 import { HealthServiceDesc, HealthState, registerHealth } from "./health.ts";
 import { pumpGuarded, StreamTracker } from "../backends/grpc/h2guard.ts";
+import { H2_SETTINGS, widenConnectionWindow } from "../backends/grpc/h2settings.ts";
 
 /** Most of {@linkcode DaemonOptions.maxConnections}' default. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -401,7 +402,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
   const sessions = new Set<http2.ServerHttp2Session>();
   const servers = new Set<http2.Http2Server>();
   const makeServer = () => {
-    const server = http2.createServer({}, (req, res) => {
+    const server = http2.createServer({ settings: H2_SETTINGS }, (req, res) => {
       inFlight++;
       res.once("close", () => {
         inFlight--;
@@ -431,6 +432,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
     server.on("session", (s) => {
       s.on("error", () => {/* already reported as sessionError */});
+      widenConnectionWindow(s);
       sessions.add(s);
       s.once("close", () => sessions.delete(s));
     });
@@ -712,6 +714,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
       health?.shutdown();
       if (listen.transport === "unix") await Deno.remove(listen.path).catch(() => {});
       // 2. let calls in progress finish.
+      const deadline = performance.now() + graceMs;
       if (inFlight > 0) {
         await new Promise<void>((r) => {
           const t = setTimeout(r, graceMs);
@@ -721,11 +724,17 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
           };
         });
       }
-      // Only now: Deno's node:http2 close() cuts streams still in progress.
+      // A finished call's last bytes may still wait in its session's socket buffer (up to a
+      // stream window's worth), and a session whose socket is half-closed (step 4) drops that
+      // buffer: the client would lose the end of its read. Let every buffer reach the wire.
+      while (!flushed(sessions) && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      // 3. only now: Deno's node:http2 close() cuts streams still in progress.
       const stopped = Promise.all(
         [...servers].map((srv) => new Promise<void>((r) => srv.close(() => r()))),
       );
-      // 3. end each connection the way a leaving client would: half-close towards the inner
+      // 4. end each connection the way a leaving client would: half-close towards the inner
       // server, which then finishes writing and closes, and the pump delivers the rest to the
       // client (closing the client's socket at once would cut off responses still in flight).
       for (const up of uplinks) {
@@ -793,6 +802,15 @@ function innerRecord(server: http2.Http2Server, path: string, generation: number
     if (r.pending.shift() === undefined) r.early++;
   });
   return r;
+}
+
+/** Whether every session has handed all it wrote to the operating system. */
+function flushed(sessions: Iterable<http2.ServerHttp2Session>): boolean {
+  for (const s of sessions) {
+    if (s.destroyed) continue;
+    if ((s.state.outboundQueueSize ?? 0) > 0 || (s.socket?.writableLength ?? 0) > 0) return false;
+  }
+  return true;
 }
 
 function sleepUnref(ms: number): Promise<void> {

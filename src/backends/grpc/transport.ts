@@ -24,6 +24,7 @@ import {
 } from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
 import { guardedConnection } from "./h2guard.ts";
+import { H2_SETTINGS, widenConnectionWindow } from "./h2settings.ts";
 
 // connect-node's session manager destroys a session with an error when a PING times out and
 // may have removed its own "error" listener by the time Deno emits the event, which would then
@@ -102,12 +103,22 @@ function prematureClose(): Error {
   return Object.assign(new Error("Premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" });
 }
 
-/** connect-node's session manager, with every response read by {@linkcode readResponse}. */
+const widened = new WeakSet<http2.Http2Session>();
+
+/**
+ * connect-node's session manager, with every response read by {@linkcode readResponse} and
+ * each session's connection window widened on its first request.
+ */
 class SessionManager extends Http2SessionManager {
   override async request(
     ...args: Parameters<Http2SessionManager["request"]>
   ): Promise<http2.ClientHttp2Stream> {
     const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !widened.has(session)) {
+      widened.add(session);
+      widenConnectionWindow(session);
+    }
     Object.defineProperty(stream, Symbol.asyncIterator, {
       configurable: true,
       value: () => readResponse(stream),
@@ -310,6 +321,7 @@ export function createTransport(
     // Only used for :authority and the request path; the socket comes from createConnection.
     baseUrl = "http://localhost";
     sessionManager = new SessionManager(baseUrl, ping, {
+      settings: H2_SETTINGS,
       createConnection: () =>
         guardedConnection(
           () => Deno.connect({ transport: "unix", path }),
@@ -345,6 +357,7 @@ export function createTransport(
       return c;
     };
     sessionManager = new SessionManager(baseUrl, ping, {
+      settings: H2_SETTINGS,
       createConnection: () =>
         guardedConnection(
           upstream,
