@@ -70,3 +70,16 @@ export const DIRECTORY_C = makeDirectory({
     directoryNodeFor(enc.encode("a'"), DIRECTORY_A),
   ],
 });
+
+/** `n` pseudo-random bytes, different for each `seed` and the same on every run. */
+export function bytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}

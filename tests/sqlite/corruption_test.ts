@@ -18,19 +18,7 @@ import { CorruptDataError } from "../../src/base/errors.ts";
 import { importStorePath } from "../../src/store/import.ts";
 import { renderNar } from "../../src/nar/render.ts";
 import { nixcas } from "../prereq.ts";
-
-/** `n` bytes that differ for each `seed`. */
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+import { bytes } from "../fixtures.ts";
 
 const BIG = bytes(3 << 20, 1); // in the pack file
 const MID = bytes(20 << 10, 2); // in the pack file, read on the calling thread

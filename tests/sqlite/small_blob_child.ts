@@ -8,19 +8,7 @@
  */
 import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { putSmallBlob } from "../../src/castore/blob_util.ts";
-
-// The same bytes as the test's `bytes`.
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+import { bytes } from "../fixtures.ts";
 
 const blobs = new SqliteBlobService(Deno.args[0]);
 const out = Deno.stdout;

@@ -9,21 +9,9 @@ import { DatabaseSync } from "node:sqlite";
 import { INLINE_MAX, SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { putSmallBlob, readBlob } from "../../src/castore/blob_util.ts";
 import { B3Digest } from "../../src/castore/digest.ts";
+import { bytes } from "../fixtures.ts";
 
 const CHILD = new URL("./small_blob_child.ts", import.meta.url).pathname;
-
-/** `n` bytes that differ for each `seed`. */
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 interface Stats {
   inline: number;
