@@ -5,8 +5,8 @@
 // @generated from file tvix/store/protos/pathinfo.proto (package tvix.store.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
-import { fileDesc, messageDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
 import type { Node } from "../../castore/protos/castore_pb.ts";
 import { file_tvix_castore_protos_castore } from "../../castore/protos/castore_pb.ts";
 import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
@@ -15,7 +15,7 @@ import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
  * Describes the file tvix/store/protos/pathinfo.proto.
  */
 export const file_tvix_store_protos_pathinfo: GenFile = /*@__PURE__*/
-  fileDesc("CiB0dml4L3N0b3JlL3Byb3Rvcy9wYXRoaW5mby5wcm90bxINdHZpeC5zdG9yZS52MSJsCghQYXRoSW5mbxIjCgRub2RlGAEgASgLMhUudHZpeC5jYXN0b3JlLnYxLk5vZGUSEgoKcmVmZXJlbmNlcxgCIAMoDBInCgduYXJpbmZvGAMgASgLMhYudHZpeC5zdG9yZS52MS5OQVJJbmZvIqcBCgdOQVJJbmZvEhAKCG5hcl9zaXplGAEgASgEEhIKCm5hcl9zaGEyNTYYAiABKAwSNAoKc2lnbmF0dXJlcxgDIAMoCzIgLnR2aXguc3RvcmUudjEuTkFSSW5mby5TaWduYXR1cmUSFwoPcmVmZXJlbmNlX25hbWVzGAQgAygJGicKCVNpZ25hdHVyZRIMCgRuYW1lGAEgASgJEgwKBGRhdGEYAiABKAxCKFomY29kZS50dmwuZnlpL3R2aXgvc3RvcmUvcHJvdG9zO3N0b3JldjFiBnByb3RvMw", [file_tvix_castore_protos_castore]);
+  fileDesc("CiB0dml4L3N0b3JlL3Byb3Rvcy9wYXRoaW5mby5wcm90bxINdHZpeC5zdG9yZS52MSJsCghQYXRoSW5mbxIjCgRub2RlGAEgASgLMhUudHZpeC5jYXN0b3JlLnYxLk5vZGUSEgoKcmVmZXJlbmNlcxgCIAMoDBInCgduYXJpbmZvGAMgASgLMhYudHZpeC5zdG9yZS52MS5OQVJJbmZvItIDCgdOQVJJbmZvEhAKCG5hcl9zaXplGAEgASgEEhIKCm5hcl9zaGEyNTYYAiABKAwSNAoKc2lnbmF0dXJlcxgDIAMoCzIgLnR2aXguc3RvcmUudjEuTkFSSW5mby5TaWduYXR1cmUSFwoPcmVmZXJlbmNlX25hbWVzGAQgAygJEikKB2Rlcml2ZXIYBSABKAsyGC50dml4LnN0b3JlLnYxLlN0b3JlUGF0aBIlCgJjYRgGIAEoCzIZLnR2aXguc3RvcmUudjEuTkFSSW5mby5DQRonCglTaWduYXR1cmUSDAoEbmFtZRgBIAEoCRIMCgRkYXRhGAIgASgMGtYBCgJDQRIsCgR0eXBlGAEgASgOMh4udHZpeC5zdG9yZS52MS5OQVJJbmZvLkNBLkhhc2gSDgoGZGlnZXN0GAIgASgMIpEBCgRIYXNoEg4KCk5BUl9TSEEyNTYQABIMCghOQVJfU0hBMRABEg4KCk5BUl9TSEE1MTIQAhILCgdOQVJfTUQ1EAMSDwoLVEVYVF9TSEEyNTYQBBINCglGTEFUX1NIQTEQBRIMCghGTEFUX01ENRAGEg8KC0ZMQVRfU0hBMjU2EAcSDwoLRkxBVF9TSEE1MTIQCCIpCglTdG9yZVBhdGgSDAoEbmFtZRgBIAEoCRIOCgZkaWdlc3QYAiABKAxCKFomY29kZS50dmwuZnlpL3R2aXgvc3RvcmUvcHJvdG9zO3N0b3JldjFiBnByb3RvMw", [file_tvix_castore_protos_castore]);
 
 /**
  * Metadata of one store path (one entry directly below /nix/store).
@@ -81,6 +81,20 @@ export type NARInfo = Message<"tvix.store.v1.NARInfo"> & {
    * @generated from field: repeated string reference_names = 4;
    */
   referenceNames: string[];
+
+  /**
+   * The .drv that built this path, if known; its name without the ".drv" suffix.
+   *
+   * @generated from field: tvix.store.v1.StorePath deriver = 5;
+   */
+  deriver?: StorePath | undefined;
+
+  /**
+   * The content address, for content-addressed paths.
+   *
+   * @generated from field: tvix.store.v1.NARInfo.CA ca = 6;
+   */
+  ca?: NARInfo_CA | undefined;
 };
 
 /**
@@ -117,4 +131,110 @@ export type NARInfo_Signature = Message<"tvix.store.v1.NARInfo.Signature"> & {
  */
 export const NARInfo_SignatureSchema: GenMessage<NARInfo_Signature> = /*@__PURE__*/
   messageDesc(file_tvix_store_protos_pathinfo, 1, 0);
+
+/**
+ * A content address: how the path's digest was derived from its contents.
+ *
+ * @generated from message tvix.store.v1.NARInfo.CA
+ */
+export type NARInfo_CA = Message<"tvix.store.v1.NARInfo.CA"> & {
+  /**
+   * @generated from field: tvix.store.v1.NARInfo.CA.Hash type = 1;
+   */
+  type: NARInfo_CA_Hash;
+
+  /**
+   * The raw digest bytes.
+   *
+   * @generated from field: bytes digest = 2;
+   */
+  digest: Uint8Array;
+};
+
+/**
+ * Describes the message tvix.store.v1.NARInfo.CA.
+ * Use `create(NARInfo_CASchema)` to create a new message.
+ */
+export const NARInfo_CASchema: GenMessage<NARInfo_CA> = /*@__PURE__*/
+  messageDesc(file_tvix_store_protos_pathinfo, 1, 1);
+
+/**
+ * @generated from enum tvix.store.v1.NARInfo.CA.Hash
+ */
+export enum NARInfo_CA_Hash {
+  /**
+   * @generated from enum value: NAR_SHA256 = 0;
+   */
+  NAR_SHA256 = 0,
+
+  /**
+   * @generated from enum value: NAR_SHA1 = 1;
+   */
+  NAR_SHA1 = 1,
+
+  /**
+   * @generated from enum value: NAR_SHA512 = 2;
+   */
+  NAR_SHA512 = 2,
+
+  /**
+   * @generated from enum value: NAR_MD5 = 3;
+   */
+  NAR_MD5 = 3,
+
+  /**
+   * @generated from enum value: TEXT_SHA256 = 4;
+   */
+  TEXT_SHA256 = 4,
+
+  /**
+   * @generated from enum value: FLAT_SHA1 = 5;
+   */
+  FLAT_SHA1 = 5,
+
+  /**
+   * @generated from enum value: FLAT_MD5 = 6;
+   */
+  FLAT_MD5 = 6,
+
+  /**
+   * @generated from enum value: FLAT_SHA256 = 7;
+   */
+  FLAT_SHA256 = 7,
+
+  /**
+   * @generated from enum value: FLAT_SHA512 = 8;
+   */
+  FLAT_SHA512 = 8,
+}
+
+/**
+ * Describes the enum tvix.store.v1.NARInfo.CA.Hash.
+ */
+export const NARInfo_CA_HashSchema: GenEnum<NARInfo_CA_Hash> = /*@__PURE__*/
+  enumDesc(file_tvix_store_protos_pathinfo, 1, 1, 0);
+
+/**
+ * A store path: its 20-byte digest and name (later tvix).
+ *
+ * @generated from message tvix.store.v1.StorePath
+ */
+export type StorePath = Message<"tvix.store.v1.StorePath"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bytes digest = 2;
+   */
+  digest: Uint8Array;
+};
+
+/**
+ * Describes the message tvix.store.v1.StorePath.
+ * Use `create(StorePathSchema)` to create a new message.
+ */
+export const StorePathSchema: GenMessage<StorePath> = /*@__PURE__*/
+  messageDesc(file_tvix_store_protos_pathinfo, 2);
 
