@@ -46,7 +46,15 @@ export {
   validatePathInfo,
   ValidatePathInfoError,
 } from "./path_info.ts";
-export type { NARInfo, NARInfo_Signature, PathInfo, PathInfoService } from "./path_info_service.ts";
+export {
+  type NARInfo,
+  type NARInfo_CA,
+  NARInfo_CA_Hash,
+  type NARInfo_Signature,
+  type PathInfo,
+  type PathInfoService,
+  type StorePathMessage,
+} from "./path_info_service.ts";
 export {
   type ImportResult,
   importStorePath,

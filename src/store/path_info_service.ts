@@ -84,6 +84,87 @@ export type NARInfo = Message<"tvix.store.v1.NARInfo"> & {
   signatures: NARInfo_Signature[];
   /** Basenames of the references, in the order of {@linkcode PathInfo.references}. */
   referenceNames: string[];
+  /** The `.drv` that built this path, if known; its name without the `.drv` suffix. */
+  deriver?: StorePathMessage | undefined;
+  /** The content address of a content-addressed path. */
+  ca?: NARInfo_CA | undefined;
+};
+
+/**
+ * A store path on the wire (`tvix.store.v1.StorePath`): the 20-byte digest and the name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { StorePathMessage } from "@nixcas/nixcas/store";
+ * const drv: StorePathMessage = {
+ *   $typeName: "tvix.store.v1.StorePath",
+ *   name: "hello-2.12", // without ".drv"
+ *   digest: new Uint8Array(20),
+ * };
+ * assert.equal(drv.digest.length, 20);
+ * ```
+ */
+export type StorePathMessage = Message<"tvix.store.v1.StorePath"> & {
+  /** The name part, after the digest and the dash. */
+  name: string;
+  /** The 20-byte digest behind the nixbase32 part. */
+  digest: Uint8Array;
+};
+
+/**
+ * How a content-addressed path was hashed (`tvix.store.v1.NARInfo.CA.Hash`): `NAR_SHA256` is
+ * Nix's `fixed:r:sha256`, `TEXT_SHA256` its `text:sha256`, `FLAT_SHA256` its `fixed:sha256`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NARInfo_CA_Hash } from "@nixcas/nixcas/store";
+ * assert.equal(NARInfo_CA_Hash.NAR_SHA256, 0);
+ * assert.equal(NARInfo_CA_Hash.TEXT_SHA256, 4);
+ * ```
+ */
+export enum NARInfo_CA_Hash {
+  /** Nix `fixed:r:sha256`: SHA-256 of the NAR. */
+  NAR_SHA256 = 0,
+  /** Nix `fixed:r:sha1`. */
+  NAR_SHA1 = 1,
+  /** Nix `fixed:r:sha512`. */
+  NAR_SHA512 = 2,
+  /** Nix `fixed:r:md5`. */
+  NAR_MD5 = 3,
+  /** Nix `text:sha256`: SHA-256 of a text file's contents. */
+  TEXT_SHA256 = 4,
+  /** Nix `fixed:sha1`: of a flat file's contents. */
+  FLAT_SHA1 = 5,
+  /** Nix `fixed:md5`. */
+  FLAT_MD5 = 6,
+  /** Nix `fixed:sha256`. */
+  FLAT_SHA256 = 7,
+  /** Nix `fixed:sha512`. */
+  FLAT_SHA512 = 8,
+}
+
+/**
+ * A content address (`tvix.store.v1.NARInfo.CA`): the hash kind and the raw digest bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type NARInfo_CA, NARInfo_CA_Hash } from "@nixcas/nixcas/store";
+ * const ca: NARInfo_CA = {
+ *   $typeName: "tvix.store.v1.NARInfo.CA",
+ *   type: NARInfo_CA_Hash.TEXT_SHA256,
+ *   digest: new Uint8Array(32),
+ * };
+ * assert.equal(ca.digest.length, 32);
+ * ```
+ */
+export type NARInfo_CA = Message<"tvix.store.v1.NARInfo.CA"> & {
+  /** The hash kind. */
+  type: NARInfo_CA_Hash;
+  /** The raw digest bytes. */
+  digest: Uint8Array;
 };
 
 /**
