@@ -18,8 +18,13 @@ import {
   validateSymlinkTarget,
 } from "../castore/directory.ts";
 import { displayName } from "../base/bytes.ts";
-import type { PathInfo } from "./path_info_service.ts";
-import { STORE_PATH_DIGEST_LEN, StorePath } from "./store_path.ts";
+import {
+  type NARInfo_CA,
+  NARInfo_CA_Hash,
+  type PathInfo,
+  type StorePathMessage,
+} from "./path_info_service.ts";
+import { STORE_PATH_DIGEST_LEN, StorePath, validateName } from "./store_path.ts";
 
 /**
  * Why a PathInfo is invalid; the kinds of tvix's `ValidatePathInfoError`, plus NAR sha256.
@@ -55,7 +60,10 @@ export type PathInfoErrorKind =
   | "InvalidNarinfoReferenceName"
   | "InconsistentNarinfoReferenceNameDigest"
   | "InvalidNarSha256DigestLen"
-  | "InvalidSymlinkTarget";
+  | "InvalidSymlinkTarget"
+  | "UnsortedReferences"
+  | "InvalidDeriver"
+  | "InvalidCA";
 
 /**
  * A PathInfo failed validation. `kind` says which rule; the message says what was found.
@@ -108,6 +116,9 @@ export class ValidatePathInfoError extends InvalidRequestError {
  * 1. every reference is 20 bytes;
  * 2. with narinfo: nar_sha256 is 32 bytes, reference_names has as many entries as references,
  *    each parses as a store path basename whose digest equals the reference at that position;
+ *    reference names are sorted as Nix sorts them (by basename, byte order) with no duplicate;
+ *    a deriver has a 20-byte digest and a valid name (without `.drv`); a content address has a
+ *    known hash kind and a digest of that hash's length;
  * 3. the root node is set; a directory or file root has a 32-byte digest, a symlink root a
  *    valid target (not empty, no NUL, at most 4095 bytes); its name parses as a store path
  *    basename.
@@ -178,7 +189,16 @@ export function validatePathInfo(info: PathInfo): StorePath {
             `${toBase64(parsed.digest)}, references[${i}] is ${toBase64(want)}`,
         );
       }
+      if (i > 0 && !(narinfo.referenceNames[i - 1] < refName)) {
+        throw new ValidatePathInfoError(
+          "UnsortedReferences",
+          `reference_names[${i}] ${JSON.stringify(refName)} is not after ` +
+            `${JSON.stringify(narinfo.referenceNames[i - 1])} (references are sorted, each once)`,
+        );
+      }
     });
+    if (narinfo.deriver) validateDeriver(narinfo.deriver);
+    if (narinfo.ca) validateCA(narinfo.ca);
   }
 
   const node = info.node?.node;
@@ -209,6 +229,51 @@ export function validatePathInfo(info: PathInfo): StorePath {
       "InvalidNodeName",
       `root node name ${displayName(node.value.name)}: ${(e as Error).message}`,
       { cause: e },
+    );
+  }
+}
+
+function validateDeriver(d: StorePathMessage): void {
+  if (d.digest.length !== STORE_PATH_DIGEST_LEN) {
+    throw new ValidatePathInfoError(
+      "InvalidDeriver",
+      `deriver digest is ${d.digest.length} bytes (want ${STORE_PATH_DIGEST_LEN})`,
+    );
+  }
+  try {
+    validateName(`${d.name}.drv`);
+  } catch (e) {
+    throw new ValidatePathInfoError(
+      "InvalidDeriver",
+      `deriver name ${JSON.stringify(d.name)}: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+}
+
+/** Digest length of each content address hash kind. */
+const CA_DIGEST_LEN: Record<number, number> = {
+  [NARInfo_CA_Hash.NAR_SHA256]: 32,
+  [NARInfo_CA_Hash.NAR_SHA1]: 20,
+  [NARInfo_CA_Hash.NAR_SHA512]: 64,
+  [NARInfo_CA_Hash.NAR_MD5]: 16,
+  [NARInfo_CA_Hash.TEXT_SHA256]: 32,
+  [NARInfo_CA_Hash.FLAT_SHA1]: 20,
+  [NARInfo_CA_Hash.FLAT_MD5]: 16,
+  [NARInfo_CA_Hash.FLAT_SHA256]: 32,
+  [NARInfo_CA_Hash.FLAT_SHA512]: 64,
+};
+
+function validateCA(ca: NARInfo_CA): void {
+  const want = CA_DIGEST_LEN[ca.type];
+  if (want === undefined) {
+    throw new ValidatePathInfoError("InvalidCA", `unknown content address hash kind ${ca.type}`);
+  }
+  if (ca.digest.length !== want) {
+    throw new ValidatePathInfoError(
+      "InvalidCA",
+      `content address ${NARInfo_CA_Hash[ca.type]} digest is ${ca.digest.length} bytes ` +
+        `(want ${want})`,
     );
   }
 }
@@ -245,6 +310,10 @@ export interface PathInfoInit {
   references?: StorePath[];
   /** Narinfo signatures. */
   signatures?: { name: string; data: Uint8Array }[];
+  /** The `.drv` store path that built this one (its name ends in `.drv`). */
+  deriver?: StorePath;
+  /** The content address, for content-addressed paths. */
+  ca?: { type: NARInfo_CA_Hash; digest: Uint8Array };
 }
 
 /**
@@ -272,7 +341,16 @@ export interface PathInfoInit {
  * ```
  */
 export function makePathInfo(init: PathInfoInit): PathInfo {
-  const refs = init.references ?? [];
+  // Sorted and unique, as Nix keeps them (a std::set of store paths, by basename).
+  const refs = [...new Map((init.references ?? []).map((r) => [r.toString(), r])).entries()]
+    .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([, r]) => r);
+  const deriver = init.deriver;
+  if (deriver && !deriver.name.endsWith(".drv")) {
+    throw new ValidatePathInfoError(
+      "InvalidDeriver",
+      `deriver ${deriver.absolute} is not a .drv store path`,
+    );
+  }
   return {
     $typeName: "tvix.store.v1.PathInfo",
     node: toNodeMessage(renameNode(init.node, new TextEncoder().encode(init.storePath.toString()))),
@@ -287,6 +365,14 @@ export function makePathInfo(init: PathInfoInit): PathInfo {
         data: s.data,
       })),
       referenceNames: refs.map((r) => r.toString()),
+      deriver: deriver
+        ? {
+          $typeName: "tvix.store.v1.StorePath",
+          name: deriver.name.slice(0, -".drv".length),
+          digest: deriver.digest,
+        }
+        : undefined,
+      ca: init.ca ? { $typeName: "tvix.store.v1.NARInfo.CA", ...init.ca } : undefined,
     },
   };
 }
@@ -405,6 +491,11 @@ export function mergePathInfo(
   ) {
     throw differ("the references", refs(existing), refs(incoming));
   }
+  const ca = (i: PathInfo) =>
+    i.narinfo?.ca ? `${NARInfo_CA_Hash[i.narinfo.ca.type]}:${nixbase32(i.narinfo.ca.digest)}` : "";
+  if (ca(existing) && ca(incoming) && ca(existing) !== ca(incoming)) {
+    throw differ("the content address", ca(existing), ca(incoming));
+  }
   if (!existing.narinfo || !incoming.narinfo) return existing;
   const seen = new Set<string>();
   const signatures = [];
@@ -414,7 +505,16 @@ export function mergePathInfo(
     seen.add(key);
     signatures.push(s);
   }
-  return { ...existing, narinfo: { ...existing.narinfo, signatures } };
+  // What the stored info lacks (a deriver, a content address) the put may add; it never changes.
+  return {
+    ...existing,
+    narinfo: {
+      ...existing.narinfo,
+      signatures,
+      deriver: existing.narinfo.deriver ?? incoming.narinfo.deriver,
+      ca: existing.narinfo.ca ?? incoming.narinfo.ca,
+    },
+  };
 }
 
 function describeRoot(i: PathInfo): string {

@@ -5,7 +5,13 @@
  *
  * @module
  */
-import type { NARInfo, NARInfo_Signature, PathInfo } from "../gen/tvix/store/protos/pathinfo_pb.ts";
+import type {
+  NARInfo,
+  NARInfo_CA,
+  NARInfo_Signature,
+  PathInfo,
+  StorePath,
+} from "../gen/tvix/store/protos/pathinfo_pb.ts";
 import { decodeNodeWire, merged, WireReader, WireWriter, writeNode } from "../castore/wire.ts";
 
 const VARINT = 0;
@@ -22,6 +28,19 @@ function writeNarInfo(w: WireWriter, n: NARInfo): void {
     w.bytes(3, sw.finish());
   }
   for (const name of n.referenceNames) w.bytes(4, utf8.encode(name));
+  if (n.deriver) {
+    const dw = new WireWriter();
+    if (n.deriver.name.length) dw.bytes(1, utf8.encode(n.deriver.name));
+    if (n.deriver.digest.length) dw.bytes(2, n.deriver.digest);
+    w.bytes(5, dw.finish());
+  }
+  if (n.ca) {
+    const cw = new WireWriter();
+    // An enum is an int32: negative values (unknown to us, kept as decoded) take ten bytes.
+    if (n.ca.type !== 0) cw.tag(1, VARINT).varint64(BigInt.asUintN(64, BigInt(n.ca.type)));
+    if (n.ca.digest.length) cw.bytes(2, n.ca.digest);
+    w.bytes(6, cw.finish());
+  }
 }
 
 /** Encodes a PathInfo. */
@@ -57,6 +76,40 @@ function readSignature(bytes: Uint8Array): NARInfo_Signature {
   return s;
 }
 
+function readStorePath(bytes: Uint8Array): StorePath {
+  const r = new WireReader(bytes, "tvix.store.v1.StorePath");
+  const s: StorePath = {
+    $typeName: "tvix.store.v1.StorePath",
+    name: "",
+    digest: new Uint8Array(0),
+  };
+  while (r.more()) {
+    const [f, wt] = r.tag();
+    if (f === 1) s.name = fromUtf8.decode(r.messageField(f, wt));
+    else if (f === 2) s.digest = r.bytesField(f, wt);
+    else r.skip(f, wt);
+  }
+  return s;
+}
+
+function readCA(bytes: Uint8Array): NARInfo_CA {
+  const r = new WireReader(bytes, "tvix.store.v1.NARInfo.CA");
+  const c: NARInfo_CA = {
+    $typeName: "tvix.store.v1.NARInfo.CA",
+    type: 0,
+    digest: new Uint8Array(0),
+  };
+  while (r.more()) {
+    const [f, wt] = r.tag();
+    if (f === 1) {
+      r.expect(f, wt, VARINT);
+      c.type = Number(BigInt.asIntN(32, r.varint64()));
+    } else if (f === 2) c.digest = r.bytesField(f, wt);
+    else r.skip(f, wt);
+  }
+  return c;
+}
+
 function readNarInfo(bytes: Uint8Array): NARInfo {
   const r = new WireReader(bytes, "tvix.store.v1.NARInfo");
   const n: NARInfo = {
@@ -66,6 +119,8 @@ function readNarInfo(bytes: Uint8Array): NARInfo {
     signatures: [],
     referenceNames: [],
   };
+  let deriver: Uint8Array | null = null;
+  let ca: Uint8Array | null = null;
   while (r.more()) {
     const [f, wt] = r.tag();
     if (f === 1) {
@@ -74,8 +129,12 @@ function readNarInfo(bytes: Uint8Array): NARInfo {
     } else if (f === 2) n.narSha256 = r.bytesField(f, wt);
     else if (f === 3) n.signatures.push(readSignature(r.messageField(f, wt)));
     else if (f === 4) n.referenceNames.push(fromUtf8.decode(r.messageField(f, wt)));
+    else if (f === 5) deriver = merged(deriver, r.messageField(f, wt));
+    else if (f === 6) ca = merged(ca, r.messageField(f, wt));
     else r.skip(f, wt);
   }
+  if (deriver) n.deriver = readStorePath(deriver);
+  if (ca) n.ca = readCA(ca);
   return n;
 }
 

@@ -82,6 +82,10 @@ function randomPathInfo(): PathInfo {
           data: bytes(64),
         })),
         referenceNames: Array.from({ length: rnd(3) }, () => ["a-b", "", "xyz-ü"][rnd(3)]),
+        deriver: rnd(2)
+          ? { name: ["", "hello-2.12", "é"][rnd(3)], digest: bytes(rnd(2) * 20) }
+          : undefined,
+        ca: rnd(2) ? { type: [0, 4, 7, 8, 42, -3][rnd(6)], digest: bytes(rnd(3) * 16) } : undefined,
       }
       : undefined,
   });

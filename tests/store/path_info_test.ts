@@ -9,11 +9,17 @@ import {
   SymlinkNodeSchema,
 } from "../../src/gen/tvix/castore/protos/castore_pb.ts";
 import {
+  NARInfo_CA_Hash,
+  NARInfo_CASchema,
   NARInfoSchema,
   type PathInfo,
   PathInfoSchema,
+  StorePathSchema,
 } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
+import { fromNodeMessage } from "../../src/castore/directory.ts";
 import {
+  makePathInfo,
+  mergePathInfo,
   type PathInfoErrorKind,
   validatePathInfo,
   ValidatePathInfoError,
@@ -143,4 +149,106 @@ Deno.test("PathInfo: nar_sha256 must be 32 bytes", () => {
 Deno.test("PathInfo: checks run in the seed's order (references before node)", () => {
   const p = create(PathInfoSchema, { references: [new Uint8Array(3)] });
   assertKind(p, "InvalidReferenceDigestLen");
+});
+
+Deno.test("PathInfo: reference names sorted as Nix sorts them, each once", () => {
+  const a = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-a");
+  const b = StorePath.parse("11bgd045z0d4icpbc2yyz4gx48ak44la-b");
+  const p = withNarinfo();
+  p.references = [b.digest, a.digest];
+  p.narinfo!.referenceNames = [b.toString(), a.toString()];
+  assertKind(p, "UnsortedReferences", /reference_names\[1\] "00bgd.*-a" is not after/);
+  p.references = [a.digest, a.digest];
+  p.narinfo!.referenceNames = [a.toString(), a.toString()];
+  assertKind(p, "UnsortedReferences");
+  p.references = [a.digest, b.digest];
+  p.narinfo!.referenceNames = [a.toString(), b.toString()];
+  validatePathInfo(p);
+  // makePathInfo sorts and removes duplicates.
+  const made = makePathInfo({
+    storePath: StorePath.parse(DUMMY_NAME),
+    node: fromNodeMessage(dirNode("")),
+    narSize: 1,
+    narSha256: DUMMY_DIGEST,
+    references: [b, a, b],
+  });
+  assert.deepEqual(made.narinfo?.referenceNames, [a.toString(), b.toString()]);
+  validatePathInfo(made);
+});
+
+Deno.test("PathInfo: deriver digest length and name", () => {
+  const p = withNarinfo();
+  p.narinfo!.deriver = create(StorePathSchema, { name: "hello", digest: new Uint8Array(19) });
+  assertKind(p, "InvalidDeriver", /deriver digest is 19 bytes \(want 20\)/);
+  p.narinfo!.deriver = create(StorePathSchema, { name: "he/llo", digest: new Uint8Array(20) });
+  assertKind(p, "InvalidDeriver", /deriver name "he\/llo"/);
+  p.narinfo!.deriver = create(StorePathSchema, { name: "hello", digest: new Uint8Array(20) });
+  validatePathInfo(p);
+  const drv = StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello.drv");
+  const made = makePathInfo({
+    storePath: StorePath.parse(DUMMY_NAME),
+    node: fromNodeMessage(dirNode("")),
+    narSize: 1,
+    narSha256: DUMMY_DIGEST,
+    deriver: drv,
+  });
+  assert.equal(made.narinfo?.deriver?.name, "hello");
+  assert.throws(
+    () =>
+      makePathInfo({
+        storePath: StorePath.parse(DUMMY_NAME),
+        node: fromNodeMessage(dirNode("")),
+        narSize: 1,
+        narSha256: DUMMY_DIGEST,
+        deriver: StorePath.parse(DUMMY_NAME),
+      }),
+    /is not a \.drv store path/,
+  );
+});
+
+Deno.test("PathInfo: content address kind and digest length", () => {
+  const p = withNarinfo();
+  p.narinfo!.ca = create(NARInfo_CASchema, {
+    type: NARInfo_CA_Hash.NAR_SHA256,
+    digest: new Uint8Array(20),
+  });
+  assertKind(p, "InvalidCA", /NAR_SHA256 digest is 20 bytes \(want 32\)/);
+  p.narinfo!.ca = create(NARInfo_CASchema, {
+    type: 99 as NARInfo_CA_Hash,
+    digest: new Uint8Array(32),
+  });
+  assertKind(p, "InvalidCA", /unknown content address hash kind 99/);
+  p.narinfo!.ca = create(NARInfo_CASchema, {
+    type: NARInfo_CA_Hash.FLAT_SHA1,
+    digest: new Uint8Array(20),
+  });
+  validatePathInfo(p);
+});
+
+Deno.test("PathInfo merge: a different content address is refused, a missing one added", () => {
+  const storePath = StorePath.parse(DUMMY_NAME);
+  const base = () =>
+    makePathInfo({
+      storePath,
+      node: fromNodeMessage(dirNode("")),
+      narSize: 1,
+      narSha256: DUMMY_DIGEST,
+    });
+  const withCA = (d: number) => {
+    const p = base();
+    p.narinfo!.ca = create(NARInfo_CASchema, {
+      type: NARInfo_CA_Hash.NAR_SHA256,
+      digest: new Uint8Array(32).fill(d),
+    });
+    return p;
+  };
+  assert.throws(() => mergePathInfo(storePath, withCA(1), withCA(2)), /the content address is/);
+  assert.deepEqual(
+    mergePathInfo(storePath, base(), withCA(1)).narinfo?.ca?.digest,
+    new Uint8Array(32).fill(1),
+  );
+  assert.deepEqual(
+    mergePathInfo(storePath, withCA(1), base()).narinfo?.ca?.digest,
+    new Uint8Array(32).fill(1),
+  );
 });
