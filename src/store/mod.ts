@@ -61,3 +61,19 @@ export {
   type StoreImportOptions,
   type StoreServices,
 } from "./import.ts";
+export {
+  type CastoreServices,
+  closureOf,
+  type CopyDestination,
+  type CopyOptions,
+  copyPaths,
+  type CopyProgress,
+  type CopyReport,
+  type CopySource,
+  type IngestedPath,
+  NixcasStore,
+  type NixPathInfo,
+  nixPathInfoOf,
+  pathInfoOf,
+} from "./copy.ts";
+export { EXPORT_MAGIC, renderExport } from "./export.ts";
