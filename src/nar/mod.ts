@@ -28,3 +28,4 @@
 export { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
 export { renderNar, writeNar } from "./render.ts";
 export { calculateNar, type NarCalculation, NarImportObserver } from "./hash.ts";
+export { type NarListing, narListing, type NarListingNode } from "./listing.ts";
