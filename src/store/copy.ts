@@ -29,7 +29,7 @@ import { StorePath } from "./store_path.ts";
  * import { type NixPathInfo, StorePath } from "@nixcas/nixcas/store";
  * const info: NixPathInfo = {
  *   storePath: StorePath.parse("1wpp9vwzcjc45z0xad9n58kn1d1jz23k-c"),
- *   narSha256: new Uint8Array(32),
+ *   narHash: new Uint8Array(32),
  *   narSize: 216,
  *   references: [StorePath.parse("12wigjpizrn8axaqxj288q1b751qmwya-a")],
  *   signatures: [],
@@ -41,7 +41,7 @@ export interface NixPathInfo {
   /** The store path. */
   storePath: StorePath;
   /** SHA-256 of its NAR (32 bytes). */
-  narSha256: Uint8Array;
+  narHash: Uint8Array;
   /** Size of its NAR. */
   narSize: number;
   /** Store paths it refers to (may include itself). */
@@ -204,7 +204,7 @@ export class NixcasStore implements CopySource, CopyDestination {
     const stored = await this.#services.pathInfos.get(info.storePath.digest);
     if (!stored) throw new NotFoundError(`${info.storePath.absolute} is not in ${this.name}`);
     const node = fromNodeMessage(stored.node);
-    const same = { narSize: info.narSize, narSha256: info.narSha256 };
+    const same = { narSize: info.narSize, narSha256: info.narHash };
     if (
       into.blobs === this.#services.blobs && into.directories === this.#services.directories
     ) return { node, ...same };
@@ -263,7 +263,7 @@ export function nixPathInfoOf(storePath: StorePath, info: PathInfo): NixPathInfo
   const n = info.narinfo;
   return {
     storePath,
-    narSha256: n?.narSha256 ?? new Uint8Array(32),
+    narHash: n?.narSha256 ?? new Uint8Array(32),
     narSize: Number(n?.narSize ?? 0),
     references: n ? n.referenceNames.map((r) => StorePath.parse(r)) : [],
     deriver: n?.deriver ? new StorePath(n.deriver.digest, `${n.deriver.name}.drv`) : undefined,
@@ -461,11 +461,11 @@ export async function copyPaths(
     }
     if (!source.trusted) await opts.check?.(info);
     const got = await source.ingest(info, opts.castore);
-    if (got.narSize !== info.narSize || !equal(got.narSha256, info.narSha256)) {
+    if (got.narSize !== info.narSize || !equal(got.narSha256, info.narHash)) {
       throw new InvalidRequestError(
         `${path} from ${source.name}: its contents have NAR size ${got.narSize} and hash ` +
           `sha256:${nixbase32(got.narSha256)}, but ${source.name} says ${info.narSize} and ` +
-          `sha256:${nixbase32(info.narSha256)}; not copied`,
+          `sha256:${nixbase32(info.narHash)}; not copied`,
       );
     }
     await destination.add(pathInfoOf(info, got.node), opts.castore);
@@ -485,7 +485,7 @@ export async function copyPaths(
  * import { pathInfoOf, StorePath } from "@nixcas/nixcas/store";
  * const info = pathInfoOf({
  *   storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
- *   narSha256: new Uint8Array(32),
+ *   narHash: new Uint8Array(32),
  *   narSize: 120,
  *   references: [],
  *   signatures: [],
@@ -505,7 +505,7 @@ export function pathInfoOf(info: NixPathInfo, node: AnyNode): PathInfo {
     storePath: info.storePath,
     node,
     narSize: info.narSize,
-    narSha256: info.narSha256,
+    narSha256: info.narHash,
     references: info.references,
     signatures: info.signatures,
     deriver: info.deriver,
