@@ -61,3 +61,33 @@ export {
   type StoreImportOptions,
   type StoreServices,
 } from "./import.ts";
+export {
+  caCheckedByNarHash,
+  contentAddressedStorePath,
+  ContentAddressError,
+  type ContentDigests,
+  parseContentAddress,
+  renderContentAddress,
+  verifyContentAddress,
+} from "./content_address.ts";
+export {
+  fingerprint,
+  formatSignature,
+  parseSignature,
+  parseTrustedPublicKeys,
+  PublicKey,
+  SignatureError,
+  SigningKey,
+  signPathInfo,
+  type Verification,
+  verifyPathInfo,
+} from "./signature.ts";
+export {
+  type NarFileInfo,
+  type NarInfo,
+  NarInfoError,
+  narInfoToPathInfo,
+  parseNarInfo,
+  pathInfoToNarInfo,
+  renderNarInfo,
+} from "./narinfo.ts";
