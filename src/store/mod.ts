@@ -1,7 +1,8 @@
 /**
  * The Nix side: store paths, nixbase32, PathInfo (a store path mapped to a castore root node,
- * with its NAR size and hash, references and signatures), the PathInfoService interface, and
- * importing a path from the filesystem as `nix-store --add` does.
+ * with its NAR size and hash, references and signatures), the PathInfoService interface,
+ * importing a path from the filesystem as `nix-store --add` does, and what a Nix binary cache
+ * needs: `.narinfo` text, ed25519 signatures over the narinfo fingerprint, content addresses.
  *
  * @example
  * ```ts
@@ -77,3 +78,33 @@ export {
   pathInfoOf,
 } from "./copy.ts";
 export { EXPORT_MAGIC, renderExport } from "./export.ts";
+export {
+  caCheckedByNarHash,
+  contentAddressedStorePath,
+  ContentAddressError,
+  type ContentDigests,
+  parseContentAddress,
+  renderContentAddress,
+  verifyContentAddress,
+} from "./content_address.ts";
+export {
+  fingerprint,
+  formatSignature,
+  parseSignature,
+  parseTrustedPublicKeys,
+  PublicKey,
+  SignatureError,
+  SigningKey,
+  signPathInfo,
+  type Verification,
+  verifyPathInfo,
+} from "./signature.ts";
+export {
+  type NarFileInfo,
+  type NarInfo,
+  NarInfoError,
+  narInfoToPathInfo,
+  parseNarInfo,
+  pathInfoToNarInfo,
+  renderNarInfo,
+} from "./narinfo.ts";
