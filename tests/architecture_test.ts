@@ -29,7 +29,7 @@ const FLOORS: [prefix: string, floor: number, name: string][] = [
 /** Folders on one floor that must not import each other. */
 const SIBLINGS = [
   ["src/server/", "src/fuse/"],
-  ["src/backends/memory/", "src/backends/sqlite/", "src/backends/grpc/"],
+  ["src/backends/memory/", "src/backends/sqlite/", "src/backends/grpc/", "src/backends/nix/"],
 ];
 
 function floorOf(path: string): [number, string] | undefined {

@@ -36,3 +36,4 @@ export { MemoryPathInfoService } from "./memory/path_info.ts";
 export { type OpenOptions, SqliteBlobService } from "./sqlite/blob.ts";
 export { SqliteDirectoryService } from "./sqlite/directory.ts";
 export { SqlitePathInfoService } from "./sqlite/path_info.ts";
+export { LocalNixStore, NixStoreImporter, parseLocalStoreAddr } from "./nix/local_store.ts";

@@ -14,11 +14,9 @@ import { descendTo } from "../castore/traverse.ts";
 import { renderNar } from "../nar/render.ts";
 import { encode as nixbase32 } from "../store/nixbase32.ts";
 import type { PathInfo } from "../store/path_info_service.ts";
-import {
-  parseStorePathWithSubpath,
-  STORE_DIR_WITH_SLASH,
-  type StorePath,
-} from "../store/store_path.ts";
+import { closureOf, NixcasStore, type NixPathInfo } from "../store/copy.ts";
+import { renderContentAddress } from "../store/content_address.ts";
+import { parseStorePathWithSubpath, STORE_DIR_WITH_SLASH, StorePath } from "../store/store_path.ts";
 import {
   action,
   CliError,
@@ -50,7 +48,11 @@ async function resolve(services: Services, arg: string): Promise<{ node: AnyNode
   return { node, shown };
 }
 
-/** The JSON form of a PathInfo printed by `path-info --json`. */
+/**
+ * The JSON form of a PathInfo printed by `path-info --json`: the fields of `nix path-info
+ * --json` (`path`, `narHash` as `sha256:<nix32>`, `narSize`, `references`, `deriver`, `ca`,
+ * `signatures`), then the castore root `node`.
+ */
 export function pathInfoJson(storePath: StorePath, info: PathInfo): Record<string, unknown> {
   const node = fromNodeMessage(info.node);
   const n: Record<string, unknown> = { type: node.case };
@@ -60,17 +62,44 @@ export function pathInfoJson(storePath: StorePath, info: PathInfo): Record<strin
   }
   if (node.case === "file") n.executable = node.value.executable;
   if (node.case === "symlink") n.target = new TextDecoder().decode(node.value.target);
-  return {
-    storePath: storePath.absolute,
-    narSize: Number(info.narinfo?.narSize ?? 0),
-    narHash: `sha256:${nixbase32(info.narinfo?.narSha256 ?? new Uint8Array())}`,
-    references: info.narinfo?.referenceNames.map((r) => STORE_DIR_WITH_SLASH + r) ?? [],
-    signatures: info.narinfo?.signatures.map((s) => `${s.name}:${toBase64(s.data)}`) ?? [],
-    node: n,
+  const narinfo = info.narinfo;
+  const j: Record<string, unknown> = {
+    path: storePath.absolute,
+    narHash: `sha256:${nixbase32(narinfo?.narSha256 ?? new Uint8Array())}`,
+    narSize: Number(narinfo?.narSize ?? 0),
+    references: narinfo?.referenceNames.map((r) => STORE_DIR_WITH_SLASH + r) ?? [],
   };
+  const d = narinfo?.deriver;
+  if (d) j.deriver = new StorePath(d.digest, `${d.name}.drv`).absolute;
+  if (narinfo?.ca) j.ca = renderContentAddress(narinfo.ca);
+  if (narinfo?.signatures.length) {
+    j.signatures = narinfo.signatures.map((s) => `${s.name}:${toBase64(s.data)}`);
+  }
+  j.node = n;
+  return j;
 }
 
 const enc = new TextEncoder();
+
+/** Options of `path-info`. */
+interface PathInfoOptions extends ServiceAddrOptions {
+  json?: boolean;
+  recursive?: boolean;
+  closureSize?: boolean;
+}
+
+/** The closure size of each path of `paths`: its NAR size plus that of everything it reaches. */
+async function closureSizes(
+  store: NixcasStore,
+  paths: NixPathInfo[],
+): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const p of paths) {
+    const closure = await closureOf(store, [p.storePath]);
+    out.set(p.storePath.toString(), closure.reduce((n, i) => n + i.narSize, 0));
+  }
+  return out;
+}
 
 /** An action run with the services named by the address flags, closed afterwards. */
 function withServices<O extends ServiceAddrOptions>(
@@ -79,7 +108,9 @@ function withServices<O extends ServiceAddrOptions>(
   return action<O>(async (inv) => {
     // A malformed store path is reported before any store is opened.
     const target = inv.args.storePath ?? inv.args.path;
-    if (typeof target === "string") parseTarget(target);
+    for (const t of Array.isArray(target) ? target : [target]) {
+      if (typeof t === "string") parseTarget(t);
+    }
     const services = await openServices(inv.options, { readOnly: true });
     try {
       await fn(services, inv);
@@ -95,33 +126,62 @@ const STORE_PATH_ARG = ["<store-path>", "/nix/store/<hash>-<name> or its basenam
 export const inspectCommands: readonly CommandSpec[] = [
   {
     name: "path-info",
-    description:
-      "Show what the store knows about a store path: NAR size and hash, references, root node.",
-    arguments: [STORE_PATH_ARG],
-    options: [{ flags: "--json", description: "print one JSON object" }, ...SERVICE_ADDR_OPTIONS],
-    run: withServices<ServiceAddrOptions & { json?: boolean }>(async (services, inv) => {
-      const arg = inv.args.storePath as string;
-      const { storePath, subpath } = parseTarget(arg);
-      if (subpath.length) {
-        throw new CliError(`${arg}: path-info takes a store path, not a path inside one`);
+    description: "Show what the store knows about store paths: NAR size and hash, references, " +
+      "deriver, content address, signatures, root node. --json prints an array of objects " +
+      "with the fields of `nix path-info --json`.",
+    arguments: [["<path...>", "store paths: /nix/store/<hash>-<name> or the basename"]],
+    options: [
+      { flags: "--json", description: "print a JSON array" },
+      { flags: "-r, --recursive", description: "show the closure of the paths" },
+      {
+        flags: "-S, --closure-size",
+        description: "also show the closure size: the NAR sizes of the path and everything " +
+          "it refers to, directly or not",
+      },
+      ...SERVICE_ADDR_OPTIONS,
+    ],
+    run: withServices<PathInfoOptions>(async (services, inv) => {
+      const roots = (inv.args.path as string[]).map((arg) => {
+        const { storePath, subpath } = parseTarget(arg);
+        if (subpath.length) {
+          throw new CliError(`${arg}: path-info takes a store path, not a path inside one`);
+        }
+        return storePath;
+      });
+      const store = new NixcasStore(services);
+      const closure = await closureOf(store, roots, inv.options.recursive ?? false);
+      const sizes = inv.options.closureSize ? await closureSizes(store, closure) : null;
+      const rows: Record<string, unknown>[] = [];
+      for (
+        const p of [...closure].sort((a, b) => a.storePath.absolute < b.storePath.absolute ? -1 : 1)
+      ) {
+        const info = await lookup(services, p.storePath);
+        const j = pathInfoJson(p.storePath, info);
+        if (sizes) j.closureSize = sizes.get(p.storePath.toString());
+        rows.push(j);
       }
-      const info = await lookup(services, storePath);
-      const j = pathInfoJson(storePath, info);
-      if (inv.options.json) return await printLine(JSON.stringify(j));
-      const node = j.node as Record<string, unknown>;
-      await printLine(
-        [
-          `store path: ${j.storePath}`,
-          `nar size:   ${j.narSize}`,
-          `nar hash:   ${j.narHash}`,
-          `references: ${(j.references as string[]).join(" ") || "(none)"}`,
-          `node:       ${node.type}${node.digest ? ` ${node.digest}` : ""}${
+      if (inv.options.json) return await printLine(JSON.stringify(rows));
+      const lines: string[] = [];
+      for (const j of rows) {
+        const node = j.node as Record<string, unknown>;
+        if (lines.length) lines.push("");
+        lines.push(
+          `store path:   ${j.path}`,
+          `nar size:     ${j.narSize}`,
+          ...(sizes ? [`closure size: ${j.closureSize}`] : []),
+          `nar hash:     ${j.narHash}`,
+          `references:   ${(j.references as string[]).join(" ") || "(none)"}`,
+          ...(j.deriver ? [`deriver:      ${j.deriver}`] : []),
+          ...(j.ca ? [`ca:           ${j.ca}`] : []),
+          ...((j.signatures as string[] | undefined) ?? []).map((s) => `signature:    ${s}`),
+          `node:         ${node.type}${node.digest ? ` ${node.digest}` : ""}${
             node.size !== undefined ? ` size=${node.size}` : ""
           }${node.executable ? " executable" : ""}${
             node.target !== undefined ? ` -> ${node.target}` : ""
           }`,
-        ].join("\n"),
-      );
+        );
+      }
+      await printLine(lines.join("\n"));
     }),
   },
   {

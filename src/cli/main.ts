@@ -5,6 +5,7 @@
  */
 import { type ProgramSpec, runProgram } from "./args.ts";
 import { GLOBAL_OPTIONS } from "./common.ts";
+import { copyCommand, exportCommand, signCommand } from "./copy.ts";
 import { daemonCommand } from "./daemon.ts";
 import { importCommand } from "./import.ts";
 import { inspectCommands } from "./inspect.ts";
@@ -21,7 +22,15 @@ export const PROGRAM: ProgramSpec = {
     "By default every command uses the embedded store sqlite://$NIXCAS_DIR/store.db " +
     "(NIXCAS_DIR defaults to $XDG_DATA_HOME/nixcas or ~/.local/share/nixcas).",
   options: GLOBAL_OPTIONS,
-  commands: [importCommand, ...inspectCommands, mountCommand, daemonCommand],
+  commands: [
+    importCommand,
+    ...inspectCommands,
+    copyCommand,
+    exportCommand,
+    signCommand,
+    mountCommand,
+    daemonCommand,
+  ],
 };
 
 /**

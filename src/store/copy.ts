@@ -8,7 +8,10 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { BlobService } from "../castore/blob_service.ts";
+import { B3Digest } from "../castore/digest.ts";
+import { openVerifiedRead } from "../castore/verify.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
@@ -16,7 +19,13 @@ import type { NarCalculation } from "../nar/hash.ts";
 import { renderNar } from "../nar/render.ts";
 import { encode as nixbase32 } from "./nixbase32.ts";
 import { makePathInfo } from "./path_info.ts";
-import type { NARInfo_CA, PathInfo, PathInfoService } from "./path_info_service.ts";
+import { verifyContentAddress } from "./content_address.ts";
+import {
+  type NARInfo_CA,
+  NARInfo_CA_Hash,
+  type PathInfo,
+  type PathInfoService,
+} from "./path_info_service.ts";
 import { StorePath } from "./store_path.ts";
 
 /**
@@ -155,6 +164,8 @@ export interface CopyDestination {
   has(path: StorePath): Promise<boolean>;
   /** Registers a path whose contents are in `from`, after every path it refers to. */
   add(info: PathInfo, from: CastoreServices): Promise<void>;
+  /** Completes what `add` began, for a destination that registers paths in batches. */
+  finish?(): Promise<void>;
 }
 
 /**
@@ -468,11 +479,13 @@ export async function copyPaths(
           `sha256:${nixbase32(info.narHash)}; not copied`,
       );
     }
+    if (info.ca) await checkContentAddress(info, got, opts.castore, source.name);
     await destination.add(pathInfoOf(info, got.node), opts.castore);
     report.copied++;
     report.narBytes += info.narSize;
     progress("copied");
   }
+  await destination.finish?.();
   return report;
 }
 
@@ -511,6 +524,67 @@ export function pathInfoOf(info: NixPathInfo, node: AnyNode): PathInfo {
     deriver: info.deriver,
     ca: info.ca,
   });
+}
+
+const CA_ALGO: Record<number, { algo: string; nar: boolean }> = {
+  [NARInfo_CA_Hash.NAR_SHA256]: { algo: "sha256", nar: true },
+  [NARInfo_CA_Hash.NAR_SHA1]: { algo: "sha1", nar: true },
+  [NARInfo_CA_Hash.NAR_SHA512]: { algo: "sha512", nar: true },
+  [NARInfo_CA_Hash.NAR_MD5]: { algo: "md5", nar: true },
+  [NARInfo_CA_Hash.TEXT_SHA256]: { algo: "sha256", nar: false },
+  [NARInfo_CA_Hash.FLAT_SHA1]: { algo: "sha1", nar: false },
+  [NARInfo_CA_Hash.FLAT_MD5]: { algo: "md5", nar: false },
+  [NARInfo_CA_Hash.FLAT_SHA256]: { algo: "sha256", nar: false },
+  [NARInfo_CA_Hash.FLAT_SHA512]: { algo: "sha512", nar: false },
+};
+
+/**
+ * A content-addressed path must hold what its address says, as Nix checks when it adds one:
+ * the NAR or the file's contents hashed in the address's algorithm (the NAR SHA-256 is known
+ * already; anything else is read back, verified, from castore).
+ */
+async function checkContentAddress(
+  info: NixPathInfo,
+  got: IngestedPath,
+  castore: CastoreServices,
+  sourceName: string,
+): Promise<void> {
+  const ca = info.ca!;
+  const kind = CA_ALGO[ca.type];
+  let contentDigest: Uint8Array | undefined;
+  if (kind && !(kind.nar && kind.algo === "sha256")) {
+    const hash = createHash(kind.algo);
+    if (kind.nar) {
+      for await (const b of renderNar(got.node, castore.blobs, castore.directories)) hash.update(b);
+    } else {
+      if (got.node.case !== "file") {
+        throw new InvalidRequestError(
+          `${info.storePath.absolute} from ${sourceName}: a flat or text content address needs ` +
+            `a regular file, the path is a ${got.node.case}`,
+        );
+      }
+      const digest = B3Digest.fromBytes(got.node.value.digest);
+      const r = await openVerifiedRead(castore.blobs, digest);
+      if (!r) throw new NotFoundError(`blob ${digest} of ${info.storePath.absolute} is missing`);
+      try {
+        for await (const b of r.chunks()) hash.update(b);
+      } finally {
+        await r.close();
+      }
+    }
+    contentDigest = new Uint8Array(hash.digest());
+  }
+  try {
+    verifyContentAddress(info.storePath, ca, info.references, {
+      narSha256: got.narSha256,
+      contentDigest,
+    });
+  } catch (e) {
+    throw new InvalidRequestError(
+      `${info.storePath.absolute} from ${sourceName}: ${(e as Error).message}; not copied`,
+      { cause: e },
+    );
+  }
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

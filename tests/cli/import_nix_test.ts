@@ -122,12 +122,12 @@ Deno.test({
         const hash = td.decode(
           (await run("nix-hash", ["--type", "sha256", "--base32", trees[i]])).stdout,
         ).trim();
-        const info = JSON.parse(
+        const [info] = JSON.parse(
           td.decode((await nixcas(["path-info", "--json", oursPaths[i]], { env })).stdout),
         );
         assert.equal(info.narHash, `sha256:${hash}`, trees[i]);
         assert.equal(info.narSize, dump.stdout.length);
-        assert.equal(info.storePath, oursPaths[i]);
+        assert.equal(info.path, oursPaths[i]);
       }
       // list shows every imported path.
       const list = td.decode((await nixcas(["list"], { env })).stdout).trim().split("\n").sort();
