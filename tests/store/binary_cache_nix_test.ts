@@ -30,92 +30,10 @@ import {
 } from "../../src/store/mod.ts";
 import { NARInfo_CA_Hash } from "../../src/store/path_info_service.ts";
 import { have, run } from "../prereq.ts";
+import { type Fixture, makeFixture, sh } from "../nix_fixture.ts";
 
 const NIX = have("nix binary cache oracle tests", ["nix", "nix-store", "nix-instantiate"]);
 const td = new TextDecoder();
-
-interface Fixture {
-  base: string;
-  env: Record<string, string>;
-  store: string;
-  cache: string;
-  secretKeyFile: string;
-  publicKeyFile: string;
-  /** The built output (input-addressed, with a deriver). */
-  hello: string;
-  drv: string;
-}
-
-async function sh(cmd: string, args: string[], env: Record<string, string>): Promise<string> {
-  const out = await run(cmd, args, { env });
-  assert.equal(out.code, 0, `${cmd} ${args.join(" ")}: ${out.stderr}`);
-  return td.decode(out.stdout).trim();
-}
-
-async function makeFixture(): Promise<Fixture> {
-  const base = await Deno.makeTempDir({ prefix: "nixcas-sigs-" });
-  const store = `${base}/store`;
-  // A fresh HOME and cache: Nix must not reuse another run's narinfo answers.
-  const env = { NIX_REMOTE: `local?root=${store}`, HOME: base, XDG_CACHE_HOME: `${base}/cache` };
-  const secretKeyFile = `${base}/sk`;
-  const publicKeyFile = `${base}/pk`;
-  await sh("nix-store", [
-    "--generate-binary-cache-key",
-    "test-key-1",
-    secretKeyFile,
-    publicKeyFile,
-  ], env);
-  const paths: string[] = [];
-  paths.push(JSON.parse(
-    await sh("nix-instantiate", [
-      "--eval",
-      "--read-write-mode",
-      "-E",
-      'let a = builtins.toFile "a" "x"; b = builtins.toFile "b" "uses ${a}"; in ' +
-      'builtins.toFile "c" "uses ${b} and ${a}"',
-    ], env),
-  ));
-  await Deno.writeTextFile(`${base}/f`, "hi\n");
-  await Deno.mkdir(`${base}/d`);
-  await Deno.writeTextFile(`${base}/d/y`, "x\n");
-  await Deno.writeTextFile(`${base}/d/run`, "#!/bin/sh\n", { mode: 0o755 });
-  await Deno.symlink("y", `${base}/d/l`);
-  paths.push(await sh("nix-store", ["--add", `${base}/f`, `${base}/d`], env));
-  for (const args of [["sha256", "f"], ["sha1", "f"], ["md5", "f"], ["sha512", "f"]]) {
-    paths.push(await sh("nix-store", ["--add-fixed", args[0], `${base}/${args[1]}`], env));
-  }
-  for (const algo of ["sha1", "sha512", "md5"]) {
-    paths.push(await sh("nix-store", ["--add-fixed", "--recursive", algo, `${base}/d`], env));
-  }
-  await Deno.writeTextFile(
-    `${base}/drv.nix`,
-    'derivation { name = "hello"; system = builtins.currentSystem; builder = "/bin/sh"; ' +
-      'args = ["-c" "echo hi > $out"]; src = builtins.toFile "src" "x"; }',
-  );
-  const drv = await sh("nix-instantiate", [`${base}/drv.nix`], env);
-  // A root store builds in a chroot: give the builder the host's shell and libraries.
-  const hostPaths = ["/bin", "/lib", "/lib64", "/usr"].filter((p) => {
-    try {
-      Deno.statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  const hello = await sh("nix-store", [
-    "--realise",
-    drv,
-    "--option",
-    "sandbox-paths",
-    hostPaths.join(" "),
-  ], env);
-  const cache = `${base}/cache1`;
-  const nixCopy = ["--experimental-features", "nix-command", "copy", "--to"];
-  const to = `file://${cache}?secret-key=${secretKeyFile}&compression=none`;
-  await sh("nix", [...nixCopy, to, ...paths.join("\n").split("\n"), hello], env);
-  await sh("nix", [...nixCopy, to, "--derivation", drv], env);
-  return { base, env, store, cache, secretKeyFile, publicKeyFile, hello, drv };
-}
 
 async function narinfos(cache: string): Promise<{ file: string; text: string }[]> {
   const out = [];
