@@ -151,7 +151,7 @@ try {
       const dir = `${work}/ingest`;
       await Deno.mkdir(dir);
       try {
-        rows.push(...await ingestBenchmarks({ dir, quick, runs: RUNS }));
+        rows.push(...await ingestBenchmarks({ dir, quick, runs: RUNS_NIX }));
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
