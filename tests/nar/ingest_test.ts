@@ -25,7 +25,7 @@ import { renderNar } from "../../src/nar/render.ts";
 import { NarWriter } from "../../src/nar/writer.ts";
 import { BACKENDS, warmUp } from "../conformance/backends.ts";
 import { bytes } from "../fixtures.ts";
-import { have } from "../prereq.ts";
+import { have, slow } from "../prereq.ts";
 import {
   NAR_CONTENTS_COMPLICATED,
   NAR_CONTENTS_HELLOWORLD,
@@ -734,92 +734,98 @@ Deno.test({
 
 // --- memory ---
 
-Deno.test("ingest: a NAR of a 512 MiB file, streamed, into SQLite in bounded memory", async () => {
-  const size = 512 << 20;
-  const base = bytes(1 << 20, 77);
-  const header = nar(M, "(", "type", "regular", "contents", u64(BigInt(size))).bytes;
-  const trailer = nar(")").bytes;
-  /** The NAR's bytes from `at`, at most `n` of them, written into `out` (never held whole). */
-  const produce = (at: number, out: Uint8Array): number => {
-    const total = header.length + size + trailer.length;
-    const n = Math.min(out.length, total - at);
-    for (let o = 0; o < n;) {
-      const p = at + o;
-      let part: Uint8Array;
-      if (p < header.length) part = header.subarray(p);
-      else if (p >= header.length + size) part = trailer.subarray(p - header.length - size);
-      else {
-        const c = p - header.length; // contents: `base` with each MiB's index in its first bytes
-        const mib = Math.floor(c / (1 << 20));
-        const inMib = c % (1 << 20);
-        part = base.subarray(inMib, Math.min(1 << 20, inMib + (header.length + size - p)));
-        if (inMib < 2) {
-          part = part.slice();
-          const idx = [mib & 0xff, (mib >> 8) & 0xff];
-          for (let i = inMib; i < 2; i++) part[i - inMib] = idx[i];
+Deno.test({
+  name: "ingest: a NAR of a 512 MiB file, streamed, into SQLite in bounded memory",
+  ignore: slow(), // ≈7 s alone, twice that beside the other suites
+  fn: async () => {
+    const size = 512 << 20;
+    const base = bytes(1 << 20, 77);
+    const header = nar(M, "(", "type", "regular", "contents", u64(BigInt(size))).bytes;
+    const trailer = nar(")").bytes;
+    /** The NAR's bytes from `at`, at most `n` of them, written into `out` (never held whole). */
+    const produce = (at: number, out: Uint8Array): number => {
+      const total = header.length + size + trailer.length;
+      const n = Math.min(out.length, total - at);
+      for (let o = 0; o < n;) {
+        const p = at + o;
+        let part: Uint8Array;
+        if (p < header.length) part = header.subarray(p);
+        else if (p >= header.length + size) part = trailer.subarray(p - header.length - size);
+        else {
+          const c = p - header.length; // contents: `base` with each MiB's index in its first bytes
+          const mib = Math.floor(c / (1 << 20));
+          const inMib = c % (1 << 20);
+          part = base.subarray(inMib, Math.min(1 << 20, inMib + (header.length + size - p)));
+          if (inMib < 2) {
+            part = part.slice();
+            const idx = [mib & 0xff, (mib >> 8) & 0xff];
+            for (let i = inMib; i < 2; i++) part[i - inMib] = idx[i];
+          }
         }
+        const k = Math.min(part.length, n - o);
+        out.set(part.subarray(0, k), o);
+        o += k;
       }
-      const k = Math.min(part.length, n - o);
-      out.set(part.subarray(0, k), o);
-      o += k;
+      return n;
+    };
+    const total = header.length + size + trailer.length;
+    // The expected hash first, through one reused buffer, so the runs below allocate nothing else.
+    const sha = createHash("sha256");
+    const buf = new Uint8Array(1 << 20);
+    for (let at = 0; at < total;) {
+      const n = produce(at, buf);
+      sha.update(buf.subarray(0, n));
+      at += n;
     }
-    return n;
-  };
-  const total = header.length + size + trailer.length;
-  // The expected hash first, through one reused buffer, so the runs below allocate nothing else.
-  const sha = createHash("sha256");
-  const buf = new Uint8Array(1 << 20);
-  for (let at = 0; at < total;) {
-    const n = produce(at, buf);
-    sha.update(buf.subarray(0, n));
-    at += n;
-  }
-  const expected = new Uint8Array(sha.digest());
-  for (const mode of ["generator", "reader"]) {
-    let peak = 0;
-    const sample = () => peak = Math.max(peak, Deno.memoryUsage().rss);
-    let at = 0;
-    // Fresh chunks for the generator (ingest owns what it is given).
-    const generate = async function* () {
-      while (at < total) {
-        const chunk = new Uint8Array(Math.min(1 << 20, total - at));
-        at += produce(at, chunk);
-        if ((at >> 20) % 16 === 0) sample();
-        yield chunk;
+    const expected = new Uint8Array(sha.digest());
+    for (const mode of ["generator", "reader"]) {
+      let peak = 0;
+      const sample = () => peak = Math.max(peak, Deno.memoryUsage().rss);
+      let at = 0;
+      // Fresh chunks for the generator (ingest owns what it is given).
+      const generate = async function* () {
+        while (at < total) {
+          const chunk = new Uint8Array(Math.min(1 << 20, total - at));
+          at += produce(at, chunk);
+          if ((at >> 20) % 16 === 0) sample();
+          yield chunk;
+        }
+      };
+      const reader: NarReader = {
+        read(p) {
+          if (at === total) return Promise.resolve(null);
+          const n = produce(at, p);
+          at += n;
+          if ((at >> 20) % 16 === 0) sample();
+          return Promise.resolve(n);
+        },
+      };
+      const dir = await Deno.makeTempDir({ prefix: "nixcas-ingest-mem-" });
+      const store = await openStore(`sqlite://${dir}/store.db`);
+      try {
+        const before = Deno.memoryUsage().rss;
+        const r = await ingestNar(
+          mode === "reader" ? reader : generate(),
+          store.blobs,
+          store.directories,
+        );
+        sample();
+        assert.equal(r.narSize, total);
+        assert.deepEqual(r.narSha256, expected);
+        assert.equal(r.node.case === "file" && r.node.value.size, size);
+        const growth = (peak - before) / (1 << 20);
+        assert.ok(growth < 150, `${mode}: RSS grew by ${growth.toFixed(0)} MiB`);
+        if (mode === "reader") {
+          // What is stored renders to the same NAR.
+          assert.deepEqual(await calculateNar(r.node, store.blobs, store.directories), {
+            narSize: r.narSize,
+            narSha256: r.narSha256,
+          });
+        }
+      } finally {
+        await store.close();
+        await Deno.remove(dir, { recursive: true });
       }
-    };
-    const reader: NarReader = {
-      read(p) {
-        if (at === total) return Promise.resolve(null);
-        const n = produce(at, p);
-        at += n;
-        if ((at >> 20) % 16 === 0) sample();
-        return Promise.resolve(n);
-      },
-    };
-    const dir = await Deno.makeTempDir({ prefix: "nixcas-ingest-mem-" });
-    const store = await openStore(`sqlite://${dir}/store.db`);
-    try {
-      const before = Deno.memoryUsage().rss;
-      const r = await ingestNar(
-        mode === "reader" ? reader : generate(),
-        store.blobs,
-        store.directories,
-      );
-      sample();
-      assert.equal(r.narSize, total);
-      assert.deepEqual(r.narSha256, expected);
-      assert.equal(r.node.case === "file" && r.node.value.size, size);
-      const growth = (peak - before) / (1 << 20);
-      assert.ok(growth < 150, `${mode}: RSS grew by ${growth.toFixed(0)} MiB`);
-      // What is stored renders to the same NAR.
-      assert.deepEqual(await calculateNar(r.node, store.blobs, store.directories), {
-        narSize: r.narSize,
-        narSha256: r.narSha256,
-      });
-    } finally {
-      await store.close();
-      await Deno.remove(dir, { recursive: true });
     }
-  }
+  },
 });
