@@ -4,10 +4,11 @@
  *
  *   deno task bench [--quick] [--only GROUP,...]
  *
- * Groups (all run when there is no --only): blob, import, nar, trees, grpc, fuse. `trees` is
- * issue 17's real-shaped trees (bench/trees.ts) and has two parts that can be named on their own:
- * `real-trees` (copies of /usr/lib/python3.11 and /usr/share/doc) and `small-files` (100,000
- * files of 32 KiB: import time and peak RSS, nar).
+ * Groups (all run when there is no --only): blob, import, nar, ingest, trees, grpc, fuse.
+ * `trees` is issue 17's real-shaped trees (bench/trees.ts) and has two parts that can be named on
+ * their own: `real-trees` (copies of /usr/lib/python3.11 and /usr/share/doc) and `small-files`
+ * (100,000 files of 32 KiB: import time and peak RSS, nar). `ingest` (bench/nar_ingest.ts) is NAR
+ * ingest into SQLite against `nix-store --restore`.
  *
  * @module
  */
@@ -22,6 +23,7 @@ import {
   timeCommand,
   writeRandomFile,
 } from "./lib.ts";
+import { ingestBenchmarks } from "./nar_ingest.ts";
 import { treeBenchmarks } from "./trees.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -29,7 +31,7 @@ const args = Deno.args;
 if (args.includes("--help") || args.includes("-h")) {
   console.log(
     "deno task bench [--quick] [--only GROUP,...]\n" +
-      "groups: blob, import, nar, trees (= real-trees + small-files), grpc, fuse",
+      "groups: blob, import, nar, ingest, trees (= real-trees + small-files), grpc, fuse",
   );
   Deno.exit(0);
 }
@@ -138,6 +140,21 @@ try {
       await importBenchmarks(dir);
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  }
+
+  // --- NAR ingest into SQLite vs nix-store --restore (issue 21), in a directory of its own ---
+  if (want("ingest")) {
+    if (!haveCmd("nix-store")) {
+      rows.push({ what: "ingest group", ours: "skipped: no nix-store", reference: "", ratio: "" });
+    } else {
+      const dir = `${work}/ingest`;
+      await Deno.mkdir(dir);
+      try {
+        rows.push(...await ingestBenchmarks({ dir, quick, runs: RUNS_NIX }));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
     }
   }
 

@@ -1,6 +1,7 @@
 /**
  * NAR, Nix's archive format: a writer, rendering a castore tree as a NAR stream
- * byte-identical to `nix-store --dump`, and the NAR size and SHA-256 Nix records for a path.
+ * byte-identical to `nix-store --dump`, the NAR size and SHA-256 Nix records for a path, and
+ * ingesting a NAR stream into castore with a strict parser ({@linkcode ingestNar}).
  *
  * @example
  * ```ts
@@ -29,3 +30,13 @@ export { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
 export { renderNar, writeNar } from "./render.ts";
 export { calculateNar, type NarCalculation, NarImportObserver } from "./hash.ts";
 export { type NarListing, narListing, type NarListingNode } from "./listing.ts";
+export {
+  ingestNar,
+  MAX_NAR_DEPTH,
+  type NarErrorKind,
+  type NarIngestOptions,
+  type NarIngestResult,
+  NarParseError,
+  type NarReader,
+  type NarSource,
+} from "./ingest.ts";

@@ -33,7 +33,6 @@ import { have, run } from "../prereq.ts";
 import { type Fixture, makeFixture, sh } from "../nix_fixture.ts";
 
 const NIX = have("nix binary cache oracle tests", ["nix", "nix-store", "nix-instantiate"]);
-const td = new TextDecoder();
 
 async function narinfos(cache: string): Promise<{ file: string; text: string }[]> {
   const out = [];
