@@ -16,6 +16,7 @@ import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
 import type { NarCalculation } from "../nar/hash.ts";
+import { ingestNar } from "../nar/ingest.ts";
 import { renderNar } from "../nar/render.ts";
 import { encode as nixbase32 } from "./nixbase32.ts";
 import { makePathInfo } from "./path_info.ts";
@@ -174,13 +175,12 @@ export interface CopyDestination {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MemoryPathInfoService, openStore } from "@nixcas/nixcas/backends";
+ * import { openStore } from "@nixcas/nixcas/backends";
  * import { copyPaths, importStorePath, NixcasStore } from "@nixcas/nixcas/store";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/hello.txt`, "Hello, world!\n");
  * const a = await openStore("memory://");
- * // Another path info service over the same castore services.
- * const b = { ...a, pathInfos: new MemoryPathInfoService(a.blobs, a.directories) };
+ * const b = await openStore("memory://"); // its own castore: the tree goes over as a NAR
  * const { storePath } = await importStorePath(`${dir}/hello.txt`, a);
  * const report = await copyPaths(new NixcasStore(a), new NixcasStore(b), [storePath], {
  *   castore: b,
@@ -188,6 +188,7 @@ export interface CopyDestination {
  * assert.equal(report.copied, 1);
  * assert.equal((await b.pathInfos.get(storePath.digest))?.narinfo?.narSize, 128n);
  * await a.close();
+ * await b.close();
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -219,11 +220,13 @@ export class NixcasStore implements CopySource, CopyDestination {
     if (
       into.blobs === this.#services.blobs && into.directories === this.#services.directories
     ) return { node, ...same };
-    // TODO(ingest): render the NAR and ingest it into `into`.
-    void renderNar;
-    throw new InvalidRequestError(
-      `${this.name}: copying ${info.storePath.absolute} into other castore services is not ` +
-        `supported yet`,
+    // Other castore services: the tree goes over as its NAR, verified as it is read here and
+    // checked as it is parsed there.
+    return await ingestNar(
+      renderNar(node, this.#services.blobs, this.#services.directories),
+      into.blobs,
+      into.directories,
+      { expectedNarSize: info.narSize, expectedNarSha256: info.narHash },
     );
   }
 
