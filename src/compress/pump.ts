@@ -140,14 +140,18 @@ export function codecStream(
   const stream: ReadableStream<Uint8Array<ArrayBuffer>> = new ReadableStream({
     async pull(controller) {
       try {
-        state.codec ??= await track(spec.open(buffers));
-        if (done) return;
+        if (!state.codec) {
+          const codec = await track(spec.open(buffers));
+          // Cancelled (or collected) while the library started: nothing else will free it.
+          if (state.freed) return codec.free();
+          state.codec = codec;
+        }
         let stalled = false;
         for (;;) {
           if (stalled || inEnd - inStart < IN_SIZE / 2) await refill();
           if (done) return;
           const last = sourceDone && pending === null;
-          const r = await track(state.codec.step(inStart, inEnd - inStart, last, consumed));
+          const r = await track(state.codec!.step(inStart, inEnd - inStart, last, consumed));
           if (done) return;
           inStart += r.read;
           consumed += r.read;

@@ -273,7 +273,7 @@ Deno.test("foreign and trailing data are refused, with the offset", async () => 
 Deno.test("cancelling a stream cancels its source; a source's error comes through", async () => {
   const data = compressible(4 << 20, 8);
   for (const kind of CODECS) {
-    const packed = await collect(compress(kind, streamOf(data)));
+    const packed = await collect(compress(kind, streamOf(data), { level: 1 }));
     let cancelled: unknown = null;
     let at = 0;
     const source = new ReadableStream<Uint8Array>({
@@ -291,6 +291,12 @@ Deno.test("cancelling a stream cancels its source; a source's error comes throug
     await reader.cancel("enough");
     assert.equal(cancelled, "enough");
     assert.ok(at < packed.length, `${kind}: the whole input was read after a cancel`);
+
+    // Cancelled while the library is still starting (the first read is in flight).
+    const early = compress(kind, streamOf(data)).getReader();
+    const first = early.read();
+    await early.cancel("at once");
+    assert.equal((await first).done, true);
 
     const boom = new Error("the network went away");
     const failing = new ReadableStream<Uint8Array>({
