@@ -4,11 +4,12 @@
  *
  *   deno task bench [--quick] [--only GROUP,...]
  *
- * Groups (all run when there is no --only): blob, import, nar, ingest, trees, grpc, fuse.
+ * Groups (all run when there is no --only): blob, import, nar, ingest, trees, grpc, fuse,
+ * compress.
  * `trees` is issue 17's real-shaped trees (bench/trees.ts) and has two parts that can be named on
  * their own: `real-trees` (copies of /usr/lib/python3.11 and /usr/share/doc) and `small-files`
  * (100,000 files of 32 KiB: import time and peak RSS, nar). `ingest` (bench/nar_ingest.ts) is NAR
- * ingest into SQLite against `nix-store --restore`.
+ * ingest into SQLite against `nix-store --restore`. `compress` is bench/compress.ts.
  *
  * @module
  */
@@ -31,7 +32,8 @@ const args = Deno.args;
 if (args.includes("--help") || args.includes("-h")) {
   console.log(
     "deno task bench [--quick] [--only GROUP,...]\n" +
-      "groups: blob, import, nar, ingest, trees (= real-trees + small-files), grpc, fuse",
+      "groups: blob, import, nar, ingest, trees (= real-trees + small-files), grpc, fuse, " +
+      "compress",
   );
   Deno.exit(0);
 }
@@ -185,8 +187,8 @@ try {
     }
   }
 
-  // --- gRPC and FUSE benchmarks live beside this file and print their own rows as JSON ---
-  for (const k of ["grpc", "fuse"]) {
+  // --- gRPC, FUSE and compression benchmarks live beside this file and print rows as JSON ---
+  for (const k of ["grpc", "fuse", "compress"]) {
     if (!want(k)) continue;
     const script = `${ROOT}/bench/${k}.ts`;
     if (!(await Deno.stat(script).catch(() => null))) continue;

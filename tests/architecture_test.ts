@@ -16,6 +16,7 @@ const FLOORS: [prefix: string, floor: number, name: string][] = [
   ["src/gen/", 1, "foundation: generated protobuf"],
   ["src/sys/", 1, "foundation: sys"],
   ["src/hash/", 2, "foundation: hash"],
+  ["src/compress/", 2, "foundation: compression"],
   ["src/castore/", 3, "castore"],
   ["src/nar/", 4, "nar"],
   ["src/store/", 5, "store"],

@@ -26,6 +26,37 @@ export class InvalidRequestError extends Error {
 }
 
 /**
+ * Compressed data that cannot be decompressed: corrupt, truncated, not in the format it claims,
+ * or followed by trailing bytes. A subclass of {@linkcode InvalidRequestError}: such data comes
+ * from a client's upload or a cache's file, never from our own store. The message names the
+ * format and the compressed byte offset, e.g. `xz: corrupt data (...) detected at compressed
+ * byte 1234`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DecompressionError, InvalidRequestError } from "./errors.ts";
+ * const e = new DecompressionError("xz", 1234, "xz: corrupt data detected at compressed byte 1234");
+ * assert.ok(e instanceof InvalidRequestError);
+ * assert.equal(e.format, "xz");
+ * assert.equal(e.offset, 1234);
+ * ```
+ */
+export class DecompressionError extends InvalidRequestError {
+  /** The compression format (`xz`, `zstd`, `bzip2`). */
+  readonly format: string;
+  /** The compressed byte offset at which the problem was detected. */
+  readonly offset: number;
+  /** Creates the error; `message` names the format and the offset. */
+  constructor(format: string, offset: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DecompressionError";
+    this.format = format;
+    this.offset = offset;
+  }
+}
+
+/**
  * Something that must exist does not (a blob, a directory, a path info). The gRPC server answers
  * it with NOT_FOUND.
  *
