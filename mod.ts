@@ -40,12 +40,20 @@
 // then loads no more modules than the CLI needs.
 export {
   CorruptDataError,
+  DecompressionError,
   InvalidRequestError,
   NotFoundError,
   PreconditionError,
   StorageError,
   UnavailableError,
 } from "./src/base/errors.ts";
+export {
+  compress,
+  type Compression,
+  type CompressOptions,
+  decompress,
+  parseCompression,
+} from "./src/compress/compression.ts";
 export { B3Digest } from "./src/castore/digest.ts";
 export { type AnyNode, type Directory, fromNodeMessage } from "./src/castore/directory.ts";
 export type { BlobService } from "./src/castore/blob_service.ts";

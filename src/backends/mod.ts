@@ -37,3 +37,4 @@ export { type OpenOptions, SqliteBlobService } from "./sqlite/blob.ts";
 export { SqliteDirectoryService } from "./sqlite/directory.ts";
 export { SqlitePathInfoService } from "./sqlite/path_info.ts";
 export { LocalNixStore, NixStoreImporter, parseLocalStoreAddr } from "./nix/local_store.ts";
+export { BinaryCache, type BinaryCacheOptions, isBinaryCacheAddr } from "./nix/binary_cache.ts";

@@ -4,6 +4,7 @@
  * @module
  */
 import type { CommandSpec, OptionSpec } from "./args.ts";
+import { BinaryCache, isBinaryCacheAddr } from "../backends/nix/binary_cache.ts";
 import { InvalidRequestError, NotFoundError, PreconditionError } from "../base/errors.ts";
 import {
   LocalNixStore,
@@ -79,10 +80,12 @@ async function openEndpoint(
       },
     };
   }
-  if (/^(file|https?):\/\//.test(addr)) {
+  if (isBinaryCacheAddr(addr)) {
     const keyFile = opts.secretKeyFile ?? new URL(addr).searchParams.get("secret-key");
-    if (keyFile) await SigningKey.readFile(keyFile); // a bad key is reported before any work
-    throw new InvalidRequestError(`${addr}: binary caches are not supported yet`);
+    // A bad key is reported before any work.
+    const signingKey = keyFile ? await SigningKey.readFile(keyFile) : undefined;
+    const cache = BinaryCache.open(addr, { signingKey });
+    return { source: cache, destination: cache, close: () => Promise.resolve() };
   }
   throw new InvalidRequestError(
     `${addr}: not a store address (nixcas, local, local?root=DIR, file:///DIR, http(s)://HOST/PATH)`,

@@ -28,7 +28,17 @@ import { codecStream } from "./pump.ts";
 import { xzDecoder, xzEncoder } from "./xz.ts";
 import { zstdDecoder, zstdEncoder } from "./zstd.ts";
 
-/** A compression format of Nix binary caches, by the name narinfo files give it. */
+/**
+ * A compression format of Nix binary caches, by the name narinfo files give it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Compression, parseCompression } from "@nixcas/nixcas";
+ * const kind: Compression = parseCompression("zstd");
+ * assert.equal(kind, "zstd");
+ * ```
+ */
 export type Compression = "none" | "xz" | "zstd" | "bzip2";
 
 /**
@@ -113,7 +123,20 @@ export function compressionOfFileName(name: string): Compression | undefined {
   return undefined;
 }
 
-/** Options of {@linkcode compress}. */
+/**
+ * Options of {@linkcode compress}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { compress, type CompressOptions, decompress } from "@nixcas/nixcas";
+ * const opts: CompressOptions = { level: 1 };
+ * const data = new TextEncoder().encode("x".repeat(1000));
+ * const small = await new Response(compress("zstd", new Blob([data]).stream(), opts)).bytes();
+ * assert.ok(small.length < 100);
+ * assert.deepEqual(await new Response(decompress("zstd", new Blob([small]).stream())).bytes(), data);
+ * ```
+ */
 export interface CompressOptions {
   /**
    * The compression level: xz 0–9 (default 6), zstd −7–22 (default 3), bzip2 1–9 (default 9),

@@ -474,7 +474,18 @@ export async function copyPaths(
       continue;
     }
     if (!source.trusted) await opts.check?.(info);
-    const got = await source.ingest(info, opts.castore);
+    let got: IngestedPath;
+    try {
+      got = await source.ingest(info, opts.castore);
+    } catch (e) {
+      // Name the path: the source's error may only say what was wrong with the bytes.
+      if (e instanceof InvalidRequestError && !(e as Error).message.includes(path)) {
+        throw new InvalidRequestError(`${path} from ${source.name}: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+      throw e;
+    }
     if (got.narSize !== info.narSize || !equal(got.narSha256, info.narHash)) {
       throw new InvalidRequestError(
         `${path} from ${source.name}: its contents have NAR size ${got.narSize} and hash ` +
