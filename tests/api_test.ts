@@ -23,6 +23,7 @@ Deno.test("api: deno.json exports the entry points, each a documented module", (
     "./cli",
     "./fuse",
     "./grpc",
+    "./http",
     "./nar",
     "./server",
     "./store",

@@ -23,13 +23,14 @@ const FLOORS: [prefix: string, floor: number, name: string][] = [
   ["src/backends/", 6, "backends"],
   ["src/server/", 7, "frontend: server"],
   ["src/fuse/", 7, "frontend: fuse"],
+  ["src/http/", 7, "frontend: http"],
   ["src/cli/", 8, "frontend: cli"],
   ["mod.ts", 9, "public entry point"],
 ];
 
 /** Folders on one floor that must not import each other. */
 const SIBLINGS = [
-  ["src/server/", "src/fuse/"],
+  ["src/server/", "src/fuse/", "src/http/"],
   ["src/backends/memory/", "src/backends/sqlite/", "src/backends/grpc/", "src/backends/nix/"],
 ];
 

@@ -10,6 +10,7 @@ import { daemonCommand } from "./daemon.ts";
 import { importCommand } from "./import.ts";
 import { inspectCommands } from "./inspect.ts";
 import { mountCommand } from "./mount.ts";
+import { serveCommand } from "./serve.ts";
 
 /** Version printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -30,6 +31,7 @@ export const PROGRAM: ProgramSpec = {
     signCommand,
     mountCommand,
     daemonCommand,
+    serveCommand,
   ],
 };
 
