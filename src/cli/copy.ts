@@ -5,7 +5,7 @@
  */
 import type { CommandSpec, OptionSpec } from "./args.ts";
 import { BinaryCache, isBinaryCacheAddr } from "../backends/nix/binary_cache.ts";
-import { InvalidRequestError, NotFoundError, PreconditionError } from "../base/errors.ts";
+import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
 import {
   LocalNixStore,
   NixStoreImporter,
@@ -17,16 +17,10 @@ import {
   copyPaths,
   type CopySource,
   NixcasStore,
-  type NixPathInfo,
+  trustedSignatureCheck,
 } from "../store/copy.ts";
 import { renderExport } from "../store/export.ts";
-import {
-  parseTrustedPublicKeys,
-  type PublicKey,
-  SigningKey,
-  signPathInfo,
-  verifyPathInfo,
-} from "../store/signature.ts";
+import { parseTrustedPublicKeys, SigningKey, signPathInfo } from "../store/signature.ts";
 import { StorePath } from "../store/store_path.ts";
 import {
   action,
@@ -113,26 +107,6 @@ function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
-/** The check of a path from an untrusted source: a valid content address or a trusted signature. */
-function signatureCheck(keys: PublicKey[], sourceName: string) {
-  return async (info: NixPathInfo) => {
-    const v = await verifyPathInfo({
-      ...info,
-      url: "",
-      compression: "none",
-      signatures: info.signatures.map((s) => ({
-        $typeName: "tvix.store.v1.NARInfo.Signature",
-        ...s,
-      })),
-    }, keys);
-    if (v.valid) return;
-    throw new PreconditionError(
-      `${info.storePath.absolute} from ${sourceName}: ${v.reason}; pass --trusted-public-keys ` +
-        `or --no-check-sigs`,
-    );
-  };
-}
-
 /** `copy`. */
 export const copyCommand: CommandSpec<CopyOptions> = {
   name: "copy",
@@ -173,7 +147,9 @@ export const copyCommand: CommandSpec<CopyOptions> = {
       const report = await copyPaths(src.source, dst.destination, paths, {
         castore: services,
         recursive: !opts.noRecursive,
-        check: opts.noCheckSigs ? undefined : signatureCheck(keys, src.source.name),
+        check: opts.noCheckSigs
+          ? undefined
+          : trustedSignatureCheck(keys, "pass --trusted-public-keys or --no-check-sigs"),
         onProgress: (e) => {
           if (!opts.quiet && e.action === "copied") {
             log.info(`copied ${e.path} (${e.done}/${e.total}, ${mib(e.narSize)})`);

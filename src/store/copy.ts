@@ -14,7 +14,8 @@ import { B3Digest } from "../castore/digest.ts";
 import { openVerifiedRead } from "../castore/verify.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
-import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
+import { InvalidRequestError, NotFoundError, PreconditionError } from "../base/errors.ts";
+import { type PublicKey, verifyPathInfo } from "./signature.ts";
 import type { NarCalculation } from "../nar/hash.ts";
 import { ingestNar } from "../nar/ingest.ts";
 import { renderNar } from "../nar/render.ts";
@@ -356,6 +357,51 @@ export interface CopyReport {
   skipped: number;
   /** NAR bytes of the copied paths. */
   narBytes: number;
+}
+
+/**
+ * The {@linkcode CopyOptions.check} that accepts a path with a valid content address or a
+ * signature by one of `keys`, as Nix does; a refusal is a {@linkcode PreconditionError} saying
+ * why, followed by `hint`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PreconditionError } from "@nixcas/nixcas";
+ * import { StorePath, trustedSignatureCheck } from "@nixcas/nixcas/store";
+ * const check = trustedSignatureCheck([]);
+ * await assert.rejects(
+ *   async () =>
+ *     await check({
+ *       storePath: StorePath.parse("00bgd045z0d4icpbc2yyz4gx48ak44la-hello"),
+ *       narHash: new Uint8Array(32),
+ *       narSize: 120,
+ *       references: [],
+ *       signatures: [],
+ *     }),
+ *   PreconditionError,
+ * );
+ * ```
+ */
+export function trustedSignatureCheck(
+  keys: readonly PublicKey[],
+  hint?: string,
+): (info: NixPathInfo) => Promise<void> {
+  return async (info) => {
+    const v = await verifyPathInfo({
+      ...info,
+      url: "",
+      compression: "none",
+      signatures: info.signatures.map((s) => ({
+        $typeName: "tvix.store.v1.NARInfo.Signature",
+        ...s,
+      })),
+    }, keys);
+    if (v.valid) return;
+    throw new PreconditionError(
+      `${info.storePath.absolute}: ${v.reason}${hint ? `; ${hint}` : ""}`,
+    );
+  };
 }
 
 /**

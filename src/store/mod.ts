@@ -76,6 +76,7 @@ export {
   type NixPathInfo,
   nixPathInfoOf,
   pathInfoOf,
+  trustedSignatureCheck,
 } from "./copy.ts";
 export { EXPORT_MAGIC, renderExport } from "./export.ts";
 export {

@@ -42,6 +42,18 @@ import type { PathInfo } from "../../store/path_info_service.ts";
 import { type SigningKey, signPathInfo } from "../../store/signature.ts";
 import { StorePath } from "../../store/store_path.ts";
 
+function nixPathInfoOfNarInfo(n: NarInfo): NixPathInfo {
+  return {
+    storePath: n.storePath,
+    narHash: n.narHash,
+    narSize: n.narSize,
+    references: n.references,
+    deriver: n.deriver,
+    ca: n.ca,
+    signatures: n.signatures,
+  };
+}
+
 /** Where the files of a cache are read and written. */
 interface Transport {
   /** The file's bytes, or null when it does not exist. */
@@ -226,37 +238,46 @@ export class BinaryCache implements CopySource, CopyDestination {
     return new BinaryCache(address, new HttpTransport(base), { ...opts, compression });
   }
 
-  async #narinfo(path: StorePath): Promise<NarInfo | null> {
-    const key = path.toString();
-    const known = this.#narinfos.get(key);
+  /** The narinfo of the path whose nix32 digest is `hash`, kept once fetched. */
+  async #narinfoByHash(hash: string): Promise<NarInfo | null> {
+    const known = this.#narinfos.get(hash);
     if (known) return known;
-    const hash = key.slice(0, 32);
     const body = await this.#transport.get(`${hash}.narinfo`);
     if (!body) return null;
     const text = await new Response(body).text();
     const info = parseNarInfo(text, `${this.name}/${hash}.narinfo`);
-    if (!info.storePath.equals(path)) {
+    if (info.storePath.toString().slice(0, 32) !== hash) {
       throw new InvalidRequestError(
-        `${this.name}/${hash}.narinfo describes ${info.storePath.absolute}, not ${path.absolute}`,
+        `${this.name}/${hash}.narinfo describes ${info.storePath.absolute}`,
       );
     }
-    this.#narinfos.set(key, info);
+    this.#narinfos.set(hash, info);
+    return info;
+  }
+
+  async #narinfo(path: StorePath): Promise<NarInfo | null> {
+    const info = await this.#narinfoByHash(path.toString().slice(0, 32));
+    if (info && !info.storePath.equals(path)) {
+      throw new InvalidRequestError(
+        `${this.name}: the narinfo of ${path.absolute} describes ${info.storePath.absolute}`,
+      );
+    }
     return info;
   }
 
   /** See {@linkcode CopySource.query}. */
   async query(path: StorePath): Promise<NixPathInfo | null> {
     const n = await this.#narinfo(path);
-    if (!n) return null;
-    return {
-      storePath: n.storePath,
-      narHash: n.narHash,
-      narSize: n.narSize,
-      references: n.references,
-      deriver: n.deriver,
-      ca: n.ca,
-      signatures: n.signatures,
-    };
+    return n ? nixPathInfoOfNarInfo(n) : null;
+  }
+
+  /**
+   * What the cache knows of the store path whose digest is `digest` (20 bytes), when only the
+   * digest is known (a lookup by hash, as a path info service gets).
+   */
+  async queryDigest(digest: Uint8Array): Promise<NixPathInfo | null> {
+    const n = await this.#narinfoByHash(nixbase32(digest));
+    return n ? nixPathInfoOfNarInfo(n) : null;
   }
 
   /** Fetches the NAR the narinfo names, decompresses and ingests it as it arrives. */
