@@ -38,3 +38,4 @@ export { SqliteDirectoryService } from "./sqlite/directory.ts";
 export { SqlitePathInfoService } from "./sqlite/path_info.ts";
 export { LocalNixStore, NixStoreImporter, parseLocalStoreAddr } from "./nix/local_store.ts";
 export { BinaryCache, type BinaryCacheOptions, isBinaryCacheAddr } from "./nix/binary_cache.ts";
+export { type NixCachePathInfoOptions, NixCachePathInfoService } from "./nix/path_info.ts";

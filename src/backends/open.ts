@@ -36,18 +36,26 @@ import { SqlitePathInfoService } from "./sqlite/path_info.ts";
  *       return addr.path === ":memory:" ? "private SQLite database" : `SQLite file ${addr.path}`;
  *     case "grpc":
  *       return `daemon at ${addr.unixPath ?? addr.url}`;
+ *     case "nix":
+ *       return `Nix cache ${addr.cache}`;
  *   }
  * }
  * assert.equal(describe(parseAddr("sqlite://")), "private SQLite database");
  * assert.equal(describe(parseAddr("sqlite:///var/lib/nixcas.db")), "SQLite file /var/lib/nixcas.db");
  * assert.equal(describe(parseAddr("grpc+unix:///run/nixcas.sock")), "daemon at /run/nixcas.sock");
  * assert.equal(describe(parseAddr("grpc+http://[::1]:8000")), "daemon at http://[::1]:8000");
+ * assert.equal(describe(parseAddr("nix+https://cache.example/x")), "Nix cache https://cache.example/x");
+ * // Keys are base64 ("+" stays a "+"), separated by %20:
+ * const nix = parseAddr("nix+file:///srv/cache?trusted-public-keys=a-1:x+y=%20b-1:z=");
+ * assert.equal(nix.kind === "nix" && nix.trustedPublicKeys, "a-1:x+y= b-1:z=");
  * ```
  */
 export type ServiceAddr =
   | { kind: "memory" }
   | { kind: "sqlite"; path: string } // ":memory:" for a private in-memory database
-  | { kind: "grpc"; url: string; unixPath?: string; authTokenFile?: string };
+  | { kind: "grpc"; url: string; unixPath?: string; authTokenFile?: string }
+  // A Nix binary cache read through into a local path info service (path infos only).
+  | { kind: "nix"; cache: string; trustedPublicKeys: string; local?: string };
 
 /**
  * Thrown for an address that cannot be used; the message quotes it and says why.
@@ -107,6 +115,7 @@ export function parseAddr(addr: string): ServiceAddr {
     );
   }
   if (url.hash) throw new AddressError(addr, "fragments are not supported");
+  if (/^nix\+(https?|file):$/.test(url.protocol)) return parseNixCacheAddr(addr, url);
   // grpc+ addresses take one parameter, the file of the token to send (auth-token-file=/path).
   let authTokenFile: string | undefined;
   if (url.search) {
@@ -172,9 +181,46 @@ export function parseAddr(addr: string): ServiceAddr {
         addr,
         `unknown scheme ${
           JSON.stringify(clip(url.protocol.slice(0, -1)))
-        } (known: memory, sqlite, grpc+http, grpc+https, grpc+unix)`,
+        } (known: memory, sqlite, grpc+http, grpc+https, grpc+unix, nix+http, nix+https, ` +
+          `nix+file)`,
       );
   }
+}
+
+/**
+ * `nix+http://host/path?trusted-public-keys=K1%20K2&local=ADDR` (also `nix+https://`,
+ * `nix+file:///dir`): a Nix binary cache, read through into the path info service at `local`
+ * (default: the embedded store).
+ */
+function parseNixCacheAddr(addr: string, url: URL): ServiceAddr {
+  let trustedPublicKeys = "";
+  let local: string | undefined;
+  // Not URLSearchParams: it reads "+" as a space, and base64 keys contain "+". Keys are
+  // separated by spaces (%20), as in Nix's trusted-public-keys setting.
+  const params = url.search.slice(1).split("&").filter((p) => p).map((p) => {
+    const at = p.indexOf("=");
+    const [k, v] = at < 0 ? [p, ""] : [p.slice(0, at), p.slice(at + 1)];
+    return [decodeURIComponent(k), decodeURIComponent(v)];
+  });
+  for (const [key, value] of params) {
+    if (key === "trusted-public-keys") trustedPublicKeys = value;
+    else if (key === "local") local = value;
+    else {
+      throw new AddressError(
+        addr,
+        `unknown parameter ${JSON.stringify(key)} (known: trusted-public-keys, local)`,
+      );
+    }
+  }
+  if (local !== undefined && parseAddr(local).kind === "nix") {
+    throw new AddressError(addr, "local= must name a nixcas path info service, not a Nix cache");
+  }
+  url.search = "";
+  const cache = url.href.slice("nix+".length).replace(/\/+$/, "");
+  if (url.protocol !== "nix+file:" && !url.hostname) {
+    throw new AddressError(addr, "a host is required");
+  }
+  return { kind: "nix", cache, trustedPublicKeys, ...(local ? { local } : {}) };
 }
 
 /**
@@ -263,6 +309,24 @@ const OPENERS: {
     directory: (r) => Promise.resolve(new SqliteDirectoryService(sqlitePath(r), r.options)),
     pathInfo: (r, blobs, dirs) =>
       Promise.resolve(new SqlitePathInfoService(sqlitePath(r), blobs, dirs, r.options)),
+  },
+  nix: {
+    blob: (r) =>
+      Promise.reject(new AddressError(r.addr, "a Nix cache is a path info service only")),
+    directory: (r) =>
+      Promise.reject(new AddressError(r.addr, "a Nix cache is a path info service only")),
+    pathInfo: async (r, blobs, dirs) => {
+      const { NixCachePathInfoService } = await import("./nix/path_info.ts");
+      const { parseTrustedPublicKeys } = await import("../store/signature.ts");
+      const trustedKeys = parseTrustedPublicKeys(r.parsed.trustedPublicKeys, "trusted-public-keys");
+      const local = await openPathInfoService(
+        r.parsed.local ?? defaultStoreAddr(),
+        blobs,
+        dirs,
+        r.options,
+      );
+      return new NixCachePathInfoService(r.parsed.cache, blobs, dirs, local, { trustedKeys });
+    },
   },
   // The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened.
   grpc: {

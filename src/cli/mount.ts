@@ -52,8 +52,10 @@ export const mountCommand: CommandSpec<MountOptions> = {
     ]);
     // Checked before the services are opened: a bad mountpoint is the likelier mistake.
     const real = checkMountpoint(mountpoint);
-    // A long-running read server: the SQLite file is memory-mapped.
-    const services = await openServices(opts, { readOnly: true, readServer: true });
+    // A long-running read server: the SQLite file is memory-mapped. A Nix cache read through
+    // (nix+ path info address) stores what it fetches, so the store is opened for writing.
+    const readThrough = /^nix\+/.test(opts.pathInfoServiceAddr ?? "");
+    const services = await openServices(opts, { readOnly: !readThrough, readServer: true });
     try {
       const handle = await mountStore({
         mountpoint: real,
