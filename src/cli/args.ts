@@ -530,14 +530,16 @@ export async function runProgram(program: ProgramSpec, argv: readonly string[]):
   let r: ParseResult;
   try {
     r = parseArgs(program, argv);
+    // A command may find its arguments wrong too (a rule the parser cannot express).
+    if (r.kind === "run") await r.command.run(r.invocation);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     const cmd = e.command === undefined ? "" : ` ${e.command}`;
     write(Deno.stderr, `error: ${e.message}\n(run '${program.name}${cmd} --help' for usage)\n`);
     return 1;
   }
-  if (r.kind === "run") await r.command.run(r.invocation);
-  else if (r.kind === "version") write(Deno.stdout, r.text);
+  if (r.kind === "run") return 0;
+  if (r.kind === "version") write(Deno.stdout, r.text);
   else {
     write(r.exitCode ? Deno.stderr : Deno.stdout, r.text);
     return r.exitCode;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Invocation, OptionSpec } from "./args.ts";
+import { type Invocation, type OptionSpec, UsageError } from "./args.ts";
 import { openStore, type Store } from "../backends/open.ts";
 import type { OpenOptions } from "../backends/sqlite/db.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "./log.ts";
@@ -119,6 +119,7 @@ export function action<O extends object>(
     try {
       await fn(inv);
     } catch (e) {
+      if (e instanceof UsageError) throw e; // runProgram prints it with the usage hint
       const log = loggerFor(inv);
       if (log.enabled("debug") && e instanceof Error) log.error(e.stack ?? e.message);
       else log.error(e instanceof Error ? e.message : String(e));

@@ -1,10 +1,12 @@
 /**
- * `nixcas import PATH...`: imports paths into the store and prints their store paths.
+ * `nixcas import PATH...`: imports paths into the store and prints their store paths;
+ * `nixcas import --export FILE|-` reads a `nix-store --export` stream instead.
  *
  * @module
  */
-import type { CommandSpec } from "./args.ts";
+import { type CommandSpec, UsageError } from "./args.ts";
 import { importStorePath } from "../store/import.ts";
+import { readExport } from "../store/import_export.ts";
 import { preloadLibcrypto } from "../hash/sha256.ts";
 import {
   action,
@@ -24,6 +26,8 @@ export interface ImportOptions extends ServiceAddrOptions {
   quiet?: boolean;
   /** `--concurrency <n>`: files uploaded at once (and the small-file memory bound). */
   concurrency: number;
+  /** `--export <file>`: a `nix-store --export` stream to read (`-`: stdin), instead of paths. */
+  export?: string;
 }
 
 /** Paths imported at once; their results still print in argument order. */
@@ -43,9 +47,18 @@ export const importCommand: CommandSpec<ImportOptions> = {
     "Import files or directories into the store and print one store path per line, in argument " +
     "order: the path `nix-store --add` would print. Symlinks are stored, never followed. A path " +
     "that fails is reported on stderr (one line naming it) and the others still import; the " +
-    "exit code is 1 if any failed. Each file is read once; up to 4 paths import at once.",
-  arguments: [["<path...>", "files, directories or symlinks to import"]],
+    "exit code is 1 if any failed. Each file is read once; up to 4 paths import at once. " +
+    "With --export, reads what `nix-store --export` writes instead (no PATH arguments) and " +
+    "prints each store path it registers; its references must come earlier in the stream or " +
+    "be in the store. The first fault stops it (exit code 1): the paths printed before it are " +
+    "registered, nothing of the faulty one is.",
+  arguments: [["[path...]", "files, directories or symlinks to import"]],
   options: [
+    {
+      flags: "--export <file>",
+      description: "read a `nix-store --export` stream from <file> (`-`: stdin), e.g. " +
+        "`nix-store --export $(nix-store -qR P) | nixcas import --export -`",
+    },
     {
       flags: "-q, --quiet",
       description: "no progress display on stderr (shown only when stderr is a terminal: " +
@@ -62,8 +75,13 @@ export const importCommand: CommandSpec<ImportOptions> = {
     ...SERVICE_ADDR_OPTIONS,
   ],
   run: action(async (inv) => {
-    const paths = inv.args.path as string[];
+    const paths = (inv.args.path ?? []) as string[];
     const opts = inv.options;
+    if (opts.export !== undefined) {
+      if (paths.length) throw new UsageError("--export takes no PATH arguments", "import");
+      return await importExport(opts);
+    }
+    if (!paths.length) throw new UsageError("missing required argument 'path'", "import");
     const log = loggerFor(inv);
     preloadLibcrypto(); // on another thread, while the store opens
     const services = await openServices(opts);
@@ -105,3 +123,28 @@ export const importCommand: CommandSpec<ImportOptions> = {
     if (failed) throw new CliError(`${failed} of ${paths.length} paths failed to import`);
   }),
 };
+
+/** `import --export FILE|-`: one stream, read in order; each path printed once registered. */
+async function importExport(opts: ImportOptions): Promise<void> {
+  const file = opts.export!;
+  let input: Deno.FsFile | null = null;
+  if (file !== "-") {
+    try {
+      input = await Deno.open(file);
+    } catch (e) {
+      throw new CliError(`cannot open ${file}: ${oneLine(e)}`);
+    }
+  }
+  try {
+    const services = await openServices(opts);
+    try {
+      await readExport(input ?? Deno.stdin, services, {
+        onPath: (p) => printLine(p.absolute),
+      });
+    } finally {
+      await services.close();
+    }
+  } finally {
+    input?.close();
+  }
+}

@@ -109,3 +109,9 @@ export {
   pathInfoToNarInfo,
   renderNarInfo,
 } from "./narinfo.ts";
+export {
+  type ExportErrorKind,
+  ExportParseError,
+  type ExportReadOptions,
+  readExport,
+} from "./import_export.ts";

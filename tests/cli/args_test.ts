@@ -287,8 +287,9 @@ Deno.test("args: nixcas help shows every command, flag, env var and default", ()
   const imp = formatHelp(PROGRAM, "import");
   assert.match(
     imp,
-    /^Usage: nixcas import \[options\] <path\.\.\.>\n\nImport files or directories/,
+    /^Usage: nixcas import \[options\] \[path\.\.\.\]\n\nImport files or directories/,
   );
+  assert.match(imp, /\n {2}--export <file> +read a `nix-store --export` stream from <file>\n/);
   assert.match(imp, /\n {2}path +files, directories or symlinks to import\n/);
   assert.match(imp, /\n {2}-q, --quiet +no progress display on stderr \(shown only when\n/);
   assert.match(
