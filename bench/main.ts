@@ -4,8 +4,8 @@
  *
  *   deno task bench [--quick] [--only GROUP,...]
  *
- * Groups (all run when there is no --only): blob, import, nar, ingest, trees, grpc, fuse,
- * compress.
+ * Groups (all run when there is no --only): blob, import, nar, ingest, copy, trees, grpc,
+ * fuse, compress. `copy` (bench/copy.ts) is a closure out of a Nix store, against `nix copy`.
  * `trees` is issue 17's real-shaped trees (bench/trees.ts) and has two parts that can be named on
  * their own: `real-trees` (copies of /usr/lib/python3.11 and /usr/share/doc) and `small-files`
  * (100,000 files of 32 KiB: import time and peak RSS, nar). `ingest` (bench/nar_ingest.ts) is NAR
@@ -24,6 +24,7 @@ import {
   timeCommand,
   writeRandomFile,
 } from "./lib.ts";
+import { copyBenchmarks } from "./copy.ts";
 import { ingestBenchmarks } from "./nar_ingest.ts";
 import { treeBenchmarks } from "./trees.ts";
 
@@ -32,7 +33,7 @@ const args = Deno.args;
 if (args.includes("--help") || args.includes("-h")) {
   console.log(
     "deno task bench [--quick] [--only GROUP,...]\n" +
-      "groups: blob, import, nar, ingest, trees (= real-trees + small-files), grpc, fuse, " +
+      "groups: blob, import, nar, ingest, copy, trees (= real-trees + small-files), grpc, fuse, " +
       "compress",
   );
   Deno.exit(0);
@@ -154,6 +155,22 @@ try {
       await Deno.mkdir(dir);
       try {
         rows.push(...await ingestBenchmarks({ dir, quick, runs: RUNS_NIX }));
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  }
+
+  // --- a closure out of a Nix store, nixcas copy vs nix copy (issue 21) ---
+  if (want("copy")) {
+    if (!haveCmd("nix")) {
+      rows.push({ what: "copy group", ours: "skipped: no nix", reference: "", ratio: "" });
+    } else {
+      const dir = `${work}/copy`;
+      await Deno.mkdir(dir);
+      try {
+        await ensureBuilt();
+        rows.push(...await copyBenchmarks({ dir, nixcas: nixcas(), runs: quick ? 1 : 5 }));
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
