@@ -113,6 +113,7 @@ export const serveCommand: CommandSpec<ServeOptions> = {
       : undefined;
     const { binaryCacheHandler } = await import("../http/binary_cache.ts");
     const services = await openServices(opts, { readServer: true });
+    Deno.mkdirSync(nixcasDir(), { recursive: true });
     try {
       const handler = binaryCacheHandler({
         ...services,
@@ -122,6 +123,7 @@ export const serveCommand: CommandSpec<ServeOptions> = {
         authTokens,
         authenticateReads: opts.authReads,
         logDir: opts.logDir ?? `${nixcasDir()}/logs`,
+        uploadUrlsFile: `${nixcasDir()}/serve-upload-urls.db`,
         onError: (m) => log.warn(m),
       });
       const stop = new AbortController();

@@ -8,7 +8,14 @@
  */
 import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
-import { type Compression, compressionOfFileName, decompress } from "../compress/compression.ts";
+import { DatabaseSync } from "node:sqlite";
+import {
+  compress,
+  type Compression,
+  compressionOfFileName,
+  decompress,
+  parseCompression,
+} from "../compress/compression.ts";
 import { ingestNar } from "../nar/ingest.ts";
 import { narListing } from "../nar/listing.ts";
 import { renderNar } from "../nar/render.ts";
@@ -59,6 +66,44 @@ export interface BinaryCacheServerOptions {
   logDir?: string;
   /** Called for every request that failed on our side, with what to log. */
   onError?: (message: string) => void;
+  /**
+   * Where the URLs uploaders chose for their NARs are remembered (an SQLite file), so that a
+   * client that cached the narinfo it uploaded (Nix does, for a month) can still fetch that URL;
+   * without it they are remembered while the server runs.
+   */
+  uploadUrlsFile?: string;
+}
+
+/** The URLs uploaders gave NARs, each mapped to its store path's hash and its compression. */
+class UploadUrls {
+  readonly #mem = new Map<string, { hash: string; compression: Compression }>();
+  readonly #db: DatabaseSync | null;
+
+  constructor(file?: string) {
+    this.#db = file ? new DatabaseSync(file) : null;
+    this.#db?.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; " +
+        "CREATE TABLE IF NOT EXISTS upload_urls (url TEXT PRIMARY KEY, hash TEXT NOT NULL, " +
+        "compression TEXT NOT NULL)",
+    );
+  }
+
+  set(url: string, hash: string, compression: Compression): void {
+    this.#mem.set(url, { hash, compression });
+    this.#db?.prepare("INSERT OR REPLACE INTO upload_urls VALUES (?, ?, ?)").run(
+      url,
+      hash,
+      compression,
+    );
+  }
+
+  get(url: string): { hash: string; compression: Compression } | undefined {
+    const known = this.#mem.get(url);
+    if (known || !this.#db) return known;
+    const row = this.#db.prepare("SELECT hash, compression FROM upload_urls WHERE url = ?")
+      .get(url) as { hash: string; compression: string } | undefined;
+    return row ? { hash: row.hash, compression: parseCompression(row.compression) } : undefined;
+  }
 }
 
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
@@ -164,6 +209,7 @@ export function binaryCacheHandler(
   options: BinaryCacheServerOptions,
 ): (req: Request) => Promise<Response> {
   const uploads = new Map<string, Upload>();
+  const uploadUrls = new UploadUrls(options.uploadUrlsFile);
   const priority = options.priority ?? 30;
   const cacheInfo = `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${priority}\n`;
 
@@ -222,6 +268,22 @@ export function binaryCacheHandler(
     return new Response(body, { status: range ? 206 : 200, headers });
   };
 
+  // A NAR at the URL its uploader chose: rendered and compressed again as that URL says (the
+  // client checks the NAR hash, not the file's).
+  const serveUploadedUrl = async (
+    req: Request,
+    alias: { hash: string; compression: Compression },
+  ): Promise<Response> => {
+    const found = await lookup(alias.hash);
+    if (!found) return status(404, `no store path with hash ${alias.hash}`);
+    const headers = { "content-type": "application/x-nix-nar" };
+    if (req.method === "HEAD") return new Response(null, { headers });
+    const nar = ReadableStream.from(
+      renderNar(fromNodeMessage(found.info.node), options.blobs, options.directories),
+    );
+    return new Response(compress(alias.compression, nar, { level: 1 }), { headers });
+  };
+
   const putNar = async (
     req: Request,
     name: string,
@@ -276,7 +338,10 @@ export function binaryCacheHandler(
       }
     }
     await options.pathInfos.put(narInfoToPathInfo(narinfo, node));
-    uploads.delete(narinfo.url.replace(/^\/+/, ""));
+    const url = narinfo.url.replace(/^\/+/, "");
+    uploads.delete(url);
+    const kind = compressionOfFileName(url);
+    if (kind) uploadUrls.set(url, hash, kind);
     return status(200, "ok");
   };
 
@@ -313,7 +378,11 @@ export function binaryCacheHandler(
       m = SERVED_NAR_RE.exec(path);
       if (m) return await serveNar(req, m[1]);
       m = UPLOAD_NAR_RE.exec(path);
-      if (m) return uploads.has(path.slice(1)) ? status(200, "ok") : status(404, "no such NAR");
+      if (m) {
+        if (uploads.has(path.slice(1))) return status(200, "ok");
+        const alias = uploadUrls.get(path.slice(1));
+        return alias ? await serveUploadedUrl(req, alias) : status(404, "no such NAR");
+      }
       m = LS_RE.exec(path);
       if (m) {
         const found = await lookup(m[1]);
