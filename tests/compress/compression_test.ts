@@ -15,6 +15,7 @@ import {
   parseCompression,
 } from "../../src/compress/compression.ts";
 import { IN_SIZE, OUT_SIZE } from "../../src/compress/pump.ts";
+import { runJsonChild } from "../child.ts";
 import { bytes } from "../fixtures.ts";
 import { have, slow } from "../prereq.ts";
 
@@ -332,19 +333,9 @@ Deno.test("the event loop keeps running while xz compresses on the thread pool",
  * other test file shares the RSS it measures) and checks its memory stayed flat.
  */
 async function streamedRoundTrip(kind: Codec, mib: number, level: number) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./roundtrip_child.ts", import.meta.url).pathname,
-      kind,
-      `${mib}`,
-      `${level}`,
-    ],
-    stderr: "inherit",
-  }).output();
-  assert.ok(out.success, `${kind} round trip child failed`);
-  const { grew, bytes: n, same } = JSON.parse(new TextDecoder().decode(out.stdout));
+  const { grew, bytes: n, same } = await runJsonChild<
+    { grew: number; bytes: number; same: boolean }
+  >(new URL("./roundtrip_child.ts", import.meta.url), [kind, `${mib}`, `${level}`]);
   assert.equal(n, mib << 20);
   assert.ok(same, `${kind}: the data came back different`);
   // Coder state, thread stacks and garbage V8 has not collected yet (it lets ≈64 MiB of
