@@ -104,8 +104,40 @@ export interface BlobService {
    * {@linkcode putSmallBlob} to call it on any backend.
    */
   putSmall?(data: Uint8Array): SmallBlobPut;
+  /**
+   * Optional fast path for reading many small blobs (each at most {@linkcode CHUNK_SIZE}) at
+   * once, without checking them: each request's blob, when it has the requested size, is read
+   * into `into`, back to back in request order (blob `i` at the sum of the sizes before it).
+   * Resolves with one flag per request: false when the blob is absent, has another size, or is
+   * stored in a way this does not read (the caller then uses {@linkcode BlobService.openRead}).
+   * `into` must not be touched until it settles. Use {@linkcode readSmallBlobs}, which checks
+   * what comes back, to call it on any backend.
+   */
+  readSmall?(requests: readonly SmallRead[], into: Uint8Array): Promise<boolean[]>;
   /** Releases resources (connections, database handles). */
   close(): Promise<void>;
+}
+
+/**
+ * One blob asked of {@linkcode BlobService.readSmall}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readSmallBlobs, type SmallRead } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
+ * const data = new TextEncoder().encode("small");
+ * const request: SmallRead = { digest: await putBlob(blobs, data), size: data.length };
+ * const got = await readSmallBlobs(blobs, [request], new Uint8Array(5));
+ * assert.deepEqual(await got.get(0), data);
+ * ```
+ */
+export interface SmallRead {
+  /** The blob's digest. */
+  digest: B3Digest;
+  /** Its size, as its node records it. */
+  size: number;
 }
 
 /**

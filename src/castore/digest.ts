@@ -4,7 +4,8 @@
  * @module
  */
 import { fromBase64, toBase64, toHex } from "../base/bytes.ts";
-import { Blake3, blake3Hash } from "../hash/blake3.ts";
+import { Blake3, blake3Hash, subtreeCV } from "../hash/blake3.ts";
+import { nativeBlake3 } from "../hash/blake3_native.ts";
 import { InvalidRequestError } from "../base/errors.ts";
 
 /**
@@ -102,7 +103,26 @@ export class B3Digest {
  * ```
  */
 export function blake3(data: Uint8Array): B3Digest {
-  return B3Digest.fromBytes(blake3Hash(data));
+  const native = data.length >= NATIVE_MIN ? nativeBlake3() : null;
+  return B3Digest.fromBytes(native ? native.hash(data) : blake3Hash(data));
+}
+
+// Below this, our WebAssembly is as fast as an FFI call into native code.
+const NATIVE_MIN = 4096;
+
+/**
+ * The BLAKE3 chaining value of the 1 MiB window `data` (1,024 chunks) starting at chunk
+ * `counter`: on the thread pool with native BLAKE3, else here (see `subtreeCV` in `hash/`).
+ * For readers that check a big blob window by window; `data` must not change until it settles.
+ */
+export function blake3WindowCV(data: Uint8Array, counter: number): Promise<Uint8Array> {
+  const native = nativeBlake3();
+  if (native) return native.windowCVAsync(data, counter);
+  try {
+    return Promise.resolve(subtreeCV(data, counter));
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 /**

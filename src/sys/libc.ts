@@ -235,6 +235,12 @@ const SYMBOLS = {
   symlinkat: { parameters: ["buffer", "i32", "buffer"], result: "i32" },
   mkfifoat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  writevAsync: {
+    name: "writev",
+    parameters: ["i32", "buffer", "i32"],
+    result: "isize",
+    nonblocking: true,
+  },
   getuid: { parameters: [], result: "u32" },
   getgid: { parameters: [], result: "u32" },
   // mount.ts: mount(2), and the descriptor passing of fusermount3.
@@ -754,6 +760,101 @@ export function writev(
     if (n >= 0) return n;
     if (errno() !== EINTR) fail("writev", errPath);
   }
+}
+
+/**
+ * Writes all of `parts` to `fd` (a pipe, a terminal, a file) with `writev` on Deno's blocking
+ * thread pool, from where they lie, up to {@linkcode IOV_MAX} at a time; short writes continue
+ * where they stopped. None of `parts` may be touched until the promise settles. A failure is
+ * retried on this thread, where it throws {@linkcode LibcError} with its errno (`EPIPE` for a
+ * closed pipe, `EAGAIN` for a non-blocking descriptor that is full); `at` then tells what was
+ * written.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AT_FDCWD, close, O_WRONLY, openAt, toBytes, writevAllAsync } from "./libc.ts";
+ * const path = await Deno.makeTempFile();
+ * const fd = openAt(AT_FDCWD, toBytes(path), O_WRONLY);
+ * const enc = new TextEncoder();
+ * await writevAllAsync(fd, [enc.encode("Hello, "), new Uint8Array(), enc.encode("world!\n")]);
+ * close(fd);
+ * assert.equal(await Deno.readTextFile(path), "Hello, world!\n");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function writevAllAsync(
+  fd: number,
+  parts: readonly Uint8Array[],
+  errPath: Uint8Array = new Uint8Array(),
+  at: WriteProgress = { part: 0, offset: 0 },
+): Promise<void> {
+  let i = at.part;
+  let skip = at.offset; // bytes of parts[i] already written
+  while (i < parts.length) {
+    at.part = i;
+    at.offset = skip;
+    const n = Math.min(IOV_MAX, parts.length - i);
+    // (address, length) pairs as 32-bit words: no BigInt per part.
+    const iov = new BigUint64Array(n * 2);
+    const words = new Uint32Array(iov.buffer);
+    let total = 0;
+    for (let k = 0; k < n; k++) {
+      const p = parts[i + k];
+      const off = k === 0 ? skip : 0;
+      const len = p.length - off;
+      const addr = len > 0 ? addressNumber(p) + off : 0;
+      words[4 * k] = addr % 0x1_0000_0000;
+      words[4 * k + 1] = Math.floor(addr / 0x1_0000_0000);
+      words[4 * k + 2] = len;
+      total += len;
+    }
+    if (total === 0) {
+      i += n;
+      skip = 0;
+      continue;
+    }
+    let done = Number(await libc().writevAsync(fd, iov, n));
+    // The pool thread's errno is lost: this thread's writev fails again and says why (or
+    // writes, when the failure was passing).
+    if (done < 0) done = writev(fd, iov, n, errPath);
+    // Step over what was written.
+    while (done > 0 || (i < parts.length && parts[i].length - skip === 0)) {
+      const left = parts[i].length - skip;
+      if (done >= left) {
+        done -= left;
+        i++;
+        skip = 0;
+      } else {
+        skip += done;
+        done = 0;
+      }
+    }
+  }
+  at.part = i;
+  at.offset = skip;
+}
+
+// Base addresses of the buffers parts lie in: many parts are views of a few buffers, and
+// taking a pointer costs more than a lookup. (Buffers here never move: Deno's are off-heap.)
+const bases = new WeakMap<ArrayBufferLike, number>();
+
+function addressNumber(p: Uint8Array): number {
+  let base = bases.get(p.buffer);
+  if (base === undefined) {
+    const whole = new Uint8Array(p.buffer, 0, 1);
+    base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(whole)));
+    bases.set(p.buffer, base);
+  }
+  return base + p.byteOffset;
+}
+
+/** How far {@linkcode writevAllAsync} got: the first part not wholly written, and its bytes out. */
+export interface WriteProgress {
+  /** Index of the first part not wholly written. */
+  part: number;
+  /** Bytes of that part written. */
+  offset: number;
 }
 
 /** The real user id of this process. */
