@@ -196,6 +196,12 @@ export interface BlobReader {
    * {@linkcode CHUNK_SIZE}. Memory use does not grow with the blob's size.
    */
   chunks(offset?: number): AsyncIterable<Uint8Array>;
+  /**
+   * Optional: reads up to `into.length` bytes at `offset` into `into` (fewer only at the end of
+   * the blob) and resolves with how many; `into` must not be touched until it settles. For
+   * callers that reuse their buffers (a fresh 1 MiB array per chunk costs more than reading it).
+   */
+  readInto?(offset: number, into: Uint8Array): Promise<number>;
   /** Releases the reader. */
   close(): Promise<void>;
 }

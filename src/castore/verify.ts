@@ -573,7 +573,7 @@ export interface WholeVerifiedOptions {
 }
 
 type Verified =
-  | { kind: "memory"; data: Uint8Array }
+  | { kind: "memory"; parts: Uint8Array[]; size: number }
   | { kind: "file"; file: Deno.FsFile; size: number }
   | { kind: "windows"; size: number; cvs: Uint8Array[]; tail: Uint8Array };
 
@@ -586,6 +586,8 @@ const WINDOW = CHUNK_SIZE;
 const WINDOW_CHUNKS = WINDOW / 1024;
 /** Windows hashed at once (each pass holds this many, and one being read, in memory). */
 const WINDOWS_IN_FLIGHT = 3;
+/** What a first pass over a source with `readInto` reads at a time. */
+const PIECE = 4 * WINDOW;
 
 /**
  * A {@linkcode BlobReader} over an unchunked blob whose digest can only be checked as a whole:
@@ -636,38 +638,66 @@ export function wholeVerifiedReader(
       while (hashing.length >= WINDOWS_IN_FLIGHT) cvs.push(await hashing.shift()!);
     };
     try {
-      for await (const c of source.chunks(0)) {
-        size += c.length;
-        if (file) await writeAll(file, c);
-        let data = c;
-        while (data.length > 0) {
-          if (fill === 0 && data.length >= WINDOW) {
-            // A whole window as the source gave it (sources hand out arrays of their own).
-            const w = data.subarray(0, WINDOW);
-            await addWindow(held ? w.slice() : w);
-            data = data.subarray(WINDOW);
-            continue;
+      if (source.readInto && !opts.spool) {
+        // Into two buffers in turn, a piece of several windows at a time: the next piece is
+        // read while this one's windows are hashed (on the thread pool, at once).
+        const ring = [new Uint8Array(PIECE), new Uint8Array(PIECE)];
+        let reading = source.readInto(0, ring[0]);
+        for (let k = 0;; k++) {
+          const buf = ring[k % 2];
+          const n = await reading;
+          if (n === PIECE) reading = source.readInto(size + n, ring[(k + 1) % 2]);
+          const full = Math.floor(n / WINDOW);
+          const first = cvs.length;
+          const pieceCVs = [];
+          for (let w = 0; w < full; w++) {
+            const win = buf.subarray(w * WINDOW, (w + 1) * WINDOW);
+            pieceCVs.push(blake3WindowCV(win, (first + w) * WINDOW_CHUNKS));
+            if (held) held.push(win.slice());
           }
-          const n = Math.min(WINDOW - fill, data.length);
-          win.set(data.subarray(0, n), fill);
-          fill += n;
-          data = data.subarray(n);
-          if (fill === WINDOW) {
-            await addWindow(win);
-            win = new Uint8Array(WINDOW);
-            fill = 0;
+          cvs.push(...await Promise.all(pieceCVs));
+          size += n;
+          if (n < PIECE) {
+            win = buf.slice(full * WINDOW, n);
+            fill = win.length;
+            break;
           }
+          if (held && size > limit && size > WINDOW) held = null;
         }
-        // (Past one window: a lone window's CV could not give the digest without its bytes.)
-        if (held && size > limit && size > WINDOW) {
-          if (opts.spool) {
-            const path = await Deno.makeTempFile({ prefix: "nixcas-verify-" });
-            file = await Deno.open(path, { read: true, write: true });
-            await Deno.remove(path); // gone with the descriptor
-            for (const p of held) await writeAll(file, p);
-            await writeAll(file, win.subarray(0, fill));
+      } else {
+        for await (const c of source.chunks(0)) {
+          size += c.length;
+          if (file) await writeAll(file, c);
+          let data = c;
+          while (data.length > 0) {
+            if (fill === 0 && data.length >= WINDOW) {
+              // A whole window as the source gave it (sources hand out arrays of their own).
+              const w = data.subarray(0, WINDOW);
+              await addWindow(held ? w.slice() : w);
+              data = data.subarray(WINDOW);
+              continue;
+            }
+            const n = Math.min(WINDOW - fill, data.length);
+            win.set(data.subarray(0, n), fill);
+            fill += n;
+            data = data.subarray(n);
+            if (fill === WINDOW) {
+              await addWindow(win);
+              win = new Uint8Array(WINDOW);
+              fill = 0;
+            }
           }
-          held = null;
+          // (Past one window: a lone window's CV could not give the digest without its bytes.)
+          if (held && size > limit && size > WINDOW) {
+            if (opts.spool) {
+              const path = await Deno.makeTempFile({ prefix: "nixcas-verify-" });
+              file = await Deno.open(path, { read: true, write: true });
+              await Deno.remove(path); // gone with the descriptor
+              for (const p of held) await writeAll(file, p);
+              await writeAll(file, win.subarray(0, fill));
+            }
+            held = null;
+          }
         }
       }
       while (hashing.length > 0) cvs.push(await hashing.shift()!);
@@ -688,8 +718,9 @@ export function wholeVerifiedReader(
       }
       if (file) return { kind: "file", file, size };
       if (held) {
-        held.push(tail);
-        return { kind: "memory", data: held.length === 1 ? held[0] : concat(held) };
+        // Served as they are: whole windows, then the tail.
+        if (tail.length > 0 || held.length === 0) held.push(tail);
+        return { kind: "memory", parts: held, size };
       }
       return { kind: "windows", size, cvs, tail };
     } catch (e) {
@@ -746,9 +777,16 @@ export function wholeVerifiedReader(
   return {
     async readAt(offset, length) {
       const v = await ready();
-      if (v.kind === "memory") return v.data.subarray(offset, offset + length);
       const n = Math.max(0, Math.min(length, v.size - offset));
       if (n === 0) return new Uint8Array(0);
+      if (v.kind === "memory") {
+        const first = Math.floor(offset / WINDOW);
+        const last = Math.floor((offset + n - 1) / WINDOW);
+        const parts = v.parts.slice(first, last + 1).map((p, k) =>
+          p.subarray(Math.max(0, offset - (first + k) * WINDOW), offset + n - (first + k) * WINDOW)
+        );
+        return parts.length === 1 ? parts[0] : concat(parts);
+      }
       if (v.kind === "file") return await readFile(v.file, offset, n);
       const parts: Uint8Array[] = [];
       const end = offset + n;
@@ -762,13 +800,50 @@ export function wholeVerifiedReader(
       }
       return parts.length === 1 ? parts[0] : concat(parts);
     },
+    async readInto(offset, into) {
+      const v = await ready();
+      const n = Math.max(0, Math.min(into.length, v.size - offset));
+      if (n === 0) return 0;
+      const tailStart = v.kind === "windows" ? v.cvs.length * WINDOW : 0;
+      const fast = v.kind === "windows" && source.readInto && offset % WINDOW === 0 &&
+        (offset + n >= tailStart || n % WINDOW === 0);
+      if (!fast) {
+        for (let got = 0; got < n;) {
+          const part = await this.readAt(offset + got, n - got);
+          if (part.length === 0) break;
+          into.set(part, got);
+          got += part.length;
+        }
+        return n;
+      }
+      const w = v as Extract<Verified, { kind: "windows" }>;
+      // Whole windows straight into `into`, each checked (at once, on the thread pool).
+      const m = Math.max(0, Math.min(offset + n, tailStart) - offset);
+      if (m > 0) {
+        const got = await source.readInto!(offset, into.subarray(0, m));
+        const checks = [];
+        for (let o = 0; o < m; o += WINDOW) {
+          checks.push(check(w, (offset + o) / WINDOW, into.subarray(o, Math.min(got, o + WINDOW))));
+        }
+        await Promise.all(checks);
+      }
+      if (offset + n > tailStart) {
+        into.set(w.tail.subarray(Math.max(0, offset - tailStart), offset + n - tailStart), m);
+      }
+      return n;
+    },
     async *chunks(offset = 0) {
       const v = await ready();
-      if (v.kind === "memory" || v.kind === "file") {
-        const size = v.kind === "memory" ? v.data.length : v.size;
-        for (let o = offset; o < size; o += CHUNK_SIZE) {
-          const n = Math.min(CHUNK_SIZE, size - o);
-          yield v.kind === "memory" ? v.data.subarray(o, o + n) : await readFile(v.file, o, n);
+      if (v.kind === "memory") {
+        for (let i = Math.floor(offset / WINDOW); i < v.parts.length; i++) {
+          const p = v.parts[i].subarray(Math.max(0, offset - i * WINDOW));
+          if (p.length > 0) yield p;
+        }
+        return;
+      }
+      if (v.kind === "file") {
+        for (let o = offset; o < v.size; o += CHUNK_SIZE) {
+          yield await readFile(v.file, o, Math.min(CHUNK_SIZE, v.size - o));
         }
         return;
       }

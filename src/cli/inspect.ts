@@ -6,13 +6,13 @@
 import type { CommandSpec, Invocation } from "./args.ts";
 import { concat } from "../base/bytes.ts";
 import { B3Digest } from "../castore/digest.ts";
-import { openVerifiedRead } from "../castore/verify.ts";
+import { type BatchChecker, openVerifiedRead } from "../castore/verify.ts";
 import { toBase64 } from "../base/bytes.ts";
 import { type AnyNode, directoryNodes, fromNodeMessage } from "../castore/directory.ts";
 import { NotFoundError } from "../base/errors.ts";
 import { descendTo } from "../castore/traverse.ts";
 import { streamNar } from "../nar/render.ts";
-import { enableNativeBlake3 } from "../hash/blake3_native.ts";
+import { enableNativeBlake3, nativeBlake3 } from "../hash/blake3_native.ts";
 import { type LlvmBlake3Worker, startLlvmBlake3Worker } from "../sys/llvm_blake3.ts";
 import { encode as nixbase32 } from "../store/nixbase32.ts";
 import type { PathInfo } from "../store/path_info_service.ts";
@@ -32,7 +32,7 @@ import {
 import { printLine, writeStdout, writeStdoutParts } from "./io.ts";
 
 // NAR sizes from which `nar` loads native BLAKE3, and starts a worker thread for small files.
-const NATIVE_HASH_FROM = 64 << 20;
+const NATIVE_HASH_FROM = 16 << 20;
 const WORKER_FROM = 256 << 20;
 
 /** Parses `/nix/store/<base>[/sub]` or `<base>[/sub]`. */
@@ -142,12 +142,27 @@ export const inspectCommands: readonly CommandSpec[] = [
         throw new CliError(`${arg}: nar takes a store path, not a path inside one`);
       }
       const info = await lookup(services, storePath);
-      // Native BLAKE3 pays for its loading (≈14 ms, on the thread pool) on big NARs, and a
-      // worker thread checking small files (≈15–50 ms to start) on bigger ones.
+      // Native BLAKE3 pays for its loading (≈14 ms, on the thread pool, not waited for: files
+      // are hashed in WebAssembly until it is there) on big NARs, and a worker thread checking
+      // small files (≈15–50 ms of this thread to start) on bigger ones.
       const narSize = Number(info.narinfo?.narSize ?? 0);
       let worker: LlvmBlake3Worker | null = null;
-      if (narSize >= NATIVE_HASH_FROM && await enableNativeBlake3() && narSize >= WORKER_FROM) {
-        worker = startLlvmBlake3Worker();
+      let done = false;
+      let checker: BatchChecker | undefined;
+      if (narSize >= NATIVE_HASH_FROM) {
+        enableNativeBlake3();
+        if (narSize >= WORKER_FROM) {
+          // Started with the first batch of small files once native BLAKE3 is there (a NAR of
+          // one big file needs none); until then batches are checked on this thread.
+          const notYet = Promise.reject(new Error("no BLAKE3 worker yet"));
+          notYet.catch(() => {});
+          checker = {
+            check: (...a) => {
+              if (!worker && !done && nativeBlake3()) worker = startLlvmBlake3Worker();
+              return worker ? worker.check(...a) : notYet;
+            },
+          };
+        }
       }
       try {
         await streamNar(
@@ -155,10 +170,11 @@ export const inspectCommands: readonly CommandSpec[] = [
           services.blobs,
           services.directories,
           writeStdoutParts,
-          { recycle: true, checker: worker ?? undefined },
+          { recycle: true, checker },
         );
       } finally {
-        worker?.close();
+        done = true;
+        (worker as LlvmBlake3Worker | null)?.close();
       }
     }),
   },

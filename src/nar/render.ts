@@ -5,7 +5,12 @@
  *
  * @module
  */
-import { type BlobService, CHUNK_SIZE, type SmallRead } from "../castore/blob_service.ts";
+import {
+  type BlobReader,
+  type BlobService,
+  CHUNK_SIZE,
+  type SmallRead,
+} from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
 import {
   type BatchChecker,
@@ -78,6 +83,8 @@ const BATCHES_AHEAD = 3;
 const EVENTS_AHEAD = 8192;
 const FLUSH_BYTES = 4 << 20;
 const FLUSH_PARTS = 1000;
+// Reads of a big file in flight, each of BATCH_BYTES.
+const READS_AHEAD = 3;
 
 /** One step of the NAR, in order. */
 type NarEvent =
@@ -332,9 +339,9 @@ class NarStreamer {
     if (b.result) return;
     if (this.#building === b) this.#building = null;
     this.#ahead++;
-    const size = this.#recycle ? BATCH_BYTES : b.bytes;
-    b.buf = this.#pool.pop() ??
-      new Uint8Array(this.#checker ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+    b.buf = this.#recycle
+      ? this.#pool.pop() ?? this.#newBuffer(BATCH_BYTES)
+      : this.#newBuffer(b.bytes);
     b.result = readSmallBlobs(this.#blobs, b.requests, b.buf, { checker: this.#checker });
     b.result.then(() => b.ready = true, () => b.ready = true);
   }
@@ -361,6 +368,11 @@ class NarStreamer {
     if (!reader) throw new NotFoundError(`blob ${digest} not found, referred to by ${name}`);
     try {
       w.fileStart(node.executable, size);
+      if (this.#recycle && reader.readInto && size > SMALL_MAX) {
+        await this.#fileInto(reader, size, `blob ${digest} (${name})`);
+        w.fileEnd();
+        return;
+      }
       let got = 0;
       for await (const chunk of reader.chunks()) {
         if (got + chunk.length > size) {
@@ -380,6 +392,60 @@ class NarStreamer {
     } finally {
       await reader.close();
     }
+  }
+
+  /**
+   * A big file's bytes read into recycled buffers, a few reads ahead of the output (no fresh
+   * array per chunk: page faults on new memory cost more than the read).
+   */
+  async #fileInto(reader: BlobReader, size: number, what: string): Promise<void> {
+    const reads: { buf: Uint8Array; at: number; n: number; done: Promise<number> }[] = [];
+    let offset = 0;
+    try {
+      while (offset < size || reads.length > 0) {
+        while (offset < size && reads.length < READS_AHEAD) {
+          const buf = this.#pool.pop() ?? this.#newBuffer(BATCH_BYTES);
+          const n = Math.min(BATCH_BYTES, size - offset);
+          const done = reader.readInto!(offset, buf.subarray(0, n));
+          done.catch(() => {}); // awaited in order below
+          reads.push({ buf, at: offset, n, done });
+          offset += n;
+        }
+        const r = reads[0];
+        this.#kick();
+        const got = await r.done;
+        reads.shift();
+        if (got !== r.n) {
+          throw new StorageError(`${what} has ${r.at + got} bytes, its node says ${size}`);
+        }
+        this.#writer.fileChunk(r.buf.subarray(0, got));
+        this.#retireBuffer(r.buf);
+        if (this.#pending >= FLUSH_BYTES) await this.#flush();
+      }
+    } finally {
+      // Reads still running keep their buffers (dropped, not recycled).
+      await Promise.allSettled(reads.map((r) => r.done));
+    }
+    if ((await reader.readInto!(size, new Uint8Array(1))) !== 0) {
+      throw new StorageError(`${what} is longer than the size ${size} recorded in its node`);
+    }
+  }
+
+  #newBuffer(size: number): Uint8Array {
+    return new Uint8Array(this.#checker ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+  }
+
+  /** A buffer that is in the output: free once that is written. */
+  #retireBuffer(buf: Uint8Array): void {
+    this.#retiring.push({
+      requests: [],
+      bytes: 0,
+      buf,
+      result: null,
+      ready: true,
+      taken: 0,
+      lastSeq: this.#seq,
+    });
   }
 
   /** A batch whose files are all in the output: its buffer is free once that is written. */

@@ -48,6 +48,9 @@ export const INLINE_MAX = 4096;
 // cache costs less than a round trip through the thread pool.
 const SYNC_READ_MAX = 256 << 10;
 
+/** A `blobs` row as `readSmall` reads it: size, inline bytes, pack positions. */
+type BlobRow = [size: number, data: Uint8Array | null, chunks: Uint8Array | null];
+
 /** A small blob waiting to be committed: inline (`data`), or at `pos` in the pack. */
 interface SmallRow {
   digest: Uint8Array;
@@ -94,6 +97,7 @@ export class SqliteBlobService implements BlobService {
   #meta: StatementSync;
   #inline: StatementSync;
   #row: StatementSync;
+  #rowArrays: boolean;
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
 
@@ -108,6 +112,10 @@ export class SqliteBlobService implements BlobService {
     this.#meta = db.prepare("SELECT size, chunks FROM blobs WHERE digest = ?");
     this.#inline = db.prepare("SELECT data FROM blobs WHERE digest = ?");
     this.#row = db.prepare("SELECT size, data, chunks FROM blobs WHERE digest = ?");
+    // Rows as arrays where the binding can: no object with named properties built per blob.
+    const arrays = this.#row as unknown as { setReturnArrays?(on: boolean): void };
+    this.#rowArrays = typeof arrays.setReturnArrays === "function";
+    if (this.#rowArrays) arrays.setReturnArrays!(true);
     this.#insertInline = db.prepare(
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
@@ -180,6 +188,28 @@ export class SqliteBlobService implements BlobService {
     // A whole sequential read keeps this many chunks coming (they are hashed meanwhile).
     const STREAM_AHEAD = 3;
     return Promise.resolve({
+      async readInto(offset, into) {
+        const end = Math.min(size, offset + into.length);
+        // One pread per run of chunks that are neighbours in the pack (usually all of them).
+        for (let o = offset; o < end;) {
+          const i = Math.floor(o / CHUNK_SIZE);
+          if (i >= positions.length) throw storageError(`blob ${digest}`, `chunk ${i} is missing`);
+          let runEnd = Math.min(end, (i + 1) * CHUNK_SIZE);
+          for (let k = i + 1; runEnd < end && positions[k] === positions[k - 1] + CHUNK_SIZE; k++) {
+            runEnd = Math.min(end, (k + 1) * CHUNK_SIZE);
+          }
+          try {
+            await pack.readInto(
+              positions[i] + (o - i * CHUNK_SIZE),
+              into.subarray(o - offset, runEnd - offset),
+            );
+          } catch (e) {
+            throw storageError(`blob ${digest}`, e);
+          }
+          o = runEnd;
+        }
+        return Math.max(0, end - offset);
+      },
       async readAt(offset, length) {
         const end = Math.min(size, offset + length);
         if (offset >= end) return new Uint8Array(0);
@@ -248,19 +278,25 @@ export class SqliteBlobService implements BlobService {
         for (let i = 0; i < requests.length; at += requests[i].size, i++) {
           const { digest, size } = requests[i];
           if (size > CHUNK_SIZE) continue;
-          const row = this.#row.get(digest.bytes) as
-            | { size: number; data: Uint8Array | null; chunks: Uint8Array | null }
-            | undefined;
-          if (!row || row.size !== size) continue;
-          if (row.data !== null) {
-            if (row.data.length !== size) continue; // openRead tells what is wrong
-            into.set(row.data, at);
+          let row = this.#row.get(digest.bytes) as BlobRow | undefined;
+          if (row && !this.#rowArrays) {
+            const o = row as unknown as { size: number; data: Uint8Array; chunks: Uint8Array };
+            row = [o.size, o.data, o.chunks];
+          }
+          if (!row || row[0] !== size) continue;
+          const data = row[1];
+          if (data !== null) {
+            if (data.length !== size) continue; // openRead tells what is wrong
+            into.set(data, at);
             noteSqliteBytes(size);
             found[i] = true;
             continue;
           }
-          if (row.chunks === null || row.chunks.length !== 8) continue;
-          const pos = decodePositions(row.chunks)[0];
+          const c = row[2];
+          if (c === null || c.length !== 8) continue;
+          // One position, 8 bytes little-endian (decodePositions, without an array per blob).
+          const pos = (c[0] | c[1] << 8 | c[2] << 16) + c[3] * 0x100_0000 +
+            ((c[4] | c[5] << 8 | c[6] << 16) + c[7] * 0x100_0000) * 0x1_0000_0000;
           const last = runs[runs.length - 1];
           if (last && last[0] + last[2] === pos && last[1] + last[2] === at) last[2] += size;
           else runs.push([pos, at, size]);
