@@ -14,6 +14,7 @@ import {
   createBlake3Hasher,
 } from "./digest.ts";
 import { Blake3 } from "../hash/blake3.ts";
+import { largeBuffer } from "../sys/libc.ts";
 import {
   type BlobReader,
   type BlobService,
@@ -641,7 +642,7 @@ export function wholeVerifiedReader(
       if (source.readInto && !opts.spool) {
         // Into two buffers in turn, a piece of several windows at a time: the next piece is
         // read while this one's windows are hashed (on the thread pool, at once).
-        const ring = [new Uint8Array(PIECE), new Uint8Array(PIECE)];
+        const ring = [largeBuffer(PIECE), largeBuffer(PIECE)];
         let reading = source.readInto(0, ring[0]);
         for (let k = 0;; k++) {
           const buf = ring[k % 2];

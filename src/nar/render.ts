@@ -27,6 +27,7 @@ import {
 import { displayName } from "../base/bytes.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import { NotFoundError, StorageError } from "../base/errors.ts";
+import { largeBuffer } from "../sys/libc.ts";
 import { type NarSink, NarWriter, type NarWriterOptions } from "./writer.ts";
 
 /**
@@ -432,7 +433,7 @@ class NarStreamer {
   }
 
   #newBuffer(size: number): Uint8Array {
-    return new Uint8Array(this.#checker ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+    return largeBuffer(size, this.#checker !== undefined);
   }
 
   /** A buffer that is in the output: free once that is written. */

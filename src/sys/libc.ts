@@ -242,6 +242,7 @@ const SYMBOLS = {
     nonblocking: true,
   },
   getuid: { parameters: [], result: "u32" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   getgid: { parameters: [], result: "u32" },
   // mount.ts: mount(2), and the descriptor passing of fusermount3.
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
@@ -855,6 +856,45 @@ export interface WriteProgress {
   part: number;
   /** Bytes of that part written. */
   offset: number;
+}
+
+const HUGE_PAGE = 2 << 20;
+const MADV_HUGEPAGE = 14;
+
+/**
+ * A zeroed buffer of `size` bytes (of a `SharedArrayBuffer` with `shared`) for bulk data that
+ * is about to be written: where the kernel allows transparent huge pages on request
+ * (`madvise`), its 2 MiB-aligned part is backed by them, so faulting it in costs one fault per
+ * 2 MiB instead of 512 (here a 4 KiB fault costs ≈2.5 µs: 64 MiB took 36 ms, with huge pages
+ * 6–11 ms). It takes up to 2 MiB more address space, never touched. A plain buffer where that
+ * is not possible.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { largeBuffer } from "./libc.ts";
+ * const buf = largeBuffer(4 << 20);
+ * assert.equal(buf.length, 4 << 20);
+ * assert.ok(buf.every((b) => b === 0));
+ * assert.ok(largeBuffer(1 << 20, true).buffer instanceof SharedArrayBuffer);
+ * ```
+ */
+export function largeBuffer(size: number, shared = false): Uint8Array {
+  if (size < HUGE_PAGE || Deno.build.os !== "linux") {
+    return new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+  }
+  const len = size + HUGE_PAGE;
+  const whole = new Uint8Array(shared ? new SharedArrayBuffer(len) : new ArrayBuffer(len));
+  try {
+    const addr = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(whole)));
+    const skip = (HUGE_PAGE - (addr % HUGE_PAGE)) % HUGE_PAGE;
+    const span = size - (size % HUGE_PAGE);
+    // Advice only: a refusal (no THP, an old kernel) leaves ordinary pages.
+    libc().madvise(Deno.UnsafePointer.create(BigInt(addr + skip)), BigInt(span), MADV_HUGEPAGE);
+    return whole.subarray(skip, skip + size);
+  } catch {
+    return whole.subarray(0, size); // no FFI: ordinary pages
+  }
 }
 
 /** The real user id of this process. */
