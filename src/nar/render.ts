@@ -17,6 +17,7 @@ import {
   openVerifiedRead,
   readSmallBlobs,
   type SmallBlobs,
+  VERIFY_BUFFER_LIMIT,
 } from "../castore/verify.ts";
 import {
   type AnyNode,
@@ -369,7 +370,8 @@ class NarStreamer {
     if (!reader) throw new NotFoundError(`blob ${digest} not found, referred to by ${name}`);
     try {
       w.fileStart(node.executable, size);
-      if (this.#recycle && reader.readInto && size > SMALL_MAX) {
+      // (Up to the verify buffer a blob is in memory after its check: chunks() hands out views.)
+      if (this.#recycle && reader.readInto && size > VERIFY_BUFFER_LIMIT) {
         await this.#fileInto(reader, size, `blob ${digest} (${name})`);
         w.fileEnd();
         return;

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { openStore, type Store } from "../../src/backends/open.ts";
 import type { AnyNode } from "../../src/castore/directory.ts";
+import { B3Digest } from "../../src/castore/digest.ts";
+import { StorageError } from "../../src/base/errors.ts";
 import type { BatchChecker } from "../../src/castore/verify.ts";
 import { enableNativeBlake3 } from "../../src/hash/blake3_native.ts";
 import { renderNar, streamNar, writeNar } from "../../src/nar/render.ts";
@@ -156,6 +158,25 @@ Deno.test("streamNar: a failing output stops the render with its error, nothing 
       /disk full/,
     );
     assert.ok(calls <= 3, `${calls} calls: at most the one queued behind the failure`);
+  } finally {
+    await cleanup(f);
+  }
+});
+
+Deno.test("streamNar: a big blob longer or shorter than its node says is a StorageError", async () => {
+  const f = await fixture();
+  try {
+    assert.equal(f.root.case, "directory");
+    const top = (await f.store.directories.get(B3Digest.fromBytes(f.root.value.digest)))!;
+    const big = top.files.find((n) => new TextDecoder().decode(n.name) === "big")!;
+    for (const delta of [-1, 1, -(5 << 20)]) {
+      const node: AnyNode = { case: "file", value: { ...big, size: big.size + delta } };
+      await assert.rejects(
+        streamNar(node, f.store.blobs, f.store.directories, () => {}, { recycle: true }),
+        (e: unknown) =>
+          e instanceof StorageError && /node says|recorded in its node/.test(e.message),
+      );
+    }
   } finally {
     await cleanup(f);
   }
