@@ -113,9 +113,59 @@ export interface BlobService {
    * `into` must not be touched until it settles. Use {@linkcode readSmallBlobs}, which checks
    * what comes back, to call it on any backend.
    */
-  readSmall?(requests: readonly SmallRead[], into: Uint8Array): Promise<boolean[]>;
+  readSmall?(
+    requests: readonly SmallRead[],
+    into: Uint8Array,
+    options?: ReadSmallHooks,
+  ): Promise<boolean[]>;
   /** Releases resources (connections, database handles). */
   close(): Promise<void>;
+}
+
+/**
+ * What a caller of {@linkcode BlobService.readSmall} may take over.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeferredRead, ReadSmallHooks } from "@nixcas/nixcas/castore";
+ * let deferred: DeferredRead | null = null;
+ * const hooks: ReadSmallHooks = { deferRead: (d) => void (deferred = d) };
+ * hooks.deferRead!({ fd: 3, runs: new Float64Array([0, 0, 10]), retry: () => Promise.resolve() });
+ * assert.equal(deferred!.runs[2], 10);
+ * ```
+ */
+export interface ReadSmallHooks {
+  /**
+   * Where given, a backend whose bytes lie in a file may leave the reads to the caller (a
+   * worker thread that reads and hashes in one go): it calls this once with what to read, and
+   * the blobs it reports found are in `into` only once the caller has done those reads.
+   */
+  deferRead?(read: DeferredRead): void;
+}
+
+/**
+ * Reads left to the caller by {@linkcode ReadSmallHooks.deferRead}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeferredRead } from "@nixcas/nixcas/castore";
+ * const read: DeferredRead = {
+ *   fd: 3,
+ *   runs: new Float64Array([4096, 0, 100, 9000, 100, 50]), // two runs
+ *   retry: () => Promise.resolve(),
+ * };
+ * assert.equal(read.runs.length / 3, 2);
+ * ```
+ */
+export interface DeferredRead {
+  /** The file descriptor to `pread` from (the backend's; only for the duration of the read). */
+  fd: number;
+  /** Triples: file position, offset in `into`, length. */
+  runs: Float64Array;
+  /** Does the reads the backend's way instead (its errors name what is wrong). */
+  retry(): Promise<void>;
 }
 
 /**

@@ -79,6 +79,8 @@ export {
   type BlobWriter,
   CHUNK_SIZE,
   type ChunkMeta,
+  type DeferredRead,
+  type ReadSmallHooks,
   type SmallBlobPut,
   type SmallRead,
 } from "./blob_service.ts";

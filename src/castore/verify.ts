@@ -20,6 +20,7 @@ import {
   type BlobService,
   CHUNK_SIZE,
   type ChunkMeta,
+  type DeferredRead,
   type SmallRead,
 } from "./blob_service.ts";
 
@@ -181,7 +182,14 @@ export async function readSmallBlobs(
     for (const p of reads) p.catch(() => {}); // observed by get()
     return { get: (i) => reads[i] };
   }
-  const found = await blobs.readSmall(requests, buf);
+  // A checker that also reads takes the backend's reads over (one message per batch).
+  const checker = options.checker;
+  const shared = buf.buffer instanceof SharedArrayBuffer;
+  let deferred: DeferredRead | null = null;
+  const hooks = checker?.readAndCheck && shared
+    ? { deferRead: (d: DeferredRead) => void (deferred = d) }
+    : {};
+  const found = await blobs.readSmall(requests, buf, hooks);
   const starts: number[] = [];
   let o = 0;
   for (const r of requests) {
@@ -190,8 +198,7 @@ export async function readSmallBlobs(
   }
   // Checked off this thread when a checker can see the buffer; else each when taken.
   let passed: Set<number> | null = null;
-  const checker = options.checker;
-  if (checker && buf.buffer instanceof SharedArrayBuffer) {
+  if (checker && shared) {
     const idx: number[] = [];
     for (let i = 0; i < requests.length; i++) if (found[i]) idx.push(i);
     const st = new Float64Array(idx.length);
@@ -202,13 +209,23 @@ export async function readSmallBlobs(
       sz[k] = requests[i].size;
       expected.set(requests[i].digest.bytes, 32 * k);
     });
+    const sab = buf.buffer as SharedArrayBuffer;
+    const d = deferred as DeferredRead | null;
     try {
-      const bad = new Set(await checker.check(buf.buffer, st, sz, expected));
-      passed = new Set(idx.filter((_, k) => !bad.has(k)));
+      let bad: number[];
+      if (d) {
+        const runs = d.runs.slice();
+        for (let r = 1; r < runs.length; r += 3) runs[r] += buf.byteOffset;
+        bad = await checker.readAndCheck!(d.fd, runs, sab, st, sz, expected);
+      } else bad = await checker.check(sab, st, sz, expected);
+      const isBad = new Set(bad);
+      passed = new Set(idx.filter((_, k) => !isBad.has(k)));
     } catch {
-      passed = null; // the checker is gone: check here
+      // The checker is gone, or a read failed: read (the backend says why) and check here.
+      if (d) await d.retry();
+      passed = null;
     }
-  }
+  } else if (deferred) await (deferred as DeferredRead).retry();
   return {
     get(i) {
       if (!found[i]) return Promise.resolve(null);
@@ -257,6 +274,18 @@ export interface BatchChecker {
    * `expected[32 i .. 32 i + 32)`; resolves with the indices that differ.
    */
   check(
+    buf: SharedArrayBuffer,
+    starts: Float64Array,
+    sizes: Float64Array,
+    expected: Uint8Array,
+  ): Promise<number[]>;
+  /**
+   * Optional: first `pread`s `runs` (triples: position in `fd`, offset in `buf`, length) into
+   * `buf`, then checks as {@linkcode BatchChecker.check}; rejects when a read fails or is short.
+   */
+  readAndCheck?(
+    fd: number,
+    runs: Float64Array,
     buf: SharedArrayBuffer,
     starts: Float64Array,
     sizes: Float64Array,

@@ -156,11 +156,13 @@ export const inspectCommands: readonly CommandSpec[] = [
           // one big file needs none); until then batches are checked on this thread.
           const notYet = Promise.reject(new Error("no BLAKE3 worker yet"));
           notYet.catch(() => {});
+          const started = () => {
+            if (!worker && !done && nativeBlake3()) worker = startLlvmBlake3Worker();
+            return worker;
+          };
           checker = {
-            check: (...a) => {
-              if (!worker && !done && nativeBlake3()) worker = startLlvmBlake3Worker();
-              return worker ? worker.check(...a) : notYet;
-            },
+            check: (...a) => started()?.check(...a) ?? notYet,
+            readAndCheck: (...a) => started()?.readAndCheck(...a) ?? notYet,
           };
         }
       }

@@ -141,6 +141,20 @@ export interface LlvmBlake3Worker {
     sizes: Float64Array,
     expected: Uint8Array,
   ): Promise<number[]>;
+  /**
+   * Reads `runs` (triples: position in the file `fd`, offset in `buf`, length) with `pread` on
+   * the worker, then checks like {@linkcode LlvmBlake3Worker.check}: the bytes are hashed while
+   * still in the cache, and this thread neither copies them nor wakes a pool thread. Rejects when
+   * a read fails or comes up short (the caller reads them itself to learn why).
+   */
+  readAndCheck(
+    fd: number,
+    runs: Float64Array,
+    buf: SharedArrayBuffer,
+    starts: Float64Array,
+    sizes: Float64Array,
+    expected: Uint8Array,
+  ): Promise<number[]>;
   /** Stops the worker; pending checks reject. */
   close(): void;
 }
@@ -149,6 +163,9 @@ export interface LlvmBlake3Worker {
 // process, so the binding is quick).
 const WORKER_CODE = `
 let lib = null;
+const libc = Deno.dlopen("libc.so.6", {
+  pread64: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+}).symbols;
 const h = new Uint8Array(${LLVM_BLAKE3_HASHER_SIZE});
 const out = new Uint8Array(32);
 self.onmessage = (e) => {
@@ -162,6 +179,20 @@ self.onmessage = (e) => {
     return;
   }
   const view = new Uint8Array(m.buf);
+  if (m.runs) {
+    for (let r = 0; r < m.runs.length; r += 3) {
+      for (let got = 0; got < m.runs[r + 2];) {
+        const at = m.runs[r + 1] + got;
+        const n = Number(libc.pread64(m.fd, view.subarray(at, m.runs[r + 1] + m.runs[r + 2]),
+          BigInt(m.runs[r + 2] - got), BigInt(m.runs[r] + got)));
+        if (n <= 0) {
+          self.postMessage({ id: m.id, failed: true });
+          return;
+        }
+        got += n;
+      }
+    }
+  }
   const bad = [];
   for (let i = 0; i < m.sizes.length; i++) {
     const s = m.starts[i], n = m.sizes[i];
@@ -215,10 +246,11 @@ export function startLlvmBlake3Worker(): LlvmBlake3Worker | null {
     for (const p of pending.values()) p.reject(failure);
     pending.clear();
   };
-  worker.onmessage = (e: MessageEvent<{ id: number; bad: number[] }>) => {
+  worker.onmessage = (e: MessageEvent<{ id: number; bad?: number[]; failed?: boolean }>) => {
     const p = pending.get(e.data.id);
     pending.delete(e.data.id);
-    p?.resolve(e.data.bad);
+    if (e.data.failed) p?.reject(new Error("BLAKE3 worker: a read failed or came up short"));
+    else p?.resolve(e.data.bad!);
   };
   worker.onerror = (e) => {
     e.preventDefault();
@@ -232,6 +264,14 @@ export function startLlvmBlake3Worker(): LlvmBlake3Worker | null {
       return new Promise<number[]>((resolve, reject) => {
         pending.set(id, { resolve, reject });
         worker.postMessage({ id, buf, starts, sizes, expected });
+      });
+    },
+    readAndCheck(fd, runs, buf, starts, sizes, expected) {
+      if (failure) return Promise.reject(failure);
+      const id = next++;
+      return new Promise<number[]>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, fd, runs, buf, starts, sizes, expected });
       });
     },
     close() {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Blake3, blake3Hash, subtreeCV } from "../../src/hash/blake3.ts";
 import { enableNativeBlake3, nativeBlake3 } from "../../src/hash/blake3_native.ts";
 import { llvmBlake3, startLlvmBlake3Worker } from "../../src/sys/llvm_blake3.ts";
+import { AT_FDCWD, close, O_RDONLY, openAt, toBytes } from "../../src/sys/libc.ts";
 import { bytes } from "../fixtures.ts";
 
 const MiB = 1 << 20;
@@ -50,7 +51,7 @@ Deno.test("blake3: a changed byte changes its window's CV; misuse is a RangeErro
   assert.throws(() => lone.digest(), RangeError);
 });
 
-Deno.test("native BLAKE3 (LLVM) agrees with ours, on this thread, the pool and a worker", async (t) => {
+Deno.test("native BLAKE3 (LLVM) agrees with ours, on this thread, the pool and a worker (which reads too)", async (t) => {
   if (!(await enableNativeBlake3())) {
     if (Deno.env.get("NIXCAS_REQUIRE_ALL") === "1" && llvmBlake3()) {
       throw new Error("LLVM's BLAKE3 loads but failed its self-test");
@@ -86,6 +87,32 @@ Deno.test("native BLAKE3 (LLVM) agrees with ours, on this thread, the pool and a
       assert.deepEqual(await w.check(sab, starts, sizes, expected), []);
       view[60_000] ^= 1; // in range 2
       assert.deepEqual(await w.check(sab, starts, sizes, expected), [2]);
+      // Read from a file first (two runs, into places of their own), then checked.
+      const path = await Deno.makeTempFile();
+      try {
+        await Deno.writeFile(path, data.subarray(0, 300_000));
+        const fd = openAt(AT_FDCWD, toBytes(path), O_RDONLY);
+        try {
+          const into = new SharedArrayBuffer(100_000);
+          const runs = new Float64Array([1000, 0, 60_000, 200_000, 60_000, 40_000]);
+          const st = new Float64Array([0, 60_000]);
+          const sz = new Float64Array([60_000, 40_000]);
+          const exp = new Uint8Array(64);
+          exp.set(blake3Hash(data.subarray(1000, 61_000)), 0);
+          exp.set(blake3Hash(data.subarray(200_000, 240_000)), 32);
+          assert.deepEqual(await w.readAndCheck(fd, runs, into, st, sz, exp), []);
+          assert.deepEqual(new Uint8Array(into, 60_000, 10), data.subarray(200_000, 200_010));
+          exp[40] ^= 1;
+          assert.deepEqual(await w.readAndCheck(fd, runs, into, st, sz, exp), [1]);
+          // Past the end of the file: a short read is an error, not bytes.
+          const past = new Float64Array([290_000, 0, 60_000]);
+          await assert.rejects(w.readAndCheck(fd, past, into, st, sz, exp), /short/);
+        } finally {
+          close(fd);
+        }
+      } finally {
+        await Deno.remove(path);
+      }
     } finally {
       w.close();
     }

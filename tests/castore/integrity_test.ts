@@ -232,6 +232,28 @@ Deno.test("readSmallBlobs: a corrupt blob of a batch throws naming it, the other
         assert.deepEqual(await got.get(2), datas[2]);
       }
     }
+    // A checker that takes the reads over (file stores only) and fails them: the backend reads
+    // after all, and the blobs are checked here.
+    const tmp = await Deno.makeTempDir({ prefix: "nixcas-readsmall-" });
+    const onDisk = new SqliteBlobService(`${tmp}/store.db`);
+    try {
+      for (const d of datas) await putBlob(onDisk, d);
+      let took = 0;
+      const failing: BatchChecker = {
+        check: () => Promise.reject(new Error("unused")),
+        readAndCheck: (_fd, runs) => {
+          took += runs.length / 3;
+          return Promise.reject(new Error("short read"));
+        },
+      };
+      const into = new Uint8Array(new SharedArrayBuffer(total));
+      const got = await readSmallBlobs(onDisk, all, into, { checker: failing });
+      assert.ok(took >= 1, "the pack reads were offered to the checker");
+      for (const [i, d] of datas.entries()) assert.deepEqual(await got.get(i), d);
+    } finally {
+      await onDisk.close();
+      await Deno.remove(tmp, { recursive: true });
+    }
     // A flipped byte in the stored bytes is caught here, naming the blob.
     const into = new Uint8Array(total);
     const got = await readSmallBlobs(blobs, all, into);

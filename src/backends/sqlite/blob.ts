@@ -25,6 +25,7 @@ import {
   type BlobService,
   type BlobWriter,
   CHUNK_SIZE,
+  type ReadSmallHooks,
   type SmallBlobPut,
   type SmallRead,
 } from "../../castore/blob_service.ts";
@@ -265,7 +266,11 @@ export class SqliteBlobService implements BlobService {
    * per run of blobs that are neighbours in the pack file (the importer stores a directory's
    * files in order, so most runs are a whole directory); long runs are read on the thread pool.
    */
-  readSmall(requests: readonly SmallRead[], into: Uint8Array): Promise<boolean[]> {
+  readSmall(
+    requests: readonly SmallRead[],
+    into: Uint8Array,
+    options: ReadSmallHooks = {},
+  ): Promise<boolean[]> {
     const found: boolean[] = new Array(requests.length).fill(false);
     // Runs of pack bytes to read: [pack position, offset in `into`, length].
     const runs: [number, number, number][] = [];
@@ -309,6 +314,21 @@ export class SqliteBlobService implements BlobService {
       return Promise.reject(storageError("looking up small blobs", e));
     }
     const pack = this.#h.pack;
+    const read = async (list: [number, number, number][]) => {
+      try {
+        for (const [pos, at, n] of list) await pack.readInto(pos, into.subarray(at, at + n));
+      } catch (e) {
+        throw storageError("reading small blobs", e);
+      }
+    };
+    if (options.deferRead && pack.fd >= 0 && runs.length > 0) {
+      options.deferRead({
+        fd: pack.fd,
+        runs: new Float64Array(runs.flat()),
+        retry: () => read(runs),
+      });
+      return Promise.resolve(found);
+    }
     const slow: [number, number, number][] = [];
     try {
       for (const r of runs) {
@@ -319,14 +339,7 @@ export class SqliteBlobService implements BlobService {
       return Promise.reject(storageError("reading small blobs", e));
     }
     if (slow.length === 0) return Promise.resolve(found);
-    return (async () => {
-      try {
-        for (const [pos, at, n] of slow) await pack.readInto(pos, into.subarray(at, at + n));
-      } catch (e) {
-        throw storageError("reading small blobs", e);
-      }
-      return found;
-    })();
+    return read(slow).then(() => found);
   }
 
   /** The {@linkcode BlobService} method of the same name. */

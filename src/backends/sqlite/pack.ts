@@ -30,6 +30,8 @@ export interface Pack {
   readInto(pos: number, into: Uint8Array): Promise<void>;
   /** {@linkcode Pack.readInto} on this thread. */
   readIntoSync(pos: number, into: Uint8Array): void;
+  /** The file's descriptor for reads elsewhere, or -1 (in memory, or missing). */
+  readonly fd: number;
   /** Makes everything written so far durable. */
   sync(): Promise<void>;
   /** Makes everything written so far durable, on this thread. */
@@ -110,6 +112,10 @@ class FilePack implements Pack {
     libc.pwriteAll(this.#fd, data, pos, this.#name);
   }
 
+  get fd(): number {
+    return this.#fd;
+  }
+
   async read(pos: number, length: number): Promise<Uint8Array> {
     const buf = new Uint8Array(length);
     await this.readInto(pos, buf);
@@ -173,6 +179,7 @@ class FilePack implements Pack {
 /** Chunks kept in memory, by position (each write is one chunk, read back whole or in part). */
 class MemoryPack implements Pack {
   readonly path = ":memory:";
+  readonly fd = -1;
   #chunks = new Map<number, Uint8Array>();
 
   write(pos: number, data: Uint8Array): Promise<void> {
