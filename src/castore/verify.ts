@@ -343,9 +343,9 @@ async function readWhole(blobs: BlobService, r: SmallRead): Promise<Uint8Array |
  * nothing unverified comes out. Chunked: each chunk is read whole at its offset, checked
  * against its digest and kept in a small cache. Unchunked: the whole blob is hashed before its
  * first byte is returned; up to {@linkcode VERIFY_BUFFER_LIMIT} it is held in memory and served
- * from there, beyond that it is hashed in a first pass and then read again from the source
- * (a sequential read from offset 0 hashes again and fails at its end if the bytes changed
- * between the passes). This is what a backend that does not verify itself calls.
+ * from there, beyond that it is hashed in a first pass and then read again from the source,
+ * each 1 MiB window checked against the first pass before it is returned (see
+ * {@linkcode wholeVerifiedReader}). This is what a backend that does not verify itself calls.
  *
  * @example
  * ```ts
