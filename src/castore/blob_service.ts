@@ -104,8 +104,90 @@ export interface BlobService {
    * {@linkcode putSmallBlob} to call it on any backend.
    */
   putSmall?(data: Uint8Array): SmallBlobPut;
+  /**
+   * Optional fast path for reading many small blobs (each at most {@linkcode CHUNK_SIZE}) at
+   * once, without checking them: each request's blob, when it has the requested size, is read
+   * into `into`, back to back in request order (blob `i` at the sum of the sizes before it).
+   * Resolves with one flag per request: false when the blob is absent, has another size, or is
+   * stored in a way this does not read (the caller then uses {@linkcode BlobService.openRead}).
+   * `into` must not be touched until it settles. Use {@linkcode readSmallBlobs}, which checks
+   * what comes back, to call it on any backend.
+   */
+  readSmall?(
+    requests: readonly SmallRead[],
+    into: Uint8Array,
+    options?: ReadSmallHooks,
+  ): Promise<boolean[]>;
   /** Releases resources (connections, database handles). */
   close(): Promise<void>;
+}
+
+/**
+ * What a caller of {@linkcode BlobService.readSmall} may take over.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeferredRead, ReadSmallHooks } from "@nixcas/nixcas/castore";
+ * let deferred: DeferredRead | null = null;
+ * const hooks: ReadSmallHooks = { deferRead: (d) => void (deferred = d) };
+ * hooks.deferRead!({ fd: 3, runs: new Float64Array([0, 0, 10]), retry: () => Promise.resolve() });
+ * assert.equal(deferred!.runs[2], 10);
+ * ```
+ */
+export interface ReadSmallHooks {
+  /**
+   * Where given, a backend whose bytes lie in a file may leave the reads to the caller (a
+   * worker thread that reads and hashes in one go): it calls this once with what to read, and
+   * the blobs it reports found are in `into` only once the caller has done those reads.
+   */
+  deferRead?(read: DeferredRead): void;
+}
+
+/**
+ * Reads left to the caller by {@linkcode ReadSmallHooks.deferRead}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DeferredRead } from "@nixcas/nixcas/castore";
+ * const read: DeferredRead = {
+ *   fd: 3,
+ *   runs: new Float64Array([4096, 0, 100, 9000, 100, 50]), // two runs
+ *   retry: () => Promise.resolve(),
+ * };
+ * assert.equal(read.runs.length / 3, 2);
+ * ```
+ */
+export interface DeferredRead {
+  /** The file descriptor to `pread` from (the backend's; only for the duration of the read). */
+  fd: number;
+  /** Triples: file position, offset in `into`, length. */
+  runs: Float64Array;
+  /** Does the reads the backend's way instead (its errors name what is wrong). */
+  retry(): Promise<void>;
+}
+
+/**
+ * One blob asked of {@linkcode BlobService.readSmall}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readSmallBlobs, type SmallRead } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
+ * const data = new TextEncoder().encode("small");
+ * const request: SmallRead = { digest: await putBlob(blobs, data), size: data.length };
+ * const got = await readSmallBlobs(blobs, [request], new Uint8Array(5));
+ * assert.deepEqual(await got.get(0), data);
+ * ```
+ */
+export interface SmallRead {
+  /** The blob's digest. */
+  digest: B3Digest;
+  /** Its size, as its node records it. */
+  size: number;
 }
 
 /**
@@ -164,6 +246,12 @@ export interface BlobReader {
    * {@linkcode CHUNK_SIZE}. Memory use does not grow with the blob's size.
    */
   chunks(offset?: number): AsyncIterable<Uint8Array>;
+  /**
+   * Optional: reads up to `into.length` bytes at `offset` into `into` (fewer only at the end of
+   * the blob) and resolves with how many; `into` must not be touched until it settles. For
+   * callers that reuse their buffers (a fresh 1 MiB array per chunk costs more than reading it).
+   */
+  readInto?(offset: number, into: Uint8Array): Promise<number>;
   /** Releases the reader. */
   close(): Promise<void>;
 }

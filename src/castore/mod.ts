@@ -79,10 +79,20 @@ export {
   type BlobWriter,
   CHUNK_SIZE,
   type ChunkMeta,
+  type DeferredRead,
+  type ReadSmallHooks,
   type SmallBlobPut,
+  type SmallRead,
 } from "./blob_service.ts";
 export { putBlob, putSmallBlob, readBlob } from "./blob_util.ts";
-export { blobChunks, openVerifiedRead } from "./verify.ts";
+export {
+  type BatchChecker,
+  blobChunks,
+  openVerifiedRead,
+  readSmallBlobs,
+  type ReadSmallOptions,
+  type SmallBlobs,
+} from "./verify.ts";
 export type { DirectoryPutter, DirectoryService } from "./directory_service.ts";
 export { descendTo, findNode, traverseDirectories } from "./traverse.ts";
 export {

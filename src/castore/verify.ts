@@ -6,8 +6,23 @@
  */
 import { concat } from "../base/bytes.ts";
 import { CorruptDataError, StorageError } from "../base/errors.ts";
-import { type B3Digest, blake3, type Blake3Hasher, createBlake3Hasher } from "./digest.ts";
-import { type BlobReader, type BlobService, CHUNK_SIZE, type ChunkMeta } from "./blob_service.ts";
+import {
+  B3Digest,
+  blake3,
+  type Blake3Hasher,
+  blake3WindowCV,
+  createBlake3Hasher,
+} from "./digest.ts";
+import { Blake3 } from "../hash/blake3.ts";
+import { largeBuffer } from "../sys/libc.ts";
+import {
+  type BlobReader,
+  type BlobService,
+  CHUNK_SIZE,
+  type ChunkMeta,
+  type DeferredRead,
+  type SmallRead,
+} from "./blob_service.ts";
 
 /**
  * Throws {@linkcode CorruptDataError} naming `digest` unless `data` hashes to it (and has
@@ -101,13 +116,236 @@ export async function openVerifiedRead(
 }
 
 /**
+ * Small blobs read together by {@linkcode readSmallBlobs}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readSmallBlobs, type SmallBlobs } from "@nixcas/nixcas/castore";
+ * const blobs = new MemoryBlobService();
+ * const data = new TextEncoder().encode("hi");
+ * const got: SmallBlobs = await readSmallBlobs(blobs, [{ digest: await putBlob(blobs, data), size: 2 }]);
+ * assert.deepEqual(await got.get(0), data);
+ * ```
+ */
+export interface SmallBlobs {
+  /**
+   * Request `i`'s bytes, checked against its digest first (a mismatch throws
+   * {@linkcode CorruptDataError} naming it), or null when the blob must be read with
+   * {@linkcode openVerifiedRead} instead (absent, another size, or not stored as a small blob).
+   * From a backend with {@linkcode BlobService.readSmall}, the bytes are a view of `into`.
+   */
+  get(i: number): Promise<Uint8Array | null>;
+}
+
+/**
+ * Reads small blobs (each at most {@linkcode CHUNK_SIZE}) in one go where the backend can
+ * ({@linkcode BlobService.readSmall}: one lookup and one read for neighbours, instead of a
+ * reader per blob), else one {@linkcode readBlob}-like read each. Every blob is checked against
+ * its digest when it is taken, before any of its bytes is handed out. `into` (at least the sum
+ * of the sizes) receives them back to back; without it, a buffer is allocated.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SqliteBlobService } from "@nixcas/nixcas/backends";
+ * import { blake3, putBlob, readSmallBlobs } from "@nixcas/nixcas/castore";
+ * const blobs = new SqliteBlobService(":memory:");
+ * const a = new Uint8Array(10_000).fill(1);
+ * await putBlob(blobs, a);
+ * const missing = blake3(new Uint8Array(3));
+ * const got = await readSmallBlobs(blobs, [
+ *   { digest: blake3(a), size: a.length },
+ *   { digest: missing, size: 3 },
+ * ]);
+ * assert.deepEqual(await got.get(0), a);
+ * assert.equal(await got.get(1), null); // absent: openVerifiedRead says so
+ * await blobs.close();
+ * ```
+ */
+export async function readSmallBlobs(
+  blobs: BlobService,
+  requests: readonly SmallRead[],
+  into?: Uint8Array,
+  options: ReadSmallOptions = {},
+): Promise<SmallBlobs> {
+  let total = 0;
+  for (const r of requests) total += r.size;
+  const buf = into ?? new Uint8Array(total);
+  if (buf.length < total) {
+    throw new RangeError(`readSmallBlobs: ${total} bytes do not fit in ${buf.length}`);
+  }
+  if (!blobs.readSmall) {
+    // One verified read each, all started at once.
+    const reads = requests.map((r) => readWhole(blobs, r));
+    for (const p of reads) p.catch(() => {}); // observed by get()
+    return { get: (i) => reads[i] };
+  }
+  // A checker that also reads takes the backend's reads over (one message per batch).
+  const checker = options.checker;
+  const shared = buf.buffer instanceof SharedArrayBuffer;
+  let deferred: DeferredRead | null = null;
+  const hooks = checker?.readAndCheck && shared
+    ? { deferRead: (d: DeferredRead) => void (deferred = d) }
+    : {};
+  const found = await blobs.readSmall(requests, buf, hooks);
+  const starts: number[] = [];
+  let o = 0;
+  for (const r of requests) {
+    starts.push(o);
+    o += r.size;
+  }
+  // Checked off this thread when a checker can see the buffer; else each when taken.
+  let passed: Set<number> | null = null;
+  if (checker && shared) {
+    const idx: number[] = [];
+    for (let i = 0; i < requests.length; i++) if (found[i]) idx.push(i);
+    const st = new Float64Array(idx.length);
+    const sz = new Float64Array(idx.length);
+    const expected = new Uint8Array(32 * idx.length);
+    idx.forEach((i, k) => {
+      st[k] = buf.byteOffset + starts[i];
+      sz[k] = requests[i].size;
+      expected.set(requests[i].digest.bytes, 32 * k);
+    });
+    const sab = buf.buffer as SharedArrayBuffer;
+    const d = deferred as DeferredRead | null;
+    try {
+      let bad: number[];
+      if (d) {
+        const runs = d.runs.slice();
+        for (let r = 1; r < runs.length; r += 3) runs[r] += buf.byteOffset;
+        bad = await checker.readAndCheck!(d.fd, runs, sab, st, sz, expected);
+      } else bad = await checker.check(sab, st, sz, expected);
+      const isBad = new Set(bad);
+      passed = new Set(idx.filter((_, k) => !isBad.has(k)));
+    } catch {
+      // The checker is gone, or a read failed: read (the backend says why) and check here.
+      if (d) await d.retry();
+      passed = null;
+    }
+  } else if (deferred) await (deferred as DeferredRead).retry();
+  return {
+    get(i) {
+      if (!found[i]) return Promise.resolve(null);
+      const r = requests[i];
+      const data = buf.subarray(starts[i], starts[i] + r.size);
+      if (passed?.has(i)) return Promise.resolve(data);
+      try {
+        // Hashed here: without a checker, or to name what a mismatch hashes to.
+        checkDigest(data, r.digest);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return Promise.resolve(data);
+    },
+  };
+}
+
+/**
+ * Checks many byte ranges of a shared buffer against their BLAKE3 digests at once, off this
+ * thread (`startLlvmBlake3Worker` in `sys/` is one); resolves with the indices that differ.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3 } from "@nixcas/nixcas/castore";
+ * import type { BatchChecker } from "@nixcas/nixcas/castore";
+ * // One on this thread, for illustration.
+ * const here: BatchChecker = {
+ *   check(buf, starts, sizes, expected) {
+ *     const bad: number[] = [];
+ *     for (let i = 0; i < sizes.length; i++) {
+ *       const got = blake3(new Uint8Array(buf, starts[i], sizes[i])).bytes;
+ *       if (got.some((b, k) => b !== expected[32 * i + k])) bad.push(i);
+ *     }
+ *     return Promise.resolve(bad);
+ *   },
+ * };
+ * const buf = new SharedArrayBuffer(4);
+ * const expected = blake3(new Uint8Array(4)).bytes;
+ * assert.deepEqual(await here.check(buf, new Float64Array([0]), new Float64Array([4]), expected), []);
+ * ```
+ */
+export interface BatchChecker {
+  /**
+   * Hashes `buf[starts[i] .. starts[i] + sizes[i])` for each `i` and compares the digest with
+   * `expected[32 i .. 32 i + 32)`; resolves with the indices that differ.
+   */
+  check(
+    buf: SharedArrayBuffer,
+    starts: Float64Array,
+    sizes: Float64Array,
+    expected: Uint8Array,
+  ): Promise<number[]>;
+  /**
+   * Optional: first `pread`s `runs` (triples: position in `fd`, offset in `buf`, length) into
+   * `buf`, then checks as {@linkcode BatchChecker.check}; rejects when a read fails or is short.
+   */
+  readAndCheck?(
+    fd: number,
+    runs: Float64Array,
+    buf: SharedArrayBuffer,
+    starts: Float64Array,
+    sizes: Float64Array,
+    expected: Uint8Array,
+  ): Promise<number[]>;
+}
+
+/**
+ * Options of {@linkcode readSmallBlobs}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SqliteBlobService } from "@nixcas/nixcas/backends";
+ * import { putBlob, readSmallBlobs, type ReadSmallOptions } from "@nixcas/nixcas/castore";
+ * const blobs = new SqliteBlobService(":memory:");
+ * const data = new Uint8Array(5000).fill(9);
+ * const request = { digest: await putBlob(blobs, data), size: data.length };
+ * let batches = 0;
+ * const options: ReadSmallOptions = {
+ *   checker: { check: () => (batches++, Promise.resolve([])) }, // trusts everything
+ * };
+ * const into = new Uint8Array(new SharedArrayBuffer(data.length));
+ * assert.deepEqual(await (await readSmallBlobs(blobs, [request], into, options)).get(0), data);
+ * assert.equal(batches, 1);
+ * await blobs.close();
+ * ```
+ */
+export interface ReadSmallOptions {
+  /** Checks the blobs off this thread when `into` is a view of a `SharedArrayBuffer`. */
+  checker?: BatchChecker;
+}
+
+/** A blob's verified bytes when it has `r.size` of them, else null. */
+async function readWhole(blobs: BlobService, r: SmallRead): Promise<Uint8Array | null> {
+  const reader = await openVerifiedRead(blobs, r.digest);
+  if (!reader) return null;
+  try {
+    const parts: Uint8Array[] = [];
+    let got = 0;
+    for await (const c of reader.chunks()) {
+      got += c.length;
+      if (got > r.size) return null;
+      parts.push(c);
+    }
+    if (got !== r.size) return null;
+    return parts.length === 1 ? parts[0] : concat(parts);
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
  * Wraps an unverified reader of blob `digest` (stored as `chunks`, `[]` if unchunked) so that
  * nothing unverified comes out. Chunked: each chunk is read whole at its offset, checked
  * against its digest and kept in a small cache. Unchunked: the whole blob is hashed before its
  * first byte is returned; up to {@linkcode VERIFY_BUFFER_LIMIT} it is held in memory and served
- * from there, beyond that it is hashed in a first pass and then read again from the source
- * (a sequential read from offset 0 hashes again and fails at its end if the bytes changed
- * between the passes). This is what a backend that does not verify itself calls.
+ * from there, beyond that it is hashed in a first pass and then read again from the source,
+ * each 1 MiB window checked against the first pass before it is returned (see
+ * {@linkcode wholeVerifiedReader}). This is what a backend that does not verify itself calls.
  *
  * @example
  * ```ts
@@ -358,22 +596,36 @@ export interface WholeVerifiedOptions {
   /**
    * Past the limit: true copies the verified bytes into an unlinked temporary file and serves
    * from it (for a source that cannot be read twice cheaply, a remote); false reads the source
-   * again after the hash pass (a local store).
+   * again after the hash pass (a local store), checking each 1 MiB window against what the
+   * first pass saw.
    */
   spool: boolean;
 }
 
 type Verified =
-  | { kind: "memory"; data: Uint8Array }
+  | { kind: "memory"; parts: Uint8Array[]; size: number }
   | { kind: "file"; file: Deno.FsFile; size: number }
-  | { kind: "source"; size: number };
+  | { kind: "windows"; size: number; cvs: Uint8Array[]; tail: Uint8Array };
+
+/**
+ * BLAKE3 is a tree: the chaining value of each aligned 1 MiB window (1,024 chunks) is a node of
+ * it. The first pass keeps these (32 bytes per MiB) and derives the digest from them, so a second
+ * pass can check each window on its own before handing it out.
+ */
+const WINDOW = CHUNK_SIZE;
+const WINDOW_CHUNKS = WINDOW / 1024;
+/** Windows hashed at once (each pass holds this many, and one being read, in memory). */
+const WINDOWS_IN_FLIGHT = 3;
+/** What a first pass over a source with `readInto` reads at a time. */
+const PIECE = 4 * WINDOW;
 
 /**
  * A {@linkcode BlobReader} over an unchunked blob whose digest can only be checked as a whole:
  * the first read reads `source` from offset 0 to its end (one stream), hashing it, and no byte
  * is returned before the digest matched ({@linkcode CorruptDataError} otherwise). Up to
- * `bufferLimit` bytes are kept in memory; larger blobs are spooled or re-read, see
- * {@linkcode WholeVerifiedOptions.spool}.
+ * `bufferLimit` bytes are kept in memory; larger blobs are spooled or read again window by
+ * window, each window checked against the first pass (see {@linkcode WholeVerifiedOptions.spool}):
+ * every byte returned is a byte checked.
  *
  * @example
  * ```ts
@@ -398,43 +650,113 @@ export function wholeVerifiedReader(
   let fileLock: Promise<unknown> = Promise.resolve();
 
   const verify = async (): Promise<Verified> => {
-    const hasher = await createBlake3Hasher();
-    let parts: Uint8Array[] | null = [];
+    const cvs: Uint8Array[] = [];
+    // Windows kept while the blob fits in memory (our own copies).
+    let held: Uint8Array[] | null = [];
+    let win = new Uint8Array(WINDOW);
+    let fill = 0;
     let size = 0;
     let file: Deno.FsFile | null = null;
+    // Windows being hashed (on the thread pool with native BLAKE3) while the next are read.
+    const hashing: Promise<Uint8Array>[] = [];
+    let windows = 0;
+    const addWindow = async (w: Uint8Array) => {
+      const p = blake3WindowCV(w, windows++ * WINDOW_CHUNKS);
+      p.catch(() => {}); // awaited in order below
+      hashing.push(p);
+      if (held) held.push(w);
+      while (hashing.length >= WINDOWS_IN_FLIGHT) cvs.push(await hashing.shift()!);
+    };
     try {
-      for await (const c of source.chunks(0)) {
-        hasher.update(c);
-        size += c.length;
-        if (file) {
-          await writeAll(file, c);
-        } else if (parts) {
-          parts.push(c.slice());
-          if (size > limit) {
+      if (source.readInto && !opts.spool) {
+        // Into two buffers in turn, a piece of several windows at a time: the next piece is
+        // read while this one's windows are hashed (on the thread pool, at once).
+        const ring = [largeBuffer(PIECE), largeBuffer(PIECE)];
+        let reading = source.readInto(0, ring[0]);
+        for (let k = 0;; k++) {
+          const buf = ring[k % 2];
+          const n = await reading;
+          if (n === PIECE) reading = source.readInto(size + n, ring[(k + 1) % 2]);
+          const full = Math.floor(n / WINDOW);
+          const first = cvs.length;
+          const pieceCVs = [];
+          for (let w = 0; w < full; w++) {
+            const win = buf.subarray(w * WINDOW, (w + 1) * WINDOW);
+            pieceCVs.push(blake3WindowCV(win, (first + w) * WINDOW_CHUNKS));
+            if (held) held.push(win.slice());
+          }
+          cvs.push(...await Promise.all(pieceCVs));
+          size += n;
+          if (n < PIECE) {
+            win = buf.slice(full * WINDOW, n);
+            fill = win.length;
+            break;
+          }
+          if (held && size > limit && size > WINDOW) held = null;
+        }
+      } else {
+        for await (const c of source.chunks(0)) {
+          size += c.length;
+          if (file) await writeAll(file, c);
+          let data = c;
+          while (data.length > 0) {
+            if (fill === 0 && data.length >= WINDOW) {
+              // A whole window as the source gave it (sources hand out arrays of their own).
+              const w = data.subarray(0, WINDOW);
+              await addWindow(held ? w.slice() : w);
+              data = data.subarray(WINDOW);
+              continue;
+            }
+            const n = Math.min(WINDOW - fill, data.length);
+            win.set(data.subarray(0, n), fill);
+            fill += n;
+            data = data.subarray(n);
+            if (fill === WINDOW) {
+              await addWindow(win);
+              win = new Uint8Array(WINDOW);
+              fill = 0;
+            }
+          }
+          // (Past one window: a lone window's CV could not give the digest without its bytes.)
+          if (held && size > limit && size > WINDOW) {
             if (opts.spool) {
               const path = await Deno.makeTempFile({ prefix: "nixcas-verify-" });
               file = await Deno.open(path, { read: true, write: true });
               await Deno.remove(path); // gone with the descriptor
-              for (const p of parts) await writeAll(file, p);
+              for (const p of held) await writeAll(file, p);
+              await writeAll(file, win.subarray(0, fill));
             }
-            parts = null;
+            held = null;
           }
         }
       }
-      const got = hasher.digest();
+      while (hashing.length > 0) cvs.push(await hashing.shift()!);
+      const tail = win.slice(0, fill);
+      let got: B3Digest;
+      if (cvs.length === 0) got = blake3(tail);
+      else if (cvs.length === 1 && fill === 0) got = blake3(held![0]);
+      else {
+        const h = new Blake3();
+        for (const cv of cvs) h.pushSubtree(cv, WINDOW_CHUNKS);
+        got = B3Digest.fromBytes(h.update(tail).digest());
+      }
       if (!got.equals(digest)) {
         throw new CorruptDataError(
           digest.toString(),
           `blob ${digest} is corrupt: its bytes hash to ${got}`,
         );
       }
+      if (file) return { kind: "file", file, size };
+      if (held) {
+        // Served as they are: whole windows, then the tail.
+        if (tail.length > 0 || held.length === 0) held.push(tail);
+        return { kind: "memory", parts: held, size };
+      }
+      return { kind: "windows", size, cvs, tail };
     } catch (e) {
       file?.close();
       throw e;
     }
-    if (file) return { kind: "file", file, size };
-    if (parts) return { kind: "memory", data: parts.length === 1 ? parts[0] : concat(parts) };
-    return { kind: "source", size };
   };
   const ready = () => {
     if (closed) return Promise.reject(new StorageError(`reader of blob ${digest} is closed`));
@@ -456,47 +778,164 @@ export function wholeVerifiedReader(
     fileLock = run.catch(() => {});
     return run;
   };
+  /** Window `i`'s bytes read again are what the first pass hashed, or this throws. */
+  const check = async (v: { cvs: Uint8Array[] }, i: number, w: Uint8Array) => {
+    const cv = w.length === WINDOW ? await blake3WindowCV(w, i * WINDOW_CHUNKS) : null;
+    if (!cv || !sameBytes(cv, v.cvs[i])) {
+      throw new CorruptDataError(
+        digest.toString(),
+        `blob ${digest} changed since it was checked: its bytes ${i * WINDOW}..${
+          (i + 1) * WINDOW
+        } differ (corrupt storage)`,
+      );
+    }
+    return w;
+  };
+  // Recently checked windows, for readAt in small pieces.
+  const recent = new Map<number, Promise<Uint8Array>>();
+  const windowAt = (v: { cvs: Uint8Array[] }, i: number) => {
+    let p = recent.get(i);
+    if (!p) {
+      p = readFull(source, i * WINDOW, WINDOW).then((w) => check(v, i, w));
+      p.catch(() => recent.delete(i));
+      recent.set(i, p);
+      while (recent.size > 2) recent.delete(recent.keys().next().value!);
+    }
+    return p;
+  };
 
   return {
     async readAt(offset, length) {
       const v = await ready();
-      if (v.kind === "memory") return v.data.subarray(offset, offset + length);
       const n = Math.max(0, Math.min(length, v.size - offset));
       if (n === 0) return new Uint8Array(0);
+      if (v.kind === "memory") {
+        const first = Math.floor(offset / WINDOW);
+        const last = Math.floor((offset + n - 1) / WINDOW);
+        const parts = v.parts.slice(first, last + 1).map((p, k) =>
+          p.subarray(Math.max(0, offset - (first + k) * WINDOW), offset + n - (first + k) * WINDOW)
+        );
+        return parts.length === 1 ? parts[0] : concat(parts);
+      }
       if (v.kind === "file") return await readFile(v.file, offset, n);
-      return await source.readAt(offset, n);
+      const parts: Uint8Array[] = [];
+      const end = offset + n;
+      const tailStart = v.cvs.length * WINDOW;
+      for (let i = Math.floor(offset / WINDOW); i < v.cvs.length && i * WINDOW < end; i++) {
+        const w = await windowAt(v, i);
+        parts.push(w.subarray(Math.max(0, offset - i * WINDOW), end - i * WINDOW));
+      }
+      if (end > tailStart) {
+        parts.push(v.tail.subarray(Math.max(0, offset - tailStart), end - tailStart));
+      }
+      return parts.length === 1 ? parts[0] : concat(parts);
+    },
+    async readInto(offset, into) {
+      const v = await ready();
+      const n = Math.max(0, Math.min(into.length, v.size - offset));
+      if (n === 0) return 0;
+      const tailStart = v.kind === "windows" ? v.cvs.length * WINDOW : 0;
+      const fast = v.kind === "windows" && source.readInto && offset % WINDOW === 0 &&
+        (offset + n >= tailStart || n % WINDOW === 0);
+      if (!fast) {
+        for (let got = 0; got < n;) {
+          const part = await this.readAt(offset + got, n - got);
+          if (part.length === 0) break;
+          into.set(part, got);
+          got += part.length;
+        }
+        return n;
+      }
+      const w = v as Extract<Verified, { kind: "windows" }>;
+      // Whole windows straight into `into`, each checked (at once, on the thread pool).
+      const m = Math.max(0, Math.min(offset + n, tailStart) - offset);
+      if (m > 0) {
+        const got = await source.readInto!(offset, into.subarray(0, m));
+        const checks = [];
+        for (let o = 0; o < m; o += WINDOW) {
+          checks.push(check(w, (offset + o) / WINDOW, into.subarray(o, Math.min(got, o + WINDOW))));
+        }
+        await Promise.all(checks);
+      }
+      if (offset + n > tailStart) {
+        into.set(w.tail.subarray(Math.max(0, offset - tailStart), offset + n - tailStart), m);
+      }
+      return n;
     },
     async *chunks(offset = 0) {
       const v = await ready();
-      if (v.kind === "memory" || v.kind === "file") {
-        const size = v.kind === "memory" ? v.data.length : v.size;
-        for (let o = offset; o < size; o += CHUNK_SIZE) {
-          const n = Math.min(CHUNK_SIZE, size - o);
-          yield v.kind === "memory" ? v.data.subarray(o, o + n) : await readFile(v.file, o, n);
+      if (v.kind === "memory") {
+        for (let i = Math.floor(offset / WINDOW); i < v.parts.length; i++) {
+          const p = v.parts[i].subarray(Math.max(0, offset - i * WINDOW));
+          if (p.length > 0) yield p;
         }
         return;
       }
-      // Second pass over the source: hashed again from 0, so a change since is noticed.
-      const hasher = offset === 0 ? await createBlake3Hasher() : null;
-      for await (const c of source.chunks(offset)) {
-        hasher?.update(c);
-        yield c;
+      if (v.kind === "file") {
+        for (let o = offset; o < v.size; o += CHUNK_SIZE) {
+          yield await readFile(v.file, o, Math.min(CHUNK_SIZE, v.size - o));
+        }
+        return;
       }
-      if (hasher && !hasher.digest().equals(digest)) {
-        throw new CorruptDataError(
-          digest.toString(),
-          `blob ${digest} changed while it was read: corrupt storage`,
-        );
+      // Second pass over the source, a window at a time, each checked before it is yielded.
+      const first = Math.floor(offset / WINDOW);
+      const tailStart = v.cvs.length * WINDOW;
+      if (first < v.cvs.length) {
+        // Windows read and being checked, yielded in order once checked.
+        const checking: Promise<Uint8Array>[] = [];
+        let next = first; // the next window to start checking
+        let out = first; // the next window to yield
+        let win = new Uint8Array(WINDOW);
+        let fill = 0;
+        const start = (w: Uint8Array) => {
+          const p = check(v, next++, w);
+          p.catch(() => {}); // awaited in order below
+          checking.push(p);
+        };
+        const take = async () => {
+          const w = await checking.shift()!;
+          return out++ === first ? w.subarray(offset - first * WINDOW) : w;
+        };
+        for await (let data of source.chunks(first * WINDOW)) {
+          while (data.length > 0 && next < v.cvs.length) {
+            if (fill === 0 && data.length >= WINDOW) {
+              start(data.subarray(0, WINDOW));
+              data = data.subarray(WINDOW);
+            } else {
+              const n = Math.min(WINDOW - fill, data.length);
+              win.set(data.subarray(0, n), fill);
+              fill += n;
+              data = data.subarray(n);
+              if (fill === WINDOW) {
+                start(win);
+                win = new Uint8Array(WINDOW);
+                fill = 0;
+              }
+            }
+            while (checking.length >= WINDOWS_IN_FLIGHT) yield await take();
+          }
+          if (next >= v.cvs.length) break;
+        }
+        if (next < v.cvs.length) start(win.subarray(0, fill)); // shorter than before: fails
+        while (checking.length > 0) yield await take();
       }
+      if (v.tail.length > 0) yield v.tail.subarray(Math.max(0, offset - tailStart));
     },
     async close() {
       closed = true;
       const v = verified;
       verified = null;
+      recent.clear();
       await v?.then((x) => x.kind === "file" && x.file.close(), () => {});
       await source.close();
     },
   };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 async function writeAll(file: Deno.FsFile, data: Uint8Array) {

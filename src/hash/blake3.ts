@@ -280,6 +280,41 @@ function hashWhole(data: Uint8Array): void {
   wasm.hash1(CVS, 1, BLOCK_LEN, 0, 0, PARENT | ROOT, 0, 0, OUT);
 }
 
+/**
+ * The chaining value (not the root: a node below it) of the complete subtree formed by `data`,
+ * 2^k whole chunks (2 ≤ 2^k ≤ 1,024, so 2 KiB to 1 MiB), whose first chunk is chunk number
+ * `counter` of the whole input (a multiple of 2^k). Such values, fed to
+ * {@linkcode Blake3.pushSubtree}, give the input's digest, and each checks its own bytes: a
+ * reader can verify a big input window by window.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Blake3, blake3Hash, subtreeCV } from "./blake3.ts";
+ * const data = new Uint8Array(3 << 20).map((_, i) => i % 251);
+ * const h = new Blake3();
+ * for (let w = 0; w < 2; w++) h.pushSubtree(subtreeCV(data.subarray(w << 20, (w + 1) << 20), w * 1024), 1024);
+ * h.update(data.subarray(2 << 20));
+ * assert.deepEqual(h.digest(), blake3Hash(data));
+ * ```
+ */
+export function subtreeCV(data: Uint8Array, counter: number): Uint8Array {
+  const n = data.length / CHUNK_LEN;
+  if (!Number.isInteger(n) || n < 2 || n > BATCH_CHUNKS || (n & (n - 1)) !== 0 || counter % n) {
+    throw new RangeError(`subtreeCV: ${data.length} bytes at chunk ${counter} are no subtree`);
+  }
+  hashSubtree(data, 0, n, counter);
+  wasm.hash1(CVS, 1, BLOCK_LEN, 0, 0, PARENT, 0, 0, OUT);
+  return mem.slice(OUT, OUT + OUT_LEN);
+}
+
+/** The chaining value of the parent node of the two child chaining values in `pair` (64 bytes). */
+export function parentCV(pair: Uint8Array): Uint8Array {
+  mem.set(pair.subarray(0, 2 * OUT_LEN), ONE);
+  hashParent(0);
+  return mem.slice(OUT, OUT + OUT_LEN);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The hasher
 // ---------------------------------------------------------------------------------------------
@@ -366,6 +401,7 @@ export class Blake3 {
       hashChunk(this.#buf.subarray(0, this.#bufLen), this.#chunks, 0);
     } else {
       // The input ended on a subtree boundary: the top two CVs are the last parent's children.
+      if (this.#depth < 2) throw new RangeError("digest: the input is one pushed subtree alone");
       mem.set(this.#stack.subarray((i - 1) * OUT_LEN, (i + 1) * OUT_LEN), ONE);
       hashParent(i === 1 ? ROOT : 0);
       i -= 2;
@@ -377,6 +413,26 @@ export class Blake3 {
       hashParent(i === 0 ? ROOT : 0);
     }
     return mem.slice(OUT, OUT + OUT_LEN);
+  }
+
+  /**
+   * Feeds a whole subtree of `chunks` chunks (a power of two ≥ 2) by its chaining value (see
+   * {@linkcode subtreeCV}) instead of its bytes. Only before any {@linkcode Blake3.update}, with
+   * the subtrees in order, each starting at a multiple of its size; the input must not be one
+   * subtree alone (its top would be the root). Returns this hasher.
+   */
+  pushSubtree(cv: Uint8Array, chunks: number): this {
+    if (
+      this.#bufLen !== 0 || chunks < 2 || (chunks & (chunks - 1)) !== 0 ||
+      this.#chunks % chunks !== 0 || cv.length !== OUT_LEN
+    ) {
+      throw new RangeError(`pushSubtree: ${chunks} chunks do not fit after ${this.#chunks}`);
+    }
+    this.#merge(this.#chunks);
+    this.#stack.set(cv, this.#depth * OUT_LEN);
+    this.#depth += 1;
+    this.#chunks += chunks;
+    return this;
   }
 
   /** Forgets all input: the hasher is as new. Returns this hasher. */

@@ -150,6 +150,9 @@ export class NarWriter {
   #buf: Uint8Array;
   #view: DataView;
   #pos = 0;
+  // Without reuse: where the bytes not yet handed to the sink start (those before are the
+  // sink's now, so the buffer is only written past them, and replaced once full).
+  #start = 0;
   #written = 0;
   #stack: DirFrame[] = [];
   #started = false;
@@ -290,11 +293,17 @@ export class NarWriter {
 
   /** Hands the buffered bytes to the sink now (they are flushed automatically when full). */
   flush(): void {
-    if (this.#pos === 0) return;
-    // Without reuse the sink may keep what it gets: hand it a copy of just the bytes used
-    // (flushes are often small, e.g. one file header) and keep the buffer.
-    const out = this.#reuse ? this.#buf.subarray(0, this.#pos) : this.#buf.slice(0, this.#pos);
-    this.#pos = 0;
+    if (this.#pos === this.#start) return;
+    // Without reuse the sink may keep what it gets: it gets a view of the bytes since the last
+    // flush (often small, e.g. one file header), which are never written again.
+    let out: Uint8Array;
+    if (this.#reuse) {
+      out = this.#buf.subarray(0, this.#pos);
+      this.#pos = 0;
+    } else {
+      out = this.#buf.subarray(this.#start, this.#pos);
+      this.#start = this.#pos;
+    }
     this.#sink(out);
   }
 
@@ -339,7 +348,7 @@ export class NarWriter {
     while (src.length > 0) {
       const room = this.#buf.length - this.#pos;
       if (room === 0) {
-        this.flush();
+        this.#renew();
         continue;
       }
       const n = Math.min(room, src.length);
@@ -349,8 +358,17 @@ export class NarWriter {
     }
   }
 
+  /** Flushes, and without reuse starts a new buffer: the sink may hold the old one. */
+  #renew(): void {
+    this.flush();
+    if (this.#reuse) return;
+    this.#buf = new Uint8Array(this.#buf.length);
+    this.#view = new DataView(this.#buf.buffer);
+    this.#start = this.#pos = 0;
+  }
+
   #putU64(n: number): void {
-    if (this.#buf.length - this.#pos < 8) this.flush();
+    if (this.#buf.length - this.#pos < 8) this.#renew();
     this.#view.setUint32(this.#pos, n >>> 0, true);
     this.#view.setUint32(this.#pos + 4, Math.floor(n / 0x1_0000_0000), true);
     this.#pos += 8;

@@ -15,7 +15,15 @@ import { BlobService as BlobServiceDesc } from "../../src/gen/tvix/castore/proto
 import type { BlobReader, BlobService, ChunkMeta } from "../../src/castore/blob_service.ts";
 import { bufferReader, putBlob, readBlob } from "../../src/castore/blob_util.ts";
 import { type B3Digest, blake3 } from "../../src/castore/digest.ts";
-import { blobChunks, verifyingReader, wholeVerifiedReader } from "../../src/castore/verify.ts";
+import {
+  type BatchChecker,
+  blobChunks,
+  readSmallBlobs,
+  verifyingReader,
+  wholeVerifiedReader,
+} from "../../src/castore/verify.ts";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
+import { bytes } from "../fixtures.ts";
 import { chunkBuffer } from "../../src/castore/chunker.ts";
 import { concat } from "../../src/base/bytes.ts";
 import { CorruptDataError } from "../../src/base/errors.ts";
@@ -122,6 +130,146 @@ Deno.test("verifyingReader (for backends that do not verify): chunked and unchun
   const ok = verifyingReader(bufferReader(data), digest, []);
   assert.deepEqual(await ok.readAt(5 << 20, 10), data.subarray(5 << 20, (5 << 20) + 10));
   assert.deepEqual((await drain(ok)).got, data);
+});
+
+Deno.test("wholeVerifiedReader: bytes that change after the first pass are never returned", async () => {
+  // The known gap of a re-read without checks: a source whose bytes differ on the second pass
+  // (storage going bad while a big blob is read). Each window read again is checked against the
+  // CV the first pass derived the digest from.
+  const data = big(7).subarray(0, (5 << 20) + 1234); // 5 windows and a tail
+  const digest = blake3(data);
+  const changing = (at: number): BlobReader => {
+    let passes = 0;
+    const inner = bufferReader(data);
+    const second = data.slice();
+    second[at] ^= 0x20;
+    const again = bufferReader(second);
+    return {
+      readAt: (o, n) => (passes > 0 ? again : inner).readAt(o, n),
+      async *chunks(offset = 0) {
+        const src = passes++ > 0 ? again : inner;
+        yield* src.chunks(offset);
+      },
+      close: () => Promise.resolve(),
+    };
+  };
+  const at = (3 << 20) + 99; // in window 3
+  const opts = { spool: false, bufferLimit: 1 << 20 };
+  const r = wholeVerifiedReader(digest, changing(at), opts);
+  const { got, error } = await drain(r);
+  assert.ok(isCorrupt(digest)(error), String(error));
+  assert.match(String(error), /changed since it was checked.*3145728\.\.4194304/);
+  assert.deepEqual(
+    got,
+    data.subarray(0, 3 << 20),
+    "the windows before, nothing of the changed one",
+  );
+  // readAt: intact windows and the tail read fine, the changed window throws.
+  const r2 = wholeVerifiedReader(digest, changing(at), opts);
+  assert.deepEqual(await r2.readAt(5, 10), data.subarray(5, 15)); // first pass, then window 0
+  assert.deepEqual(
+    await r2.readAt((5 << 20) + 10, 20),
+    data.subarray((5 << 20) + 10, (5 << 20) + 30),
+  );
+  assert.deepEqual(await r2.readAt((1 << 20) - 3, 6), data.subarray((1 << 20) - 3, (1 << 20) + 3));
+  await assert.rejects(r2.readAt(at - 5, 10), isCorrupt(digest));
+  await r2.close();
+  // A second pass that ends early fails too, and one that is intact gives every byte.
+  let passes = 0;
+  const shorter: BlobReader = {
+    readAt: (o, n) => bufferReader(data).readAt(o, n),
+    chunks: (offset = 0) =>
+      bufferReader(passes++ > 0 ? data.subarray(0, (2 << 20) + 10) : data).chunks(offset),
+    close: () => Promise.resolve(),
+  };
+  const cut = await drain(wholeVerifiedReader(digest, shorter, opts));
+  assert.ok(isCorrupt(digest)(cut.error), String(cut.error));
+  assert.deepEqual(cut.got, data.subarray(0, 2 << 20));
+  const whole = await drain(wholeVerifiedReader(digest, bufferReader(data), opts));
+  assert.equal(whole.error, null);
+  assert.deepEqual(whole.got, data);
+  const fromOffset = wholeVerifiedReader(digest, bufferReader(data), opts);
+  const parts: Uint8Array[] = [];
+  for await (const c of fromOffset.chunks((2 << 20) + 5)) parts.push(c);
+  assert.deepEqual(concat(parts), data.subarray((2 << 20) + 5));
+  await fromOffset.close();
+});
+
+Deno.test("readSmallBlobs: a corrupt blob of a batch throws naming it, the others read", async () => {
+  const blobs = new SqliteBlobService(":memory:");
+  try {
+    const datas = [10, 5000, 70_000, 3].map((n, i) => bytes(n, 40 + i));
+    const requests = [];
+    for (const d of datas) requests.push({ digest: await putBlob(blobs, d), size: d.length });
+    const missing = { digest: blake3(new Uint8Array(7)), size: 7 };
+    const wrongSize = { digest: requests[1].digest, size: 4999 };
+    const all = [...requests, missing, wrongSize];
+    const total = all.reduce((n, r) => n + r.size, 0);
+    for (const shared of [false, true]) {
+      const into = new Uint8Array(
+        shared ? new SharedArrayBuffer(total + 8) : new ArrayBuffer(total + 8),
+      )
+        .subarray(8);
+      // A checker that finds range 2 bad, whatever the bytes: its verdict decides.
+      let asked = 0;
+      const checker: BatchChecker = {
+        check(_buf, starts, sizes, _expected) {
+          asked++;
+          assert.equal(starts[0], 8, "offsets are within the shared buffer");
+          assert.equal(sizes.length, 4, "only the blobs found");
+          return Promise.resolve([2]);
+        },
+      };
+      const got = await readSmallBlobs(blobs, all, into, { checker });
+      assert.equal(asked, shared ? 1 : 0, "a checker only sees shared buffers");
+      assert.deepEqual(await got.get(0), datas[0]);
+      assert.deepEqual(await got.get(1), datas[1]);
+      assert.equal(await got.get(4), null);
+      assert.equal(await got.get(5), null);
+      if (shared) {
+        // The checker said no: the bytes are hashed here to name what they hash to; they are
+        // intact, so they come out (a checker's false alarm costs a hash, never wrong bytes).
+        assert.deepEqual(await got.get(2), datas[2]);
+      }
+    }
+    // A checker that takes the reads over (file stores only) and fails them: the backend reads
+    // after all, and the blobs are checked here.
+    const tmp = await Deno.makeTempDir({ prefix: "nixcas-readsmall-" });
+    const onDisk = new SqliteBlobService(`${tmp}/store.db`);
+    try {
+      for (const d of datas) await putBlob(onDisk, d);
+      let took = 0;
+      const failing: BatchChecker = {
+        check: () => Promise.reject(new Error("unused")),
+        readAndCheck: (_fd, runs) => {
+          took += runs.length / 3;
+          return Promise.reject(new Error("short read"));
+        },
+      };
+      const into = new Uint8Array(new SharedArrayBuffer(total));
+      const got = await readSmallBlobs(onDisk, all, into, { checker: failing });
+      assert.ok(took >= 1, "the pack reads were offered to the checker");
+      for (const [i, d] of datas.entries()) assert.deepEqual(await got.get(i), d);
+    } finally {
+      await onDisk.close();
+      await Deno.remove(tmp, { recursive: true });
+    }
+    // A flipped byte in the stored bytes is caught here, naming the blob.
+    const into = new Uint8Array(total);
+    const got = await readSmallBlobs(blobs, all, into);
+    into[10 + 5000 + 123] ^= 1; // as if the pack had it
+    await assert.rejects(got.get(2), isCorrupt(requests[2].digest));
+    assert.deepEqual(await got.get(3), datas[3]);
+    // A backend without readSmall: one verified read each.
+    const memory = new MemoryBlobService();
+    for (const d of datas) await putBlob(memory, d);
+    const m = await readSmallBlobs(memory, all);
+    assert.deepEqual(await m.get(2), datas[2]);
+    assert.equal(await m.get(4), null);
+    assert.equal(await m.get(5), null);
+  } finally {
+    await blobs.close();
+  }
 });
 
 /** A daemon (in this process) over `blobs`, on a unix socket; returns its grpc+ URL. */

@@ -25,7 +25,9 @@ import {
   type BlobService,
   type BlobWriter,
   CHUNK_SIZE,
+  type ReadSmallHooks,
   type SmallBlobPut,
+  type SmallRead,
 } from "../../castore/blob_service.ts";
 
 export type { OpenOptions } from "./db.ts";
@@ -46,6 +48,9 @@ export const INLINE_MAX = 4096;
 // Single-chunk pack blobs up to this size are read on this thread: one pread from the page
 // cache costs less than a round trip through the thread pool.
 const SYNC_READ_MAX = 256 << 10;
+
+/** A `blobs` row as `readSmall` reads it: size, inline bytes, pack positions. */
+type BlobRow = [size: number, data: Uint8Array | null, chunks: Uint8Array | null];
 
 /** A small blob waiting to be committed: inline (`data`), or at `pos` in the pack. */
 interface SmallRow {
@@ -92,6 +97,8 @@ export class SqliteBlobService implements BlobService {
   #has: StatementSync;
   #meta: StatementSync;
   #inline: StatementSync;
+  #row: StatementSync;
+  #rowArrays: boolean;
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
 
@@ -105,6 +112,11 @@ export class SqliteBlobService implements BlobService {
     this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
     this.#meta = db.prepare("SELECT size, chunks FROM blobs WHERE digest = ?");
     this.#inline = db.prepare("SELECT data FROM blobs WHERE digest = ?");
+    this.#row = db.prepare("SELECT size, data, chunks FROM blobs WHERE digest = ?");
+    // Rows as arrays where the binding can: no object with named properties built per blob.
+    const arrays = this.#row as unknown as { setReturnArrays?(on: boolean): void };
+    this.#rowArrays = typeof arrays.setReturnArrays === "function";
+    if (this.#rowArrays) arrays.setReturnArrays!(true);
     this.#insertInline = db.prepare(
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
@@ -174,7 +186,31 @@ export class SqliteBlobService implements BlobService {
     const prefetch = (idx: number) => {
       if (idx < chunks && !cache.has(idx)) load(idx).catch(() => {});
     };
+    // A whole sequential read keeps this many chunks coming (they are hashed meanwhile).
+    const STREAM_AHEAD = 3;
     return Promise.resolve({
+      async readInto(offset, into) {
+        const end = Math.min(size, offset + into.length);
+        // One pread per run of chunks that are neighbours in the pack (usually all of them).
+        for (let o = offset; o < end;) {
+          const i = Math.floor(o / CHUNK_SIZE);
+          if (i >= positions.length) throw storageError(`blob ${digest}`, `chunk ${i} is missing`);
+          let runEnd = Math.min(end, (i + 1) * CHUNK_SIZE);
+          for (let k = i + 1; runEnd < end && positions[k] === positions[k - 1] + CHUNK_SIZE; k++) {
+            runEnd = Math.min(end, (k + 1) * CHUNK_SIZE);
+          }
+          try {
+            await pack.readInto(
+              positions[i] + (o - i * CHUNK_SIZE),
+              into.subarray(o - offset, runEnd - offset),
+            );
+          } catch (e) {
+            throw storageError(`blob ${digest}`, e);
+          }
+          o = runEnd;
+        }
+        return Math.max(0, end - offset);
+      },
       async readAt(offset, length) {
         const end = Math.min(size, offset + length);
         if (offset >= end) return new Uint8Array(0);
@@ -197,16 +233,113 @@ export class SqliteBlobService implements BlobService {
         return out;
       },
       async *chunks(offset = 0) {
+        // Its own reads, not the shared cache (which keeps 4 and serves readAt).
+        const ahead: Promise<Uint8Array>[] = [];
+        let next = Math.floor(offset / CHUNK_SIZE);
+        const more = () => {
+          for (; next < chunks && ahead.length < STREAM_AHEAD; next++) {
+            const length = Math.min(CHUNK_SIZE, size - next * CHUNK_SIZE);
+            const p = next < positions.length
+              ? pack.read(positions[next], length)
+              : Promise.reject(new Error(`chunk ${next} is missing`));
+            const q = p.catch((e) => {
+              throw storageError(`blob ${digest}`, e);
+            });
+            q.catch(() => {}); // awaited in order below
+            ahead.push(q);
+          }
+        };
         for (let i = Math.floor(offset / CHUNK_SIZE); i < chunks; i++) {
-          prefetch(i + 1);
-          const data = await load(i);
-          cache.delete(i); // a sequential stream does not come back
+          more();
+          const data = await ahead.shift()!;
           const skip = Math.max(0, offset - i * CHUNK_SIZE);
           yield skip ? data.subarray(skip) : data;
         }
       },
       close: () => Promise.resolve(),
     });
+  }
+
+  /**
+   * The {@linkcode BlobService} method of the same name: one lookup per blob, all in one read
+   * transaction (alone, each takes and drops a lock on the write-ahead log index), and one read
+   * per run of blobs that are neighbours in the pack file (the importer stores a directory's
+   * files in order, so most runs are a whole directory); long runs are read on the thread pool.
+   */
+  readSmall(
+    requests: readonly SmallRead[],
+    into: Uint8Array,
+    options: ReadSmallHooks = {},
+  ): Promise<boolean[]> {
+    const found: boolean[] = new Array(requests.length).fill(false);
+    // Runs of pack bytes to read: [pack position, offset in `into`, length].
+    const runs: [number, number, number][] = [];
+    const db = this.#h.db;
+    const own = !db.isTransaction;
+    try {
+      if (own) db.exec("BEGIN");
+      try {
+        let at = 0;
+        for (let i = 0; i < requests.length; at += requests[i].size, i++) {
+          const { digest, size } = requests[i];
+          if (size > CHUNK_SIZE) continue;
+          let row = this.#row.get(digest.bytes) as BlobRow | undefined;
+          if (row && !this.#rowArrays) {
+            const o = row as unknown as { size: number; data: Uint8Array; chunks: Uint8Array };
+            row = [o.size, o.data, o.chunks];
+          }
+          if (!row || row[0] !== size) continue;
+          const data = row[1];
+          if (data !== null) {
+            if (data.length !== size) continue; // openRead tells what is wrong
+            into.set(data, at);
+            noteSqliteBytes(size);
+            found[i] = true;
+            continue;
+          }
+          const c = row[2];
+          if (c === null || c.length !== 8) continue;
+          // One position, 8 bytes little-endian (decodePositions, without an array per blob).
+          const pos = (c[0] | c[1] << 8 | c[2] << 16) + c[3] * 0x100_0000 +
+            ((c[4] | c[5] << 8 | c[6] << 16) + c[7] * 0x100_0000) * 0x1_0000_0000;
+          const last = runs[runs.length - 1];
+          if (last && last[0] + last[2] === pos && last[1] + last[2] === at) last[2] += size;
+          else runs.push([pos, at, size]);
+          found[i] = true;
+        }
+      } finally {
+        if (own) db.exec("COMMIT");
+      }
+    } catch (e) {
+      return Promise.reject(storageError("looking up small blobs", e));
+    }
+    const pack = this.#h.pack;
+    const read = async (list: [number, number, number][]) => {
+      try {
+        for (const [pos, at, n] of list) await pack.readInto(pos, into.subarray(at, at + n));
+      } catch (e) {
+        throw storageError("reading small blobs", e);
+      }
+    };
+    if (options.deferRead && pack.fd >= 0 && runs.length > 0) {
+      options.deferRead({
+        fd: pack.fd,
+        runs: new Float64Array(runs.flat()),
+        retry: () => read(runs),
+      });
+      return Promise.resolve(found);
+    }
+    const slow: [number, number, number][] = [];
+    try {
+      for (const r of runs) {
+        if (r[2] <= SYNC_READ_MAX) pack.readIntoSync(r[0], into.subarray(r[1], r[1] + r[2]));
+        else slow.push(r);
+      }
+    } catch (e) {
+      return Promise.reject(storageError("reading small blobs", e));
+    }
+    if (slow.length === 0) return Promise.resolve(found);
+    return read(slow).then(() => found);
   }
 
   /** The {@linkcode BlobService} method of the same name. */

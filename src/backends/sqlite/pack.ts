@@ -26,6 +26,12 @@ export interface Pack {
   read(pos: number, length: number): Promise<Uint8Array>;
   /** {@linkcode Pack.read} on this thread (small blobs). */
   readSync(pos: number, length: number): Uint8Array;
+  /** Fills `into` with the bytes at `pos` (on the thread pool); `into` must not change meanwhile. */
+  readInto(pos: number, into: Uint8Array): Promise<void>;
+  /** {@linkcode Pack.readInto} on this thread. */
+  readIntoSync(pos: number, into: Uint8Array): void;
+  /** The file's descriptor for reads elsewhere, or -1 (in memory, or missing). */
+  readonly fd: number;
   /** Makes everything written so far durable. */
   sync(): Promise<void>;
   /** Makes everything written so far durable, on this thread. */
@@ -106,30 +112,42 @@ class FilePack implements Pack {
     libc.pwriteAll(this.#fd, data, pos, this.#name);
   }
 
+  get fd(): number {
+    return this.#fd;
+  }
+
   async read(pos: number, length: number): Promise<Uint8Array> {
-    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
     const buf = new Uint8Array(length);
-    for (let got = 0; got < length;) {
-      const n = await libc.preadAsync(this.#fd, buf.subarray(got), pos + got, this.#name);
-      if (n === 0) {
-        throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
-      }
-      got += n;
-    }
+    await this.readInto(pos, buf);
     return buf;
   }
 
   readSync(pos: number, length: number): Uint8Array {
-    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
     const buf = new Uint8Array(length);
-    for (let got = 0; got < length;) {
-      const n = libc.pread(this.#fd, buf.subarray(got), pos + got, this.#name);
+    this.readIntoSync(pos, buf);
+    return buf;
+  }
+
+  async readInto(pos: number, into: Uint8Array): Promise<void> {
+    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
+    for (let got = 0; got < into.length;) {
+      const n = await libc.preadAsync(this.#fd, into.subarray(got), pos + got, this.#name);
       if (n === 0) {
-        throw new Error(`${this.path} ends before byte ${pos + length} (truncated?)`);
+        throw new Error(`${this.path} ends before byte ${pos + into.length} (truncated?)`);
       }
       got += n;
     }
-    return buf;
+  }
+
+  readIntoSync(pos: number, into: Uint8Array): void {
+    if (this.#fd < 0) throw new Error(`${this.path} is missing`);
+    for (let got = 0; got < into.length;) {
+      const n = libc.pread(this.#fd, into.subarray(got), pos + got, this.#name);
+      if (n === 0) {
+        throw new Error(`${this.path} ends before byte ${pos + into.length} (truncated?)`);
+      }
+      got += n;
+    }
   }
 
   sync(): Promise<void> {
@@ -161,6 +179,7 @@ class FilePack implements Pack {
 /** Chunks kept in memory, by position (each write is one chunk, read back whole or in part). */
 class MemoryPack implements Pack {
   readonly path = ":memory:";
+  readonly fd = -1;
   #chunks = new Map<number, Uint8Array>();
 
   write(pos: number, data: Uint8Array): Promise<void> {
@@ -192,6 +211,26 @@ class MemoryPack implements Pack {
     const c = this.#chunks.get(pos);
     if (!c || c.length < length) throw new Error(`no ${length} bytes stored at ${pos} in memory`);
     return c.subarray(0, length);
+  }
+
+  readInto(pos: number, into: Uint8Array): Promise<void> {
+    try {
+      this.readIntoSync(pos, into);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  readIntoSync(pos: number, into: Uint8Array): void {
+    // A read may span neighbouring writes (small blobs stored back to back).
+    for (let got = 0; got < into.length;) {
+      const c = this.#chunks.get(pos + got);
+      if (!c) throw new Error(`no ${into.length - got} bytes stored at ${pos + got} in memory`);
+      const n = Math.min(c.length, into.length - got);
+      into.set(c.subarray(0, n), got);
+      got += n;
+    }
   }
 
   sync(): Promise<void> {
