@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
+import { InvalidRequestError, NotFoundError, PreconditionError } from "../base/errors.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import { type Compression, compressionOfFileName, decompress } from "../compress/compression.ts";
 import { ingestNar } from "../nar/ingest.ts";
@@ -77,8 +77,14 @@ interface Upload {
   at: number;
 }
 
-/** Uploads not claimed by a narinfo within this time are forgotten. */
+/**
+ * Uploads are remembered this long, claimed or not: paths with the same NAR (`nix-store --add f`
+ * and `--add-fixed sha256 f`) are pushed in parallel, and each HEADs the NAR URL, skips the
+ * upload if it is there and then puts a narinfo that must find it.
+ */
 const UPLOAD_TTL_MS = 6 * 3600_000;
+/** At most this many uploads are remembered (the oldest are forgotten first). */
+const MAX_UPLOADS = 100_000;
 
 function status(code: number, message: string, headers: HeadersInit = {}): Response {
   return new Response(`${message}\n`, { status: code, headers: { ...TEXT, ...headers } });
@@ -233,8 +239,13 @@ export function binaryCacheHandler(
       options.blobs,
       options.directories,
     );
-    for (const [k, u] of uploads) if (Date.now() - u.at > UPLOAD_TTL_MS) uploads.delete(k);
+    // The map is in upload order (a re-upload moves to the end): forget from the front.
+    uploads.delete(name);
     uploads.set(name, { ...result, at: Date.now() });
+    for (const [k, u] of uploads) {
+      if (uploads.size <= MAX_UPLOADS && Date.now() - u.at <= UPLOAD_TTL_MS) break;
+      uploads.delete(k);
+    }
     return status(200, "ok");
   };
 
@@ -276,7 +287,6 @@ export function binaryCacheHandler(
       }
     }
     await options.pathInfos.put(narInfoToPathInfo(narinfo, node));
-    uploads.delete(narinfo.url.replace(/^\/+/, ""));
     return status(200, "ok");
   };
 
@@ -367,6 +377,8 @@ export function binaryCacheHandler(
       await req.body?.cancel().catch(() => {});
       if (e instanceof InvalidRequestError) return status(400, (e as Error).message);
       if (e instanceof NotFoundError) return status(404, (e as Error).message);
+      // A stored path put again with other content: Nix retries a 5xx, so say it is final.
+      if (e instanceof PreconditionError) return status(409, (e as Error).message);
       options.onError?.(`${req.method} ${new URL(req.url).pathname}: ${(e as Error).message}`);
       return status(500, (e as Error).message);
     }
