@@ -5,11 +5,13 @@
  *   deno task bench [--quick] [--only GROUP,...]
  *
  * Groups (all run when there is no --only): blob, import, nar, ingest, copy, trees, grpc,
- * fuse, compress. `copy` (bench/copy.ts) is a closure out of a Nix store, against `nix copy`.
+ * fuse, compress, serve. `copy` (bench/copy.ts) is a closure out of a Nix store, against `nix
+ * copy`.
  * `trees` is issue 17's real-shaped trees (bench/trees.ts) and has two parts that can be named on
  * their own: `real-trees` (copies of /usr/lib/python3.11 and /usr/share/doc) and `small-files`
  * (100,000 files of 32 KiB: import time and peak RSS, nar). `ingest` (bench/nar_ingest.ts) is NAR
- * ingest into SQLite against `nix-store --restore`. `compress` is bench/compress.ts.
+ * ingest into SQLite against `nix-store --restore`. `compress` is bench/compress.ts. `serve`
+ * (bench/serve.ts) is `nixcas serve` against nginx on a `file://` cache of the same closure.
  *
  * @module
  */
@@ -34,7 +36,7 @@ if (args.includes("--help") || args.includes("-h")) {
   console.log(
     "deno task bench [--quick] [--only GROUP,...]\n" +
       "groups: blob, import, nar, ingest, copy, trees (= real-trees + small-files), grpc, fuse, " +
-      "compress",
+      "compress, serve",
   );
   Deno.exit(0);
 }
@@ -204,8 +206,8 @@ try {
     }
   }
 
-  // --- gRPC, FUSE and compression benchmarks live beside this file and print rows as JSON ---
-  for (const k of ["grpc", "fuse", "compress"]) {
+  // --- gRPC, FUSE, compression and serve benchmarks live beside this file, print rows as JSON ---
+  for (const k of ["grpc", "fuse", "compress", "serve"]) {
     if (!want(k)) continue;
     const script = `${ROOT}/bench/${k}.ts`;
     if (!(await Deno.stat(script).catch(() => null))) continue;

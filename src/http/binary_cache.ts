@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { InvalidRequestError, NotFoundError } from "../base/errors.ts";
+import { InvalidRequestError, NotFoundError, PreconditionError } from "../base/errors.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import { DatabaseSync } from "node:sqlite";
 import {
@@ -122,8 +122,14 @@ interface Upload {
   at: number;
 }
 
-/** Uploads not claimed by a narinfo within this time are forgotten. */
+/**
+ * Uploads are remembered this long, claimed or not: paths with the same NAR (`nix-store --add f`
+ * and `--add-fixed sha256 f`) are pushed in parallel, and each HEADs the NAR URL, skips the
+ * upload if it is there and then puts a narinfo that must find it.
+ */
 const UPLOAD_TTL_MS = 6 * 3600_000;
+/** At most this many uploads are remembered (the oldest are forgotten first). */
+const MAX_UPLOADS = 100_000;
 
 function status(code: number, message: string, headers: HeadersInit = {}): Response {
   return new Response(`${message}\n`, { status: code, headers: { ...TEXT, ...headers } });
@@ -270,18 +276,19 @@ export function binaryCacheHandler(
 
   // A NAR at the URL its uploader chose: rendered and compressed again as that URL says (the
   // client checks the NAR hash, not the file's).
-  const serveUploadedUrl = async (
-    req: Request,
-    alias: { hash: string; compression: Compression },
-  ): Promise<Response> => {
-    const found = await lookup(alias.hash);
-    if (!found) return status(404, `no store path with hash ${alias.hash}`);
+  const serveUploadedUrl = async (req: Request, url: string): Promise<Response | null> => {
+    const compression = compressionOfFileName(url) ?? "none";
+    let node: AnyNode | undefined = uploads.get(url)?.node;
+    if (!node) {
+      const alias = uploadUrls.get(url);
+      const found = alias && await lookup(alias.hash);
+      if (!found) return null;
+      node = fromNodeMessage(found.info.node);
+    }
     const headers = { "content-type": "application/x-nix-nar" };
     if (req.method === "HEAD") return new Response(null, { headers });
-    const nar = ReadableStream.from(
-      renderNar(fromNodeMessage(found.info.node), options.blobs, options.directories),
-    );
-    return new Response(compress(alias.compression, nar, { level: 1 }), { headers });
+    const nar = ReadableStream.from(renderNar(node, options.blobs, options.directories));
+    return new Response(compress(compression, nar, { level: 1 }), { headers });
   };
 
   const putNar = async (
@@ -295,8 +302,13 @@ export function binaryCacheHandler(
       options.blobs,
       options.directories,
     );
-    for (const [k, u] of uploads) if (Date.now() - u.at > UPLOAD_TTL_MS) uploads.delete(k);
+    // The map is in upload order (a re-upload moves to the end): forget from the front.
+    uploads.delete(name);
     uploads.set(name, { ...result, at: Date.now() });
+    for (const [k, u] of uploads) {
+      if (uploads.size <= MAX_UPLOADS && Date.now() - u.at <= UPLOAD_TTL_MS) break;
+      uploads.delete(k);
+    }
     return status(200, "ok");
   };
 
@@ -339,7 +351,6 @@ export function binaryCacheHandler(
     }
     await options.pathInfos.put(narInfoToPathInfo(narinfo, node));
     const url = narinfo.url.replace(/^\/+/, "");
-    uploads.delete(url);
     const kind = compressionOfFileName(url);
     if (kind) uploadUrls.set(url, hash, kind);
     return status(200, "ok");
@@ -378,11 +389,7 @@ export function binaryCacheHandler(
       m = SERVED_NAR_RE.exec(path);
       if (m) return await serveNar(req, m[1]);
       m = UPLOAD_NAR_RE.exec(path);
-      if (m) {
-        if (uploads.has(path.slice(1))) return status(200, "ok");
-        const alias = uploadUrls.get(path.slice(1));
-        return alias ? await serveUploadedUrl(req, alias) : status(404, "no such NAR");
-      }
+      if (m) return (await serveUploadedUrl(req, path.slice(1))) ?? status(404, "no such NAR");
       m = LS_RE.exec(path);
       if (m) {
         const found = await lookup(m[1]);
@@ -436,6 +443,8 @@ export function binaryCacheHandler(
       await req.body?.cancel().catch(() => {});
       if (e instanceof InvalidRequestError) return status(400, (e as Error).message);
       if (e instanceof NotFoundError) return status(404, (e as Error).message);
+      // A stored path put again with other content: Nix retries a 5xx, so say it is final.
+      if (e instanceof PreconditionError) return status(409, (e as Error).message);
       options.onError?.(`${req.method} ${new URL(req.url).pathname}: ${(e as Error).message}`);
       return status(500, (e as Error).message);
     }
