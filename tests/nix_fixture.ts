@@ -114,3 +114,32 @@ export async function makeFixture(): Promise<Fixture> {
   const all = [...paths.join("\n").split("\n"), hello, drv];
   return { base, env, store, cache, secretKeyFile, publicKeyFile, hello, drv, paths: all };
 }
+
+/** `python3 -m http.server` on a loopback port chosen by the system, serving `dir`. */
+export async function pythonHttpServer(
+  dir: string,
+): Promise<{ port: string; stop(): Promise<void> }> {
+  const child = new Deno.Command("python3", {
+    args: ["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  let port = "";
+  while (!port) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`http.server ended: ${seen}`);
+    seen += value;
+    port = /port (\d+)/.exec(seen)?.[1] ?? "";
+  }
+  reader.cancel().catch(() => {});
+  return {
+    port,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}

@@ -5,7 +5,7 @@
  * signatures, missing references and wrong NAR bytes register nothing.
  */
 import assert from "node:assert/strict";
-import { makeFixture, sh } from "../nix_fixture.ts";
+import { makeFixture, pythonHttpServer, sh } from "../nix_fixture.ts";
 import { have, nixcas, run } from "../prereq.ts";
 
 const NIX = have("binary cache copy tests against Nix", ["nix", "nix-store", "python3"]);
@@ -150,24 +150,9 @@ Deno.test({
       await t.step(
         "copy --from http:// (python's http.server on the Nix-made xz cache)",
         async () => {
-          const server = new Deno.Command("python3", {
-            args: ["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
-            cwd: nixCaches.xz,
-            stdout: "piped",
-            stderr: "null",
-          }).spawn();
+          const server = await pythonHttpServer(nixCaches.xz);
+          const port = server.port;
           try {
-            const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-            let seen = "";
-            let port = "";
-            while (!port) {
-              const { value, done } = await reader.read();
-              if (done) throw new Error(`http.server ended: ${seen}`);
-              seen += value;
-              port = /port (\d+)/.exec(seen)?.[1] ?? "";
-            }
-            reader.releaseLock();
-            server.stdout.cancel().catch(() => {});
             const store = { NIXCAS_DIR: `${fx.base}/nixcas-http` };
             const r = await nixcas([
               "copy",
@@ -182,8 +167,7 @@ Deno.test({
             const dump = await run("nix-store", ["--dump", `${fx.store}${nonCA}`]);
             assert.deepEqual(nar.stdout, dump.stdout);
           } finally {
-            server.kill("SIGTERM");
-            await server.status;
+            await server.stop();
           }
         },
       );

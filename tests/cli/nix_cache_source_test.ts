@@ -6,40 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { readMountInfo } from "../../src/fuse/mount.ts";
-import { makeFixture, sh } from "../nix_fixture.ts";
+import { makeFixture, pythonHttpServer, sh } from "../nix_fixture.ts";
 import { have, nixcas, run, startNixcas } from "../prereq.ts";
 
 const OK = have("Nix cache read-through tests", ["nix", "nix-store", "python3", "diff"], [
   "/dev/fuse",
 ]);
 const td = new TextDecoder();
-
-/** python3 -m http.server on a loopback port, serving `dir`. */
-async function httpServer(dir: string): Promise<{ port: string; stop(): Promise<void> }> {
-  const child = new Deno.Command("python3", {
-    args: ["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  let port = "";
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`http.server ended: ${seen}`);
-    seen += value;
-    port = /port (\d+)/.exec(seen)?.[1] ?? "";
-  }
-  reader.cancel().catch(() => {});
-  return {
-    port,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
-}
 
 async function mounted<T>(
   mnt: string,
@@ -83,7 +56,7 @@ Deno.test({
     };
     try {
       await t.step("a cache Nix wrote, over python's http.server", async () => {
-        const server = await httpServer(fx.cache);
+        const server = await pythonHttpServer(fx.cache);
         const local = `sqlite://${fx.base}/b/store.db`;
         const addr = `nix+http://127.0.0.1:${server.port}?trusted-public-keys=` +
           `${encodeURIComponent(publicKey)}&local=${encodeURIComponent(local)}`;
