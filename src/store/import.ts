@@ -11,7 +11,7 @@ import { importPath, type ImportProgress } from "../castore/import/mod.ts";
 import { NarImportObserver } from "../nar/hash.ts";
 import { makePathInfo } from "./path_info.ts";
 import { sourceStorePath, type StorePath, validateName } from "./store_path.ts";
-import type { PathInfo, PathInfoService } from "./path_info_service.ts";
+import { NARInfo_CA_Hash, type PathInfo, type PathInfoService } from "./path_info_service.ts";
 
 /**
  * The services an import writes to.
@@ -186,7 +186,15 @@ export async function importStorePath(
   });
   const { narSize, narSha256 } = await nar.result();
   const storePath = sourceStorePath(name, narSha256);
-  const info = makePathInfo({ storePath, node: root, narSize, narSha256 });
+  // Content-addressed as `nix-store --add` registers it (fixed:r:sha256), so Nix takes it
+  // without a signature.
+  const info = makePathInfo({
+    storePath,
+    node: root,
+    narSize,
+    narSha256,
+    ca: { type: NARInfo_CA_Hash.NAR_SHA256, digest: narSha256 },
+  });
   const pathInfo = await services.pathInfos.put(info);
   return { storePath, pathInfo };
 }

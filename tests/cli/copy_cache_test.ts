@@ -93,6 +93,38 @@ Deno.test({
         );
       }
 
+      await t.step("sign: a stored signature by our key is what Nix checks", async () => {
+        const store = { NIXCAS_DIR: `${fx.base}/nixcas-sign` };
+        const r = await nixcas(["copy", "--from", `local?root=${fx.store}`, nonCA], { env: store });
+        assert.equal(r.code, 0, r.stderr);
+        const sign = await nixcas(["sign", "--key-file", `${fx.base}/x.sk`, nonCA], { env: store });
+        assert.equal(sign.code, 0, sign.stderr);
+        const [info] = JSON.parse(
+          td.decode((await nixcas(["path-info", "--json", nonCA], { env: store })).stdout),
+        );
+        assert.ok(info.signatures.some((s: string) => s.startsWith("other-1:")), info.signatures);
+        // Written without a key: only the stored signatures go out.
+        const cache = `${fx.base}/signed-cache`;
+        const out = await nixcas(["copy", "--to", `file://${cache}`, nonCA], { env: store });
+        assert.equal(out.code, 0, out.stderr);
+        const pull = await run("nix", [
+          ...NIX_CMD,
+          "copy",
+          "--from",
+          `file://${cache}`,
+          "--to",
+          `local?root=${fx.base}/from-signed`,
+          "--option",
+          "trusted-public-keys",
+          otherKey,
+          nonCA,
+        ], { env: { ...fx.env, XDG_CACHE_HOME: `${fx.base}/xdg-signed` } });
+        assert.equal(pull.code, 0, pull.stderr);
+        const missing = await nixcas(["sign", nonCA], { env: store });
+        assert.equal(missing.code, 1);
+        assert.match(missing.stderr, /--key-file is required/);
+      });
+
       // Caches written by Nix itself, signed with the fixture's key.
       const nixCaches: Record<string, string> = { none: fx.cache };
       for (const compression of ["xz", "zstd"]) {

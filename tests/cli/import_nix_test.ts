@@ -126,6 +126,8 @@ Deno.test({
           td.decode((await nixcas(["path-info", "--json", oursPaths[i]], { env })).stdout),
         );
         assert.equal(info.narHash, `sha256:${hash}`, trees[i]);
+        // Content-addressed as nix-store --add registers it.
+        assert.equal(info.ca, `fixed:r:sha256:${hash}`, trees[i]);
         assert.equal(info.narSize, dump.stdout.length);
         assert.equal(info.path, oursPaths[i]);
       }
