@@ -103,8 +103,17 @@ interface CopyOptions extends ServiceAddrOptions {
   quiet?: boolean;
 }
 
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
+/** A size for progress lines, in B, KiB, MiB, GiB or TiB. */
+function size(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }
 
 /** `copy`. */
@@ -152,14 +161,14 @@ export const copyCommand: CommandSpec<CopyOptions> = {
           : trustedSignatureCheck(keys, "pass --trusted-public-keys or --no-check-sigs"),
         onProgress: (e) => {
           if (!opts.quiet && e.action === "copied") {
-            log.info(`copied ${e.path} (${e.done}/${e.total}, ${mib(e.narSize)})`);
+            log.info(`copied ${e.path} (${e.done}/${e.total}, ${size(e.narSize)})`);
           }
         },
       });
       if (!opts.quiet) {
         log.info(
           `${report.copied} paths copied (${
-            mib(report.narBytes)
+            size(report.narBytes)
           }), ${report.skipped} already in ${dst.destination.name}`,
         );
       }
