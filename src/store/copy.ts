@@ -15,6 +15,7 @@ import { openVerifiedRead } from "../castore/verify.ts";
 import { type AnyNode, fromNodeMessage } from "../castore/directory.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import { InvalidRequestError, NotFoundError, PreconditionError } from "../base/errors.ts";
+import { semaphore } from "../base/async.ts";
 import { type PublicKey, verifyPathInfo } from "./signature.ts";
 import type { NarCalculation } from "../nar/hash.ts";
 import { ingestNar } from "../nar/ingest.ts";
@@ -313,6 +314,8 @@ export interface CopyOptions {
   check?: (info: NixPathInfo) => Promise<void> | void;
   /** Called as each path is looked at. */
   onProgress?: (event: CopyProgress) => void;
+  /** Paths fetched and ingested at once (default 4). */
+  concurrency?: number;
 }
 
 /**
@@ -506,47 +509,98 @@ export async function copyPaths(
   roots: StorePath[],
   opts: CopyOptions,
 ): Promise<CopyReport> {
-  const closure = await closureOf(source, roots, opts.recursive ?? true);
+  const recursive = opts.recursive ?? true;
+  const closure = await closureOf(source, roots, recursive);
   const report: CopyReport = { copied: 0, skipped: 0, narBytes: 0 };
   let done = 0;
-  for (const info of closure) {
+  // Several paths are fetched and ingested at once (a tree of small files keeps this thread
+  // busy while a big file hashes on the pool); each is registered only after every path it
+  // refers to, so the destination sees them references first.
+  const fetching = semaphore(Math.max(1, opts.concurrency ?? 4));
+  const registered = new Map<string, Promise<void>>();
+  let failure: { error: unknown } | null = null;
+  const copyOne = async (info: NixPathInfo, before: Promise<void>[]) => {
     const path = info.storePath.absolute;
     const progress = (action: CopyProgress["action"]) =>
-      opts.onProgress?.({ path, action, done, total: closure.length, narSize: info.narSize });
-    done++;
+      opts.onProgress?.({
+        path,
+        action,
+        done: ++done,
+        total: closure.length,
+        narSize: info.narSize,
+      });
     if (await destination.has(info.storePath)) {
+      await Promise.all(before);
       report.skipped++;
       progress("skipped");
-      continue;
+      return;
     }
-    if (!source.trusted) await opts.check?.(info);
     let got: IngestedPath;
+    await fetching.acquire();
     try {
-      got = await source.ingest(info, opts.castore);
-    } catch (e) {
-      // Name the path: the source's error may only say what was wrong with the bytes.
-      if (e instanceof InvalidRequestError && !(e as Error).message.includes(path)) {
-        throw new InvalidRequestError(`${path} from ${source.name}: ${(e as Error).message}`, {
-          cause: e,
-        });
-      }
-      throw e;
+      if (failure) return;
+      got = await fetchChecked(source, info, opts);
+    } finally {
+      fetching.release();
     }
-    if (got.narSize !== info.narSize || !equal(got.narSha256, info.narHash)) {
-      throw new InvalidRequestError(
-        `${path} from ${source.name}: its contents have NAR size ${got.narSize} and hash ` +
-          `sha256:${nixbase32(got.narSha256)}, but ${source.name} says ${info.narSize} and ` +
-          `sha256:${nixbase32(info.narHash)}; not copied`,
-      );
-    }
-    if (info.ca) await checkContentAddress(info, got, opts.castore, source.name);
+    await Promise.all(before);
+    if (failure) return;
     await destination.add(pathInfoOf(info, got.node), opts.castore);
     report.copied++;
     report.narBytes += info.narSize;
     progress("copied");
+  };
+  for (const info of closure) {
+    const before = recursive
+      ? info.references.filter((r) => !r.equals(info.storePath)).map((r) =>
+        registered.get(r.toString())!
+      )
+      : [];
+    const p = copyOne(info, before).catch((error) => {
+      failure ??= { error };
+      throw error;
+    });
+    p.catch(() => {}); // observed below, after every copy settled
+    registered.set(info.storePath.toString(), p);
   }
+  await Promise.allSettled(registered.values());
+  if (failure) throw (failure as { error: unknown }).error;
   await destination.finish?.();
   return report;
+}
+
+/**
+ * Checks a path from an untrusted source, ingests its contents and checks them against the
+ * source's NAR size and hash (and content address): the root node to register.
+ */
+async function fetchChecked(
+  source: CopySource,
+  info: NixPathInfo,
+  opts: CopyOptions,
+): Promise<IngestedPath> {
+  const path = info.storePath.absolute;
+  if (!source.trusted) await opts.check?.(info);
+  let got: IngestedPath;
+  try {
+    got = await source.ingest(info, opts.castore);
+  } catch (e) {
+    // Name the path: the source's error may only say what was wrong with the bytes.
+    if (e instanceof InvalidRequestError && !(e as Error).message.includes(path)) {
+      throw new InvalidRequestError(`${path} from ${source.name}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  if (got.narSize !== info.narSize || !equal(got.narSha256, info.narHash)) {
+    throw new InvalidRequestError(
+      `${path} from ${source.name}: its contents have NAR size ${got.narSize} and hash ` +
+        `sha256:${nixbase32(got.narSha256)}, but ${source.name} says ${info.narSize} and ` +
+        `sha256:${nixbase32(info.narHash)}; not copied`,
+    );
+  }
+  if (info.ca) await checkContentAddress(info, got, opts.castore, source.name);
+  return got;
 }
 
 /**
