@@ -308,7 +308,12 @@ export class BinaryCache implements CopySource, CopyDestination {
    */
   async add(info: PathInfo, from: CastoreServices): Promise<void> {
     const put = this.#transport.put?.bind(this.#transport);
-    if (!put) throw new InvalidRequestError(`${this.name}: this binary cache is read-only here`);
+    if (!put) {
+      throw new InvalidRequestError(
+        `${this.name}: nixcas copies to binary cache directories (file://) only; to push to an ` +
+          `HTTP cache, copy to a file:// cache or use nix copy --to`,
+      );
+    }
     if (!this.#initialised) {
       if (!(await this.#transport.exists("nix-cache-info"))) {
         await put(
