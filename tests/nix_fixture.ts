@@ -134,12 +134,18 @@ export async function pythonHttpServer(
     seen += value;
     port = /port (\d+)/.exec(seen)?.[1] ?? "";
   }
-  reader.cancel().catch(() => {});
+  // Kept reading (not cancelled): a closed pipe would end the server at its next write.
+  const drained = (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })().catch(() => {});
   return {
     port,
     async stop() {
-      child.kill("SIGTERM");
+      try {
+        child.kill("SIGTERM");
+      } catch { /* it has ended already */ }
       await child.status;
+      await drained;
     },
   };
 }

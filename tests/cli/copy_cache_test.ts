@@ -12,6 +12,28 @@ const NIX = have("binary cache copy tests against Nix", ["nix", "nix-store", "py
 const td = new TextDecoder();
 const NIX_CMD = ["--experimental-features", "nix-command"];
 
+/** Real `nix copy --from CACHE --to STORE` trusting only `key`. */
+function nixCopyFrom(
+  cache: string,
+  store: string,
+  key: string,
+  paths: string[],
+  env: Record<string, string>,
+) {
+  return run("nix", [
+    ...NIX_CMD,
+    "copy",
+    "--from",
+    cache,
+    "--to",
+    store,
+    "--option",
+    "trusted-public-keys",
+    key,
+    ...paths,
+  ], { env });
+}
+
 Deno.test({
   name: "copy to and from Nix binary caches, checked both ways",
   ignore: !NIX,
@@ -57,32 +79,11 @@ Deno.test({
             assert.equal(r.code, 0, r.stderr);
             const fresh = `local?root=${fx.base}/from-${compression}`;
             const xdg = { ...fx.env, XDG_CACHE_HOME: `${fx.base}/xdg-${compression}` };
-            const wrong = await run("nix", [
-              ...NIX_CMD,
-              "copy",
-              "--from",
-              `file://${cache}`,
-              "--to",
-              fresh,
-              "--option",
-              "trusted-public-keys",
-              otherKey, // a key that signed nothing here
-              nonCA,
-            ], { env: xdg });
+            // A key that signed nothing here:
+            const wrong = await nixCopyFrom(`file://${cache}`, fresh, otherKey, [nonCA], xdg);
             assert.notEqual(wrong.code, 0, "a cache signed by another key must be refused");
             assert.match(wrong.stderr, /lacks a valid signature/);
-            const ok = await run("nix", [
-              ...NIX_CMD,
-              "copy",
-              "--from",
-              `file://${cache}`,
-              "--to",
-              fresh,
-              "--option",
-              "trusted-public-keys",
-              ourKey,
-              ...fx.paths,
-            ], { env: xdg });
+            const ok = await nixCopyFrom(`file://${cache}`, fresh, ourKey, fx.paths, xdg);
             assert.equal(ok.code, 0, ok.stderr);
             const verify = await run("nix-store", ["--verify", "--check-contents"], {
               env: { ...fx.env, NIX_REMOTE: fresh },
@@ -107,18 +108,13 @@ Deno.test({
         const cache = `${fx.base}/signed-cache`;
         const out = await nixcas(["copy", "--to", `file://${cache}`, nonCA], { env: store });
         assert.equal(out.code, 0, out.stderr);
-        const pull = await run("nix", [
-          ...NIX_CMD,
-          "copy",
-          "--from",
+        const pull = await nixCopyFrom(
           `file://${cache}`,
-          "--to",
           `local?root=${fx.base}/from-signed`,
-          "--option",
-          "trusted-public-keys",
           otherKey,
-          nonCA,
-        ], { env: { ...fx.env, XDG_CACHE_HOME: `${fx.base}/xdg-signed` } });
+          [nonCA],
+          { ...fx.env, XDG_CACHE_HOME: `${fx.base}/xdg-signed` },
+        );
         assert.equal(pull.code, 0, pull.stderr);
         const missing = await nixcas(["sign", nonCA], { env: store });
         assert.equal(missing.code, 1);
