@@ -120,7 +120,7 @@ function size(n: number): string {
 export const copyCommand: CommandSpec<CopyOptions> = {
   name: "copy",
   description:
-    "Copy store paths with their closure (references first) between nixcas and Nix stores or binary caches, skipping what the target has. SRC and DST are spelled as Nix spells them: nixcas (this store, the default for the side not given), local (this machine's /nix), local?root=DIR (a chroot store), file:///DIR (a binary cache directory, read and write; ?compression=none|xz|zstd and ?secret-key=FILE when writing) and http(s)://HOST/PATH (a binary cache server, read). Every NAR is checked against its hash and size; paths from binary caches need a signature by a trusted key or a valid content address.",
+    "Copy store paths with their closure (references first) between nixcas and Nix stores or binary caches, skipping what the target has. SRC and DST are spelled as Nix spells them: nixcas (this store, the default for the side not given), local (this machine's /nix), local?root=DIR (a chroot store), file:///DIR (a binary cache directory, read and write; when writing ?compression=xz (the default, as Nix), zstd, bzip2 or none, and ?secret-key=FILE) and http(s)://HOST/PATH (a binary cache server, read). Every NAR is checked against its hash and size; paths from binary caches need a signature by a trusted key or a valid content address.",
   arguments: [["<path...>", "store paths (/nix/store/<hash>-<name> or the basename)"]],
   options: [
     { flags: "--from <src>", description: "where the paths are (default nixcas)" },
