@@ -265,9 +265,8 @@ export function binaryCacheHandler(
     // A NAR whose data is missing or corrupt errors the stream: the connection is cut before
     // Content-Length bytes, so no client takes a short NAR for a whole one.
     const body = ReadableStream.from(
-      countingGuard(
+      reportingErrors(
         nar,
-        length,
         (e) => options.onError?.(`${req.method} ${new URL(req.url).pathname}: ${e}`),
       ),
     );
@@ -452,9 +451,8 @@ export function binaryCacheHandler(
 }
 
 /** Passes the chunks on; reports an error (after which the stream errors, cutting the reply). */
-async function* countingGuard(
+async function* reportingErrors(
   source: AsyncIterable<Uint8Array>,
-  _length: number,
   onError: (e: string) => void,
 ) {
   try {

@@ -389,7 +389,7 @@ Deno.test({
   ignore: !NIX,
   async fn(t) {
     const s = await setup();
-    // A path with a file over 1 MiB (stored in the pack file, in chunks) and a small one.
+    // A path with a file over 1 MiB (its bytes in the pack file) and a small one.
     const src = `${s.fx.base}/big`;
     await Deno.mkdir(src);
     const data = new Uint8Array(3 << 20);
