@@ -10,6 +10,7 @@ import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
 import { blake3 } from "../../src/castore/digest.ts";
 import { packFilePath } from "../../src/backends/sqlite/pack.ts";
+import { livePackBytes } from "./live_bytes.ts";
 
 const MiB = 1 << 20;
 
@@ -39,7 +40,7 @@ function space(path: string): Space {
       used: one("SELECT used FROM pack"),
       file: Deno.statSync(packFilePath(path)).size,
       free: one("SELECT coalesce(sum(length), 0) FROM pack_free"),
-      live: one("SELECT coalesce(sum(size), 0) FROM blobs WHERE chunks IS NOT NULL"),
+      live: livePackBytes(db),
     };
   } finally {
     db.close();

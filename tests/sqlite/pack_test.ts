@@ -8,6 +8,7 @@ import { DatabaseSync } from "node:sqlite";
 import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
 import { B3Digest } from "../../src/castore/digest.ts";
+import { livePackBytes } from "./live_bytes.ts";
 
 const CHILD = new URL("./pack_writer_child.ts", import.meta.url).pathname;
 
@@ -30,7 +31,7 @@ Deno.test("two processes writing large blobs into one store at once", async () =
       const r = {
         used: one("SELECT used FROM pack"),
         free: one("SELECT coalesce(sum(length), 0) FROM pack_free"),
-        live: one("SELECT coalesce(sum(size), 0) FROM blobs"),
+        live: livePackBytes(db),
       };
       db.close();
       return r;

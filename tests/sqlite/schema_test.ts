@@ -10,7 +10,7 @@ import { SqliteDirectoryService } from "../../src/backends/sqlite/directory.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
 import { directoryDigest, encodeDirectory, makeDirectory } from "../../src/castore/directory.ts";
 import { chunkFilePath, openDatabase, SCHEMA_VERSION } from "../../src/backends/sqlite/db.ts";
-import { packFilePath } from "../../src/backends/sqlite/pack.ts";
+import { encodePositions, packFilePath } from "../../src/backends/sqlite/pack.ts";
 import { StorageError } from "../../src/base/errors.ts";
 
 // The schema nixcas 0.1.0 created (version 1), verbatim.
@@ -121,7 +121,7 @@ Deno.test("a version 1 database is migrated with every blob, chunk and directory
     assert.deepEqual(v.user_version, SCHEMA_VERSION);
     const leftovers = check.prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v1'").all();
     assert.deepEqual(leftovers, []);
-    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks"]);
+    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks", "parts"]);
     // The big blob, then the new one, each written once into the pack.
     assert.equal(usedPack(check), big.length + 1500000);
     check.close();
@@ -406,7 +406,65 @@ Deno.test("a version 3 database: the chunk file moves into the pack file and goe
     await assert.rejects(() => Deno.stat(`${chunkFilePath(path)}-journal`), Deno.errors.NotFound);
     const check = new DatabaseSync(path);
     assert.equal(usedPack(check), bigs[0].length + bigs[1].length);
-    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks"]);
+    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks", "parts"]);
+    check.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a version 5 database: its big blobs are read as they are, and chunked once read", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/v5.db`;
+  try {
+    await new SqliteBlobService(path).close();
+    // What version 5 stored for a 3 MiB blob: its 1 MiB pieces' pack positions, no `parts`.
+    const data = pattern(3 * 1024 * 1024 + 17, 9);
+    const digest = blake3(data);
+    await Deno.writeFile(packFilePath(path), data);
+    const old = new DatabaseSync(path);
+    old.prepare("INSERT INTO blobs (digest, size, chunks) VALUES (?, ?, ?)")
+      .run(digest.bytes, data.length, encodePositions([0, 1 << 20, 2 << 20, 3 << 20]));
+    old.exec(`UPDATE pack SET used = ${data.length}`);
+    old.exec("ALTER TABLE blobs DROP COLUMN parts; PRAGMA user_version = 5");
+    old.close();
+    // Read as it is by a read-only connection.
+    const reader = new SqliteBlobService(path, { readOnly: true });
+    try {
+      assert.deepEqual(await readBlob(reader, digest), data);
+      // Derived for this process only: a version 5 file read-only has nowhere to keep them.
+      const sizes = (await reader.chunks(digest))!.map((c) => c.size);
+      assert.deepEqual(sizes, [1 << 20, 1 << 20, 1 << 20, 17]);
+    } finally {
+      await reader.close();
+    }
+    const blobs = new SqliteBlobService(path);
+    try {
+      assert.deepEqual(await readBlob(blobs, digest), data);
+      const chunks = (await blobs.chunks(digest))!;
+      assert.equal(chunks.length, 4);
+      for (const c of chunks) assert.ok(await blobs.has(c.digest), "each chunk a blob of its own");
+      const fresh = new Uint8Array(6 << 20);
+      for (let o = 0; o < fresh.length; o += 65536) {
+        crypto.getRandomValues(fresh.subarray(o, o + 65536));
+      }
+      const w = await blobs.openWrite();
+      await w.write(fresh);
+      const d = await w.close();
+      assert.equal((await blobs.chunks(d))!.length, 6);
+      assert.deepEqual(await readBlob(blobs, d), fresh);
+    } finally {
+      await blobs.close();
+    }
+    const check = new DatabaseSync(path);
+    assert.equal(
+      (check.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+      SCHEMA_VERSION,
+    );
+    assert.ok(columns(check, "blobs").includes("parts"));
+    // Both blobs' chunk lists are stored now.
+    const listed = check.prepare("SELECT count(*) AS n FROM blobs WHERE parts IS NOT NULL").get();
+    assert.deepEqual({ ...listed }, { n: 2 });
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });

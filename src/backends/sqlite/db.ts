@@ -21,7 +21,7 @@ import { StorageError } from "../../base/errors.ts";
 import { encodePositions, openPack, type Pack, packFilePath } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 // Tables holding bytes are rowid tables with a separate unique index on the digest: in a
 // WITHOUT ROWID table every row sits in the key's B-tree, so rows of kilobytes made random
@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS blobs (
   digest BLOB NOT NULL UNIQUE,    -- 32-byte BLAKE3 of the contents
   size INTEGER NOT NULL,
   data BLOB,                      -- the contents of a blob of at most one chunk (1 MiB), else NULL
-  chunks BLOB                     -- else: its chunks' positions in the pack file, 8 bytes LE each
+  chunks BLOB,                    -- else: its bytes' positions in the pack file, 8 bytes LE per MiB
+  parts BLOB                      -- and (version 6) for a blob of more than one chunk: its chunks,
+                                  -- each also a row of its own, 36 bytes each: BLAKE3 digest, size
+                                  -- (4 bytes LE); NULL for big blobs stored before (unchunked)
 );
 ${DIRECTORIES}
 CREATE TABLE IF NOT EXISTS path_infos (
@@ -521,6 +524,12 @@ function hasTable(db: DatabaseSync, name: string): boolean {
     undefined;
 }
 
+/** Whether `table` has the column `name` (a read-only connection reads older versions as they are). */
+export function hasColumn(db: DatabaseSync, table: string, name: string): boolean {
+  return db.prepare(`SELECT 1 FROM pragma_table_info('${table}') WHERE name = ?`).get(name) !==
+    undefined;
+}
+
 function migrate(db: DatabaseSync, pack: Pack, path: string): void {
   const v = version(db);
   if (v > SCHEMA_VERSION) {
@@ -536,7 +545,7 @@ function migrate(db: DatabaseSync, pack: Pack, path: string): void {
     if (now === SCHEMA_VERSION) return;
     if (now === 0 && !hasTable(db, "blobs")) {
       db.exec(SCHEMA);
-    } else if (now === 4) {
+    } else if (now === 4 || now === 5) {
       db.exec(PACK_FREE);
     } else {
       if (now === 1) db.exec(REBUILD_V1);
@@ -547,6 +556,8 @@ function migrate(db: DatabaseSync, pack: Pack, path: string): void {
         DROP TABLE IF EXISTS chunks;
         DROP TABLE IF EXISTS uploads;`);
     }
+    // Version 6: big blobs list their chunks. Big blobs stored before stay unchunked.
+    if (!hasColumn(db, "blobs", "parts")) db.exec("ALTER TABLE blobs ADD COLUMN parts BLOB");
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
   });
   if (moved) {
