@@ -4,7 +4,7 @@
  * @module
  */
 import { create } from "npm:@bufbuild/protobuf@2.17.0";
-import type { ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
+import { Code, ConnectError, type ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest } from "../castore/digest.ts";
 import { NotFoundError } from "../base/errors.ts";
 import { type BlobService, CHUNK_SIZE } from "../castore/blob_service.ts";
@@ -17,8 +17,15 @@ import {
   StatBlobResponse_ChunkMetaSchema,
   StatBlobResponseSchema,
 } from "../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
-import { streaming, unary } from "./errors.ts";
-import { semaphore } from "../base/async.ts";
+import { streaming, toConnectError, unary } from "./errors.ts";
+import { type Semaphore, semaphore } from "../base/async.ts";
+import type * as http2 from "node:http2";
+import {
+  blobChunkPrefix,
+  decodeReadRequest,
+  GRPC_CONTENT_TYPE,
+  MessageSplitter,
+} from "../backends/grpc/blob_read.ts";
 
 /** Largest BlobChunk the server sends (grpc clients reject messages over 4 MiB by default). */
 export const MAX_READ_CHUNK = CHUNK_SIZE;
@@ -38,9 +45,8 @@ export const DEFAULT_CONCURRENT_READS = 16;
  */
 export function blobServiceImpl(
   blobs: BlobService,
-  concurrentReads: number = DEFAULT_CONCURRENT_READS,
+  reading: Semaphore = semaphore(DEFAULT_CONCURRENT_READS),
 ): ServiceImpl<typeof BlobServiceDesc> {
-  const reading = semaphore(concurrentReads);
   return {
     stat: (req) =>
       unary(async () => {
@@ -95,4 +101,100 @@ export function blobServiceImpl(
         }
       }),
   };
+}
+
+/** Largest ReadBlobRequest accepted (a digest and room for fields added later). */
+const MAX_READ_REQUEST = 64 << 10;
+
+/**
+ * BlobService/Read on node:http2's compatibility objects, without connect (see
+ * `backends/grpc/blob_read.ts`): the same answers as the connect handler above, each chunk
+ * verified before it is sent (DATA_LOSS otherwise), its data written without a copy, and at
+ * most as many Reads at once as `reading` allows. `check` runs on the headers before the body is
+ * read (authorization, read-only) and throws to refuse the call.
+ */
+export async function serveBlobRead(
+  blobs: BlobService,
+  reading: Semaphore,
+  req: http2.Http2ServerRequest,
+  res: http2.Http2ServerResponse,
+  check?: (headers: http2.IncomingHttpHeaders) => void,
+): Promise<void> {
+  let closed = false;
+  let wake: (() => void) | null = null;
+  res.once("close", () => {
+    closed = true;
+    wake?.();
+  });
+  const head = () => {
+    if (!res.headersSent) res.writeHead(200, { "content-type": GRPC_CONTENT_TYPE });
+  };
+  const finish = (code: number, message = "") => {
+    if (closed) return;
+    const status: Record<string, string> = { "grpc-status": String(code) };
+    if (message) status["grpc-message"] = encodeURIComponent(message);
+    // Status in trailers, after headers, as connect answers (a HEADERS frame with END_STREAM
+    // alone is not what node:http2 sends for writeHead and end).
+    head();
+    res.addTrailers(status);
+    res.end();
+  };
+  try {
+    const type = req.headers["content-type"] ?? "";
+    if (!/^application\/grpc(\+proto)?(;|$)/.test(type)) {
+      res.writeHead(415, { "content-type": "text/plain" }).end(`unsupported content type ${type}`);
+      return;
+    }
+    check?.(req.headers);
+    const splitter = new MessageSplitter(MAX_READ_REQUEST);
+    const msgs: Uint8Array[] = [];
+    for await (const piece of req as AsyncIterable<Uint8Array>) msgs.push(...splitter.push(piece));
+    if (msgs.length !== 1 || splitter.pending > 0) {
+      throw new ConnectError(
+        `BlobService/Read takes one request message, got ${msgs.length}`,
+        Code.InvalidArgument,
+      );
+    }
+    let digest: B3Digest;
+    try {
+      digest = B3Digest.fromBytes(decodeReadRequest(msgs[0]));
+    } catch (e) {
+      throw new ConnectError(
+        `undecodable tvix.castore.v1.ReadBlobRequest message: ${(e as Error).message}`,
+        Code.InvalidArgument,
+      );
+    }
+    await reading.acquire();
+    try {
+      const reader = await openVerifiedRead(blobs, digest);
+      if (!reader) throw new NotFoundError(`blob ${digest} not found`);
+      try {
+        for await (const chunk of reader.chunks()) {
+          for (let o = 0; o < chunk.length; o += MAX_READ_CHUNK) {
+            if (closed) return;
+            const data = chunk.subarray(o, o + MAX_READ_CHUNK);
+            head();
+            res.write(blobChunkPrefix(data.length));
+            // Flow control, not buffering, bounds a slow reader: wait for its window.
+            if (!res.write(data) && !closed) {
+              await new Promise<void>((resolve) => {
+                wake = resolve;
+                res.once("drain", resolve);
+              });
+              wake = null;
+            }
+          }
+        }
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      reading.release();
+    }
+    head();
+    finish(0);
+  } catch (e) {
+    const err = toConnectError(e);
+    finish(err.code, err.rawMessage);
+  }
 }

@@ -37,7 +37,9 @@ import {
   DEFAULT_MAX_DIRECTORIES_PER_PUT,
   DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
 } from "../castore/closure.ts";
-import { blobServiceImpl } from "./blob.ts";
+import { type Semaphore, semaphore } from "../base/async.ts";
+import { blobServiceImpl, DEFAULT_CONCURRENT_READS, serveBlobRead } from "./blob.ts";
+import { READ_PATH } from "../backends/grpc/blob_read.ts";
 import { undecodableAsInvalidArgument } from "./errors.ts";
 import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
@@ -213,10 +215,29 @@ function requestHandler(
     readMaxBytes: 64 << 20,
     writeMaxBytes: 64 << 20,
   });
-  daemonRoutes(opts, health)(router);
+  const reading = semaphore(DEFAULT_CONCURRENT_READS);
+  daemonRoutes(opts, health, reading)(router);
   const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const gate = accessGate(opts);
+  const readGate = gate &&
+    ((headers: http2.IncomingHttpHeaders) =>
+      gate({
+        service: BlobServiceDesc,
+        method: BlobServiceDesc.method.read,
+        requestHeader: new Headers(
+          typeof headers.authorization === "string" ? { authorization: headers.authorization } : {},
+        ),
+      } as unknown as HandlerContext));
   return (req, res) => {
-    const h = paths.get((req.url ?? "").split("?", 1)[0]);
+    const path = (req.url ?? "").split("?", 1)[0];
+    if (path === READ_PATH) {
+      // The call that carries the bytes, without connect (backends/grpc/blob_read.ts).
+      serveBlobRead(opts.blobs, reading, req, res, readGate).catch((e) => {
+        if (!res.stream.destroyed) log(`gRPC ${READ_PATH} failed: ${e}`);
+      });
+      return;
+    }
+    const h = paths.get(path);
     if (!h) {
       // grpc clients read HTTP 404 as UNIMPLEMENTED.
       res.writeHead(404).end();
@@ -245,10 +266,11 @@ function requestHandler(
 export function daemonRoutes(
   opts: DaemonOptions,
   health: HealthState | null = null,
+  reading: Semaphore = semaphore(DEFAULT_CONCURRENT_READS),
 ): (router: ConnectRouter) => void {
   return (router) => {
     const described: DescService[] = [BlobServiceDesc, DirectoryServiceDesc];
-    router.service(BlobServiceDesc, blobServiceImpl(opts.blobs));
+    router.service(BlobServiceDesc, blobServiceImpl(opts.blobs, reading));
     router.service(
       DirectoryServiceDesc,
       directoryServiceImpl(opts.directories, {

@@ -160,9 +160,7 @@ export class GrpcBlobService implements BlobService {
   async *#readStream(digest: B3Digest): AsyncGenerator<Uint8Array> {
     const abort = new AbortController();
     try {
-      for await (const r of this.#client.read({ digest: digest.bytes }, { signal: abort.signal })) {
-        yield r.data;
-      }
+      yield* this.#remote.readBlob(digest.bytes, abort.signal);
     } catch (e) {
       throw fromGrpcError(e, this.#remote.address);
     } finally {

@@ -24,6 +24,7 @@ import {
 } from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
 import { guardedConnection } from "./h2guard.ts";
+import { READ_PATH, readBlobCall } from "./blob_read.ts";
 import { H2_SETTINGS, widenConnectionWindow } from "./h2settings.ts";
 
 // connect-node's session manager destroys a session with an error when a PING times out and
@@ -259,6 +260,13 @@ export interface RemoteTransport {
    * @ignore
    */
   readonly transport: Transport;
+  /**
+   * BlobService/Read without connect (see `blob_read.ts`): each `BlobChunk`'s data as it
+   * arrives; a failed call throws a ConnectError.
+   *
+   * @ignore
+   */
+  readBlob(digest: Uint8Array, signal?: AbortSignal): AsyncGenerator<Uint8Array>;
   /** The address as given, for messages. */
   readonly address: string;
   /** Closes the connection; calls in progress fail with {@linkcode UnavailableError}. */
@@ -376,9 +384,21 @@ export function createTransport(
       return next(req);
     });
   }
+  const readHeaders: Record<string, string> = token === undefined
+    ? {}
+    : { authorization: `Bearer ${token}` };
   return {
     address,
     transport: createGrpcTransport({ ...common, baseUrl, sessionManager, interceptors }),
+    readBlob: (digest, signal) =>
+      readBlobCall(digest, {
+        request: (h) => sessionManager.request("POST", READ_PATH, h, {}),
+        // The session manager's streams read through readResponse.
+        body: (stream) => stream,
+        headers: readHeaders,
+        readMaxBytes: common.readMaxBytes,
+        signal,
+      }),
     close: () => sessionManager.abort(),
   };
 }
