@@ -371,7 +371,17 @@ export function verifyingReader(
 ): BlobReader {
   if (chunks.length > 0) {
     const starts = chunkStarts(chunks);
+    const rawInto = reader.readInto?.bind(reader);
     return chunkedReader(digest, chunks, (_c, i) => readFull(reader, starts[i], chunks[i].size), {
+      loadInto: rawInto && (async (c, i, into) => {
+        const n = await rawInto(starts[i], into);
+        if (n !== c.size) {
+          throw new CorruptDataError(
+            c.digest.toString(),
+            `chunk ${i} of blob ${digest} is corrupt: ${n} bytes instead of ${c.size}`,
+          );
+        }
+      }),
       close: () => reader.close(),
     });
   }
@@ -422,6 +432,11 @@ export interface ChunkedReaderOptions {
    * each chunk checked before it is yielded, instead of one `load` per chunk.
    */
   stream?: () => AsyncIterable<Uint8Array>;
+  /**
+   * Reads a chunk's bytes, unverified, into `into` (its size): gives the reader a `readInto`
+   * that checks whole chunks where they land in the caller's buffer, without a copy.
+   */
+  loadInto?: (chunk: ChunkMeta, index: number, into: Uint8Array) => Promise<void>;
   /** Called by close(). */
   close?: () => Promise<void>;
 }
@@ -547,7 +562,40 @@ export function chunkedReader(
     }
     return lo;
   };
+  const loadInto = opts.loadInto;
+  const readInto = loadInto && (async (offset: number, into: Uint8Array) => {
+    if (closed) throw new StorageError(`reader of blob ${digest} is closed`);
+    const end = Math.min(total, offset + into.length);
+    if (offset >= end) return 0;
+    const jobs: Promise<void>[] = [];
+    for (let i = find(offset); i < chunks.length && starts[i] < end; i++) {
+      const c = chunks[i];
+      const s = starts[i];
+      const e = s + c.size;
+      if (s >= offset && e <= end) {
+        // A whole chunk: read where it belongs, checked there.
+        const at = into.subarray(s - offset, e - offset);
+        jobs.push(
+          loadInto(c, i, at).then(() => {
+            checkDigest(at, c.digest, "chunk", c.size, `chunk ${i} of blob ${digest}`);
+          }),
+        );
+      } else {
+        jobs.push(
+          get(i).then((data) => {
+            const from = Math.max(offset, s);
+            into.set(data.subarray(from - s, Math.min(e, end) - s), from - offset);
+          }),
+        );
+      }
+    }
+    const results = await Promise.allSettled(jobs);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return end - offset;
+  });
   return {
+    ...(readInto ? { readInto } : {}),
     async readAt(offset, length) {
       if (closed) throw new StorageError(`reader of blob ${digest} is closed`);
       if (offset >= total || length <= 0) return new Uint8Array(0);
@@ -660,11 +708,25 @@ export function wholeVerifiedReader(
     // Windows being hashed (on the thread pool with native BLAKE3) while the next are read.
     const hashing: Promise<Uint8Array>[] = [];
     let windows = 0;
-    const addWindow = async (w: Uint8Array) => {
+    // The first window waits for more bytes: alone, it is the whole blob, hashed as the root
+    // (its chaining value would be a second hash of it). Every big blob's chunk is one window.
+    let first: Uint8Array | null = null;
+    const startWindow = (w: Uint8Array) => {
       const p = blake3WindowCV(w, windows++ * WINDOW_CHUNKS);
       p.catch(() => {}); // awaited in order below
       hashing.push(p);
+    };
+    const addWindow = async (w: Uint8Array) => {
       if (held) held.push(w);
+      if (windows === 0 && first === null) {
+        first = w;
+        return;
+      }
+      if (first) {
+        startWindow(first);
+        first = null;
+      }
+      startWindow(w);
       while (hashing.length >= WINDOWS_IN_FLIGHT) cvs.push(await hashing.shift()!);
     };
     try {
@@ -678,11 +740,13 @@ export function wholeVerifiedReader(
           const n = await reading;
           if (n === PIECE) reading = source.readInto(size + n, ring[(k + 1) % 2]);
           const full = Math.floor(n / WINDOW);
-          const first = cvs.length;
+          const at = cvs.length;
           const pieceCVs = [];
+          // A blob of exactly one window is hashed as the root below, not as a window too.
+          const alone = k === 0 && n === WINDOW;
           for (let w = 0; w < full; w++) {
             const win = buf.subarray(w * WINDOW, (w + 1) * WINDOW);
-            pieceCVs.push(blake3WindowCV(win, (first + w) * WINDOW_CHUNKS));
+            if (!alone) pieceCVs.push(blake3WindowCV(win, (at + w) * WINDOW_CHUNKS));
             if (held) held.push(win.slice());
           }
           cvs.push(...await Promise.all(pieceCVs));
@@ -730,11 +794,14 @@ export function wholeVerifiedReader(
           }
         }
       }
+      if (first && fill > 0) startWindow(first); // more than one window after all
+      const lone = first && fill === 0 ? first as Uint8Array : null;
       while (hashing.length > 0) cvs.push(await hashing.shift()!);
       const tail = win.slice(0, fill);
       let got: B3Digest;
-      if (cvs.length === 0) got = blake3(tail);
-      else if (cvs.length === 1 && fill === 0) got = blake3(held![0]);
+      if (lone) got = blake3(lone);
+      else if (cvs.length === 0 && held?.length === 1 && fill === 0) got = blake3(held[0]);
+      else if (cvs.length === 0) got = blake3(tail);
       else {
         const h = new Blake3();
         for (const cv of cvs) h.pushSubtree(cv, WINDOW_CHUNKS);

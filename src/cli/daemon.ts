@@ -19,6 +19,7 @@ import {
   SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
+import { enableNativeBlake3 } from "../hash/blake3_native.ts";
 
 /** Parses `--grace`: a number of seconds, zero or more (fractions allowed). */
 function parseSeconds(value: string): number {
@@ -185,6 +186,8 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
     // A long-running read server: the SQLite file is memory-mapped.
     const services = await openServices(opts, { readServer: true });
     try {
+      // A server checks every chunk it hands out: native BLAKE3 hashes ≈2.5x faster.
+      void enableNativeBlake3();
       const daemon = await serveDaemon({
         listen,
         blobs: services.blobs,

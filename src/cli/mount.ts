@@ -11,6 +11,7 @@ import {
   SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
+import { enableNativeBlake3 } from "../hash/blake3_native.ts";
 
 /** Options of `mount`. */
 export interface MountOptions extends ServiceAddrOptions {
@@ -57,6 +58,8 @@ export const mountCommand: CommandSpec<MountOptions> = {
     const readThrough = /^nix\+/.test(opts.pathInfoServiceAddr ?? "");
     const services = await openServices(opts, { readOnly: !readThrough, readServer: true });
     try {
+      // A server checks every chunk it hands out: native BLAKE3 hashes ≈2.5x faster.
+      void enableNativeBlake3();
       const handle = await mountStore({
         mountpoint: real,
         ...services,

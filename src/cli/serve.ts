@@ -16,6 +16,7 @@ import {
   SERVICE_ADDR_OPTIONS,
   type ServiceAddrOptions,
 } from "./common.ts";
+import { enableNativeBlake3 } from "../hash/blake3_native.ts";
 
 /** The address `serve` listens on unless told otherwise. */
 export const DEFAULT_SERVE_ADDRESS = "127.0.0.1:8080";
@@ -115,6 +116,8 @@ export const serveCommand: CommandSpec<ServeOptions> = {
     const services = await openServices(opts, { readServer: true });
     Deno.mkdirSync(nixcasDir(), { recursive: true });
     try {
+      // A server checks every chunk it hands out: native BLAKE3 hashes ≈2.5x faster.
+      void enableNativeBlake3();
       const handler = binaryCacheHandler({
         ...services,
         priority: opts.priority,

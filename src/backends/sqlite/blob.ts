@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { StatementSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
 import { CorruptDataError, InvalidRequestError } from "../../base/errors.ts";
 import { Blake3, subtreeCV } from "../../hash/blake3.ts";
@@ -118,8 +118,8 @@ export class SqliteBlobService implements BlobService {
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
   #chunkRow: StatementSync;
-  /** Null on a read-only connection to a store older than version 6 (no chunk lists). */
-  #setParts: StatementSync | null;
+  /** Whether the store has chunk lists (version 6; a read-only connection reads older ones). */
+  #hasParts: boolean;
   // Chunk lists being derived (concurrent readers share the pass), and those derived by a
   // connection that cannot store them.
   #deriving = new Map<string, Promise<ChunkMeta[]>>();
@@ -150,9 +150,7 @@ export class SqliteBlobService implements BlobService {
     this.#chunkRow = db.prepare(
       `SELECT size, chunks, ${parts ? "parts" : "NULL AS parts"} FROM blobs WHERE digest = ?`,
     );
-    this.#setParts = parts && this.#h.writable
-      ? db.prepare("UPDATE blobs SET parts = ? WHERE digest = ? AND parts IS NULL")
-      : null;
+    this.#hasParts = parts;
   }
 
   /**
@@ -234,20 +232,31 @@ export class SqliteBlobService implements BlobService {
 
   /**
    * Stores a derived chunk list and a row per chunk (pointing at the blob's own piece; a chunk
-   * stored already keeps its row). False when this connection cannot write.
+   * stored already keeps its row). A read-only connection (`nar`, `cat`, a mount) stores it
+   * through a connection of its own when the file can be written: every later reader gains.
+   * False when it cannot be stored.
    */
   #storeParts(digest: B3Digest, positions: number[], chunks: ChunkMeta[]): boolean {
-    if (!this.#setParts) return false;
+    if (!this.#hasParts) return false;
+    let db = this.#h.db;
+    let own: DatabaseSync | null = null;
     try {
-      transaction(this.#h.db, () => {
-        if (this.#setParts!.run(encodeParts(chunks), digest.bytes).changes === 0) return;
+      if (!this.#h.writable) db = own = new DatabaseSync(this.#h.path, { timeout: 5_000 });
+      const set = db.prepare("UPDATE blobs SET parts = ? WHERE digest = ? AND parts IS NULL");
+      const insert = db.prepare(
+        "INSERT OR IGNORE INTO blobs (digest, size, chunks) VALUES (?, ?, ?)",
+      );
+      transaction(db, () => {
+        if (set.run(encodeParts(chunks), digest.bytes).changes === 0) return;
         chunks.forEach((c, i) => {
-          this.#insertBlob.run(c.digest.bytes, c.size, encodePositions([positions[i]]));
+          insert.run(c.digest.bytes, c.size, encodePositions([positions[i]]));
         });
       });
       return true;
     } catch {
-      return false; // busy or read-only after all: the list serves this process
+      return false; // read-only file or busy: the list serves this process
+    } finally {
+      own?.close();
     }
   }
 

@@ -1,0 +1,91 @@
+/**
+ * SQLite big blobs become chunks on their first read: the list is derived once, checked against
+ * the blob's digest, and stored (also by a read-only connection) for every later reader.
+ */
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
+import { putBlob, readBlob } from "../../src/castore/blob_util.ts";
+import { blake3 } from "../../src/castore/digest.ts";
+import { openVerifiedRead } from "../../src/castore/verify.ts";
+import { bytes } from "../fixtures.ts";
+
+const MiB = 1 << 20;
+
+function listed(path: string): number {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return (db.prepare("SELECT count(*) AS n FROM blobs WHERE parts IS NOT NULL").get() as {
+      n: number;
+    }).n;
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("sqlite: a read-only reader derives a big blob's chunks once and stores them", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.db`;
+  try {
+    const data = bytes(5 * MiB + 123, 4);
+    const writer = new SqliteBlobService(path);
+    const digest = await putBlob(writer, data);
+    await writer.close();
+    assert.equal(listed(path), 0, "importing hashes no chunk twice");
+    const reader = new SqliteBlobService(path, { readOnly: true });
+    try {
+      const chunks = (await reader.chunks(digest))!;
+      assert.deepEqual(chunks.map((c) => c.size), [MiB, MiB, MiB, MiB, MiB, 123]);
+      chunks.forEach((c, i) => {
+        assert.ok(c.digest.equals(blake3(data.subarray(i * MiB, i * MiB + c.size))), `chunk ${i}`);
+      });
+      assert.equal(listed(path), 1, "stored by the read-only reader's own connection");
+      for (const c of chunks) assert.ok(await reader.has(c.digest));
+      // Read through the chunks, in place and by offsets.
+      const r = (await openVerifiedRead(reader, digest))!;
+      try {
+        const into = new Uint8Array(3 * MiB);
+        assert.equal(await r.readInto!(MiB, into), 3 * MiB);
+        assert.deepEqual(into, data.subarray(MiB, 4 * MiB));
+        assert.deepEqual(await r.readAt(MiB - 2, 4), data.subarray(MiB - 2, MiB + 2));
+      } finally {
+        await r.close();
+      }
+    } finally {
+      await reader.close();
+    }
+    // A new writer finds the list stored.
+    const again = new SqliteBlobService(path);
+    try {
+      assert.equal((await again.chunks(digest))!.length, 6);
+      assert.deepEqual(await readBlob(again, digest), data);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sqlite: concurrent first reads of a big blob share one derivation", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.db`;
+  try {
+    const data = bytes(3 * MiB, 5);
+    const blobs = new SqliteBlobService(path);
+    try {
+      const digest = await putBlob(blobs, data);
+      const lists = await Promise.all([1, 2, 3].map(() => blobs.chunks(digest)));
+      assert.ok(lists[0] === lists[1] && lists[1] === lists[2], "the same pass");
+      assert.equal(listed(path), 1);
+      const rows = new DatabaseSync(path, { readOnly: true });
+      const n = (rows.prepare("SELECT count(*) AS n FROM blobs").get() as { n: number }).n;
+      rows.close();
+      assert.equal(n, 4, "the blob and its 3 chunks");
+    } finally {
+      await blobs.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
