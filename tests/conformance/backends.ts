@@ -13,6 +13,7 @@ import { putBlob, putSmallBlob, readBlob } from "../../src/castore/blob_util.ts"
 import { makeDirectory } from "../../src/castore/directory.ts";
 import { create } from "@bufbuild/protobuf";
 import { NARInfoSchema, PathInfoSchema } from "../../src/gen/tvix/store/protos/pathinfo_pb.ts";
+import { largeBuffer } from "../../src/sys/libc.ts";
 
 /** An opened store: the three services, and a cleanup that closes them and removes their files. */
 export interface OpenedStore extends Omit<Store, "close"> {
@@ -202,6 +203,8 @@ export const BACKENDS: readonly Backend[] = [
 export async function warmUp(backends: readonly Backend[]): Promise<void> {
   checkOrder(backends);
   const te = new TextEncoder();
+  // NAR rendering's recycled buffers (madvise), whichever case renders first.
+  largeBuffer(4 << 20);
   // Only those that are checked: the others' leftovers would close during the first case.
   for (const backend of backends.filter((b) => b.sanitize.resources)) {
     const s = await backend.open();

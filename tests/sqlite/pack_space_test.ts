@@ -10,7 +10,7 @@ import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
 import { blake3 } from "../../src/castore/digest.ts";
 import { packFilePath } from "../../src/backends/sqlite/pack.ts";
-import { livePackBytes } from "./live_bytes.ts";
+import { livePackBytes } from "./rows.ts";
 
 const MiB = 1 << 20;
 

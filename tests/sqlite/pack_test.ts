@@ -8,7 +8,7 @@ import { DatabaseSync } from "node:sqlite";
 import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { readBlob } from "../../src/castore/blob_util.ts";
 import { B3Digest } from "../../src/castore/digest.ts";
-import { livePackBytes } from "./live_bytes.ts";
+import { livePackBytes } from "./rows.ts";
 
 const CHILD = new URL("./pack_writer_child.ts", import.meta.url).pathname;
 

@@ -11,7 +11,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
 import { CorruptDataError, InvalidRequestError } from "../../base/errors.ts";
 import { Blake3, subtreeCV } from "../../hash/blake3.ts";
-import { enableNativeBlake3, nativeBlake3 } from "../../hash/blake3_native.ts";
+import { nativeBlake3 } from "../../hash/blake3_native.ts";
 import {
   hasColumn,
   noteSqliteBytes,
@@ -25,6 +25,7 @@ import {
 import { decodePositions, encodePositions } from "./pack.ts";
 import * as libc from "../../sys/libc.ts";
 import { bufferReader } from "../../castore/blob_util.ts";
+import { checkDigest, chunkedReader } from "../../castore/verify.ts";
 import {
   type BlobReader,
   type BlobService,
@@ -62,6 +63,8 @@ const PIECE_CHUNKS = CHUNK_SIZE / 1024;
 const PART_LEN = 36;
 // Pieces read ahead while the chunk digests of a blob are derived.
 const DERIVE_AHEAD = 3;
+// Chunks fetched ahead of a sequential reader (they are checked meanwhile).
+const READ_AHEAD = 2;
 // Chunk lists derived by a connection that cannot store them, kept for the process.
 const DERIVED_MAX = 4096;
 
@@ -118,6 +121,7 @@ export class SqliteBlobService implements BlobService {
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
   #chunkRow: StatementSync;
+  #setParts: StatementSync;
   /** Whether the store has chunk lists (version 6; a read-only connection reads older ones). */
   #hasParts: boolean;
   // Chunk lists being derived (concurrent readers share the pass), and those derived by a
@@ -151,6 +155,9 @@ export class SqliteBlobService implements BlobService {
       `SELECT size, chunks, ${parts ? "parts" : "NULL AS parts"} FROM blobs WHERE digest = ?`,
     );
     this.#hasParts = parts;
+    this.#setParts = db.prepare(
+      parts ? "UPDATE blobs SET parts = ? WHERE digest = ? AND parts IS NULL" : "SELECT ?, ?",
+    );
   }
 
   /**
@@ -188,7 +195,7 @@ export class SqliteBlobService implements BlobService {
     if (positions.length < pieces) {
       throw storageError(`blob ${digest}`, `piece ${positions.length} of ${pieces} is missing`);
     }
-    await enableNativeBlake3(); // a whole blob to hash twice: worth loading native code for
+    // Native BLAKE3 where the program loaded it (servers, `nar` and `cat` of big files).
     const native = nativeBlake3();
     const pack = this.#h.pack;
     const whole = new Blake3();
@@ -269,7 +276,14 @@ export class SqliteBlobService implements BlobService {
     }
   }
 
-  /** The {@linkcode BlobService} method of the same name. */
+  /** Readers check every blob and chunk against its digest before handing out its bytes. */
+  readonly verifiesReads = true;
+
+  /**
+   * The {@linkcode BlobService} method of the same name. A blob of one chunk is read whole and
+   * checked when first used; a big blob is read chunk by chunk (each checked, the next fetched
+   * ahead of a sequential reader, a few kept), its chunk list derived first if it has none yet.
+   */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
     let row: { size: number; chunks: Uint8Array | null } | undefined;
     try {
@@ -279,119 +293,46 @@ export class SqliteBlobService implements BlobService {
     }
     if (!row) return Promise.resolve(null);
     const size = row.size;
+    const pack = this.#h.pack;
+    const fail = (e: unknown) => {
+      throw e instanceof CorruptDataError ? e : storageError(`blob ${digest}`, e);
+    };
     if (row.chunks === null) {
-      // Small blobs (one chunk at most) live inline in their blobs row.
+      // Small blobs live inline in their blobs row.
       const r = this.#inline.get(digest.bytes) as { data: Uint8Array } | undefined;
       if (!r) return Promise.resolve(null);
       noteSqliteBytes(r.data.length);
-      return Promise.resolve(bufferReader(r.data));
+      return Promise.resolve(checkedReader(digest, size, () => Promise.resolve(r.data)));
     }
     const positions = decodePositions(row.chunks);
-    const pack = this.#h.pack;
-    if (size <= SYNC_READ_MAX && positions.length === 1) {
-      try {
-        return Promise.resolve(bufferReader(pack.readSync(positions[0], size)));
-      } catch (e) {
-        return Promise.reject(storageError(`blob ${digest}`, e));
-      }
+    if (size <= CHUNK_SIZE) {
+      return Promise.resolve(checkedReader(digest, size, () => {
+        if (positions.length !== 1) throw new Error(`${positions.length} pack positions`);
+        return size <= SYNC_READ_MAX
+          ? Promise.resolve(pack.readSync(positions[0], size))
+          : pack.read(positions[0], size);
+      }, fail));
     }
-    // Recently fetched chunks (as promises, so concurrent reads share a fetch): FUSE reads a
-    // file in pieces, several at once, so each 1 MiB chunk is fetched once, not once per piece.
-    const cache = new Map<number, Promise<Uint8Array>>();
-    const load = (idx: number): Promise<Uint8Array> => {
-      let p = cache.get(idx);
-      if (p) {
-        cache.delete(idx); // most recently used goes last
-      } else {
-        const length = Math.min(CHUNK_SIZE, size - idx * CHUNK_SIZE);
-        p = idx < positions.length
-          ? pack.read(positions[idx], length)
-          : Promise.reject(new Error(`chunk ${idx} is missing`));
-        p = p.catch((e) => {
-          cache.delete(idx);
-          throw storageError(`blob ${digest}`, e);
-        });
+    return this.chunks(digest).then((chunks) => {
+      if (!chunks) return null;
+      // Chunk i is piece i.
+      const aligned = chunks.length <= positions.length &&
+        chunks.every((c, i) => c.size === Math.min(CHUNK_SIZE, size - i * CHUNK_SIZE));
+      if (!aligned) {
+        throw new CorruptDataError(
+          digest.toString(),
+          `blob ${digest} is corrupt: its chunk list does not match its pieces`,
+        );
       }
-      cache.set(idx, p);
-      if (cache.size > 4) cache.delete(cache.keys().next().value!);
-      return p;
-    };
-    const chunks = Math.ceil(size / CHUNK_SIZE);
-    // Fetch the next chunk while this one is used: reads are mostly sequential.
-    const prefetch = (idx: number) => {
-      if (idx < chunks && !cache.has(idx)) load(idx).catch(() => {});
-    };
-    // A whole sequential read keeps this many chunks coming (they are hashed meanwhile).
-    const STREAM_AHEAD = 3;
-    return Promise.resolve({
-      async readInto(offset, into) {
-        const end = Math.min(size, offset + into.length);
-        // One pread per run of chunks that are neighbours in the pack (usually all of them).
-        for (let o = offset; o < end;) {
-          const i = Math.floor(o / CHUNK_SIZE);
-          if (i >= positions.length) throw storageError(`blob ${digest}`, `chunk ${i} is missing`);
-          let runEnd = Math.min(end, (i + 1) * CHUNK_SIZE);
-          for (let k = i + 1; runEnd < end && positions[k] === positions[k - 1] + CHUNK_SIZE; k++) {
-            runEnd = Math.min(end, (k + 1) * CHUNK_SIZE);
-          }
-          try {
-            await pack.readInto(
-              positions[i] + (o - i * CHUNK_SIZE),
-              into.subarray(o - offset, runEnd - offset),
-            );
-          } catch (e) {
-            throw storageError(`blob ${digest}`, e);
-          }
-          o = runEnd;
-        }
-        return Math.max(0, end - offset);
-      },
-      async readAt(offset, length) {
-        const end = Math.min(size, offset + length);
-        if (offset >= end) return new Uint8Array(0);
-        const first = Math.floor(offset / CHUNK_SIZE);
-        const last = Math.floor((end - 1) / CHUNK_SIZE);
-        prefetch(last + 1);
-        if (first === last) {
-          const base = first * CHUNK_SIZE;
-          return (await load(first)).subarray(offset - base, end - base);
-        }
-        const out = new Uint8Array(end - offset);
-        const parts = [];
-        for (let i = first; i <= last; i++) parts.push(load(i));
-        for (let i = first; i <= last; i++) {
-          const base = i * CHUNK_SIZE;
-          const s = Math.max(offset, base) - base;
-          const e = Math.min(end, base + CHUNK_SIZE) - base;
-          out.set((await parts[i - first]).subarray(s, e), base + s - offset);
-        }
-        return out;
-      },
-      async *chunks(offset = 0) {
-        // Its own reads, not the shared cache (which keeps 4 and serves readAt).
-        const ahead: Promise<Uint8Array>[] = [];
-        let next = Math.floor(offset / CHUNK_SIZE);
-        const more = () => {
-          for (; next < chunks && ahead.length < STREAM_AHEAD; next++) {
-            const length = Math.min(CHUNK_SIZE, size - next * CHUNK_SIZE);
-            const p = next < positions.length
-              ? pack.read(positions[next], length)
-              : Promise.reject(new Error(`chunk ${next} is missing`));
-            const q = p.catch((e) => {
-              throw storageError(`blob ${digest}`, e);
-            });
-            q.catch(() => {}); // awaited in order below
-            ahead.push(q);
-          }
-        };
-        for (let i = Math.floor(offset / CHUNK_SIZE); i < chunks; i++) {
-          more();
-          const data = await ahead.shift()!;
-          const skip = Math.max(0, offset - i * CHUNK_SIZE);
-          yield skip ? data.subarray(skip) : data;
-        }
-      },
-      close: () => Promise.resolve(),
+      return chunkedReader(
+        digest,
+        chunks,
+        (c, i) => pack.read(positions[i], c.size).catch(fail),
+        {
+          readahead: READ_AHEAD,
+          loadInto: (_c, i, into) => pack.readInto(positions[i], into).catch(fail),
+        },
+      );
     });
   }
 
@@ -489,7 +430,14 @@ export class SqliteBlobService implements BlobService {
 
   /** The {@linkcode BlobService} method of the same name. */
   async openWrite(): Promise<BlobWriter> {
-    const hasher = await createBlake3Hasher();
+    // Where native BLAKE3 is loaded already (servers load it), each 1 MiB piece is hashed as a
+    // chunk as it is written, the blob's digest coming from the pieces' chaining values: less
+    // work than our WebAssembly's one pass, and the chunk list is there at once. Elsewhere the
+    // pieces become chunks on the first read (loading native code costs an import more).
+    const native = nativeBlake3();
+    const hasher = native ? null : await createBlake3Hasher();
+    const whole = native ? new Blake3() : null;
+    const parts: Uint8Array[] = [];
     let pending: Uint8Array[] = [];
     let pendingLen = 0;
     let size = 0;
@@ -536,6 +484,12 @@ export class SqliteBlobService implements BlobService {
       });
       inFlight.add(p);
       p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+      if (native && data.length === CHUNK_SIZE) {
+        // Hashed here while the write runs on the thread pool (the tail is hashed by close).
+        const counter = parts.length * PIECE_CHUNKS;
+        whole!.pushSubtree(native.windowCV(data, counter), PIECE_CHUNKS);
+        parts.push(native.hash(data));
+      }
       return p;
     };
     /** Waits for every write in flight; the first failure is thrown after all settled. */
@@ -560,7 +514,7 @@ export class SqliteBlobService implements BlobService {
         if (pendingLen === 0 && data.length === CHUNK_SIZE) {
           // A whole chunk: written from the caller's buffer, which is why this waits.
           const stored = store(data);
-          hasher.update(data);
+          hasher?.update(data);
           await stored;
           return;
         }
@@ -569,27 +523,40 @@ export class SqliteBlobService implements BlobService {
         pendingLen += data.length;
         const stores: Promise<void>[] = [];
         while (pendingLen >= CHUNK_SIZE) stores.push(store(take(CHUNK_SIZE)));
-        hasher.update(data);
+        hasher?.update(data);
         await Promise.all(stores);
       },
       close: async () => {
         if (aborted) throw new InvalidRequestError("blob writer was aborted");
         if (result) return result;
-        const digest = hasher.digest();
+        const rest = take(pendingLen);
+        let digest: B3Digest;
+        if (hasher) digest = hasher.digest();
+        else if (positions.length === 0) digest = blake3(rest);
+        else {
+          if (rest.length > 0) {
+            whole!.update(rest);
+            parts.push(blake3(rest).bytes);
+          }
+          // One whole piece alone is the blob: its own digest.
+          digest = B3Digest.fromBytes(parts.length === 1 ? parts[0] : whole!.digest());
+        }
         try {
           if (positions.length === 0) {
             // Everything is still in memory (at most one chunk): one row, committed together
             // with the rows of other writers closing at the same time.
-            await this.#commitInline(digest.bytes, size, take(pendingLen));
+            await this.#commitInline(digest.bytes, size, rest);
           } else if (this.#has.get(digest.bytes) === undefined) {
-            const tail = pendingLen > 0 ? store(take(pendingLen)) : Promise.resolve();
+            const tail = rest.length > 0 ? store(rest) : Promise.resolve();
             tail.catch(() => {}); // thrown below, after every write settled
             await settle();
             await tail;
             // The bytes are durable before the row that makes them reachable.
             await pack.sync();
-            const row = encodePositions(positions);
-            if (this.#insertBlob.run(digest.bytes, size, row).changes === 0) release();
+            const list = native && positions.length > 1
+              ? parts.map((d, i) => ({ digest: B3Digest.fromBytes(d), size: lengths[i] }))
+              : null;
+            if (!this.#insertBig(digest, size, positions, list)) release();
           } else {
             await settle(); // already stored: ours is not needed
             release();
@@ -622,6 +589,31 @@ export class SqliteBlobService implements BlobService {
         }
       },
     };
+  }
+
+  /**
+   * Commits a big blob's row and, with its chunk list, the list and a row per chunk (each
+   * pointing at the blob's own piece; a chunk stored already keeps its row); false when the
+   * blob was stored meanwhile (nothing written).
+   */
+  #insertBig(
+    digest: B3Digest,
+    size: number,
+    positions: number[],
+    chunks: ChunkMeta[] | null,
+  ): boolean {
+    const row = encodePositions(positions);
+    if (!chunks || !this.#hasParts) {
+      return this.#insertBlob.run(digest.bytes, size, row).changes > 0;
+    }
+    return transaction(this.#h.db, () => {
+      if (this.#insertBlob.run(digest.bytes, size, row).changes === 0) return false;
+      this.#setParts.run(encodeParts(chunks), digest.bytes);
+      chunks.forEach((c, i) => {
+        this.#insertBlob.run(c.digest.bytes, c.size, encodePositions([positions[i]]));
+      });
+      return true;
+    });
   }
 
   // Small blobs closing together share one transaction: every commit writes at least one WAL
@@ -861,4 +853,31 @@ function decodeParts(parts: Uint8Array, size: number, digest: B3Digest): ChunkMe
     );
   }
   return out;
+}
+
+/**
+ * A reader of a blob of one chunk: its bytes loaded and checked against `digest` (and `size`)
+ * on first use, so that a corrupt blob fails the read that meets it, naming it.
+ */
+function checkedReader(
+  digest: B3Digest,
+  size: number,
+  load: () => Promise<Uint8Array>,
+  fail: (e: unknown) => never = (e) => {
+    throw e;
+  },
+): BlobReader {
+  let ready: Promise<BlobReader> | null = null;
+  const get = () =>
+    ready ??= Promise.resolve().then(load).catch(fail).then((data) => {
+      checkDigest(data, digest, "blob", size);
+      return bufferReader(data);
+    });
+  return {
+    readAt: async (offset, length) => (await get()).readAt(offset, length),
+    async *chunks(offset) {
+      yield* (await get()).chunks(offset);
+    },
+    close: () => Promise.resolve(),
+  };
 }

@@ -1,5 +1,5 @@
-/** Pack accounting shared by the SQLite tests. */
-import type { DatabaseSync } from "node:sqlite";
+/** An SQLite store's rows, read and shaped by the tests. */
+import { DatabaseSync } from "node:sqlite";
 import { decodePositions } from "../../src/backends/sqlite/pack.ts";
 
 const MiB = 1 << 20;
@@ -22,4 +22,18 @@ export function livePackBytes(db: DatabaseSync): number {
   let live = 0;
   for (const n of ranges.values()) live += n;
   return live;
+}
+
+/**
+ * Makes a store hold `keep` (a big blob) as an import without native BLAKE3 leaves it: its
+ * pieces not yet chunks (no chunk list, no chunk rows), whatever this process has loaded.
+ */
+export function forgetChunks(path: string, keep: Uint8Array): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.prepare("DELETE FROM blobs WHERE digest != ?").run(keep);
+    db.exec("UPDATE blobs SET parts = NULL");
+  } finally {
+    db.close();
+  }
 }
