@@ -141,9 +141,18 @@ export class GrpcBlobService implements BlobService {
 
   /** One chunk (or small blob) read whole; more than `size` bytes is an error at once. */
   async #readWhole(digest: B3Digest, size: number): Promise<Uint8Array> {
-    const out = new Uint8Array(size);
+    let out: Uint8Array | null = null;
     let got = 0;
     for await (const data of this.#readStream(digest)) {
+      if (out === null) {
+        // Sent as one message (our daemon does, up to 1 MiB): its bytes as they are.
+        if (data.length === size) {
+          out = data;
+          got = size;
+          continue;
+        }
+        out = new Uint8Array(size);
+      }
       if (got + data.length > size) {
         throw new CorruptDataError(
           digest.toString(),
@@ -153,6 +162,7 @@ export class GrpcBlobService implements BlobService {
       out.set(data, got);
       got += data.length;
     }
+    if (out === null) return new Uint8Array(0);
     return got === size ? out : out.subarray(0, got);
   }
 

@@ -191,29 +191,37 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
 }
 
 /** Copies one direction until its end, through `filter` when given. Never rejects. */
-// Each read waits for the previous piece to be written, so a peer that does not read stops the
-// pump, and then the sender, by flow control: at most one buffer is held per direction.
+// The next piece is read while the last is written (two buffers per direction, a read ahead of
+// the writes: one piece at a time left the connection idle between them). A peer that does not
+// read stops the pump, and then the sender, by flow control: at most two buffers are held.
 async function copy(
   from: Deno.Conn,
   to: Deno.Conn,
   filter?: GoawayFilter,
   first?: Uint8Array,
 ): Promise<void> {
-  let buf = new Uint8Array(PUMP_BUFFER_MIN);
+  const bufs = [new Uint8Array(PUMP_BUFFER_MIN), new Uint8Array(PUMP_BUFFER_MIN)];
+  const send = async (piece: Uint8Array) => {
+    if (!filter) await writeAll(to, piece);
+    else for (const span of filter.push(piece)) await writeAll(to, span);
+  };
+  let writing: Promise<void> = Promise.resolve();
   try {
-    if (first) {
-      if (!filter) await writeAll(to, first);
-      else for (const span of filter.push(first)) await writeAll(to, span);
-    }
-    for (;;) {
+    if (first) await send(first);
+    for (let k = 0;; k ^= 1) {
+      const buf = bufs[k];
       const n = await from.read(buf);
       if (n === null) break;
-      if (!filter) await writeAll(to, buf.subarray(0, n));
-      else for (const span of filter.push(buf.subarray(0, n))) await writeAll(to, span);
-      if (n === buf.length && buf.length < PUMP_BUFFER) buf = new Uint8Array(buf.length * 4);
+      await writing; // in order, and the other buffer is free again
+      writing = send(buf.subarray(0, n));
+      writing.catch(() => {}); // seen by the next await, or the last
+      // A full read asks for a bigger buffer (the one being written keeps its own).
+      if (n === buf.length && buf.length < PUMP_BUFFER) bufs[k] = new Uint8Array(buf.length * 4);
     }
+    await writing;
   } catch {
     // The sender vanished or the receiver closed: either way this direction is over.
+    await writing.catch(() => {});
   }
 }
 
