@@ -207,16 +207,23 @@ try {
   }
 
   // --- gRPC, FUSE, compression and serve benchmarks live beside this file, print rows as JSON ---
-  for (const k of ["grpc", "fuse", "compress", "serve"]) {
+  const scripts: [group: string, file: string][] = [
+    ["grpc", "grpc"],
+    ["fuse", "fuse"],
+    ["fuse", "fuse_daemon"], // FUSE through a daemon-backed mount
+    ["compress", "compress"],
+    ["serve", "serve"],
+  ];
+  for (const [k, file] of scripts) {
     if (!want(k)) continue;
-    const script = `${ROOT}/bench/${k}.ts`;
+    const script = `${ROOT}/bench/${file}.ts`;
     if (!(await Deno.stat(script).catch(() => null))) continue;
     const out = await new Deno.Command(deno, {
       args: ["run", "-A", script, "--rows", ...(quick ? ["--quick"] : [])],
       stderr: "inherit",
     }).output();
     if (!out.success) {
-      rows.push({ what: `${k} benchmark`, ours: "failed", reference: "", ratio: "" });
+      rows.push({ what: `${file} benchmark`, ours: "failed", reference: "", ratio: "" });
       continue;
     }
     const text = new TextDecoder().decode(out.stdout);

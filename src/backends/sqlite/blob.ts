@@ -63,8 +63,9 @@ const PIECE_CHUNKS = CHUNK_SIZE / 1024;
 const PART_LEN = 36;
 // Pieces read ahead while the chunk digests of a blob are derived.
 const DERIVE_AHEAD = 3;
-// Chunks fetched ahead of a sequential reader (they are checked meanwhile).
-const READ_AHEAD = 2;
+// Chunks fetched ahead of a sequential reader (checked meanwhile): more than one made sequential
+// reads slower, not faster (docs/performance.md).
+const READ_AHEAD = 1;
 // Chunk lists derived by a connection that cannot store them, kept for the process.
 const DERIVED_MAX = 4096;
 
