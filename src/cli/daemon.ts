@@ -189,6 +189,7 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
       // A server checks every chunk it hands out: native BLAKE3 hashes ≈2.5x faster.
       void enableNativeBlake3();
       const daemon = await serveDaemon({
+        trimHeap: true,
         listen,
         blobs: services.blobs,
         directories: services.directories,

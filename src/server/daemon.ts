@@ -47,6 +47,7 @@ import { registerReflection } from "./reflection.ts";
 import { HealthServiceDesc, HealthState, registerHealth } from "./health.ts";
 import { pumpGuarded, StreamTracker } from "../backends/grpc/h2guard.ts";
 import { H2_SETTINGS, widenConnectionWindow } from "../backends/grpc/h2settings.ts";
+import { trimHeap } from "../sys/libc.ts";
 
 /** Most of {@linkcode DaemonOptions.maxConnections}' default. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -112,6 +113,12 @@ export interface DaemonOptions {
   pathInfos?: PathInfoService;
   /** Serve gRPC server reflection (default true). */
   reflection?: boolean;
+  /**
+   * While idle after calls, give the C heap's freed memory back to the system (glibc's
+   * `malloc_trim`, through FFI; default false). A burst of reads otherwise leaves the process
+   * at its peak RSS. `nixcas daemon` turns it on.
+   */
+  trimHeap?: boolean;
   /** Serve `grpc.health.v1.Health` (default true). */
   health?: boolean;
   /**
@@ -360,6 +367,10 @@ interface ClientConn {
   close: () => void;
 }
 
+/** How often an idle daemon gives freed memory back, and how many times after its last call. */
+const HEAP_TRIM_MS = 5_000;
+const HEAP_TRIMS = 12;
+
 /**
  * Logs the first failure of a burst (failures less than 10 s apart), with a count of the
  * previous burst's others, so a storm of failed accepts is one line, not thousands.
@@ -419,6 +430,17 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let inFlight = 0;
   let idle: (() => void) | null = null;
+  // After a burst of calls, the C heap keeps what it freed (node:http2's buffers among it) and
+  // V8 frees its buffers some seconds later: while idle, give it back to the system a few times.
+  let trimsLeft = 0;
+  const heapTrim = opts.trimHeap
+    ? setInterval(() => {
+      if (inFlight > 0 || trimsLeft === 0) return;
+      trimsLeft--;
+      trimHeap();
+    }, HEAP_TRIM_MS)
+    : undefined;
+  if (heapTrim !== undefined) Deno.unrefTimer(heapTrim as unknown as number);
   // A failure to listen is thrown by the start, not logged as well.
   let started = false;
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -426,6 +448,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
   const makeServer = () => {
     const server = http2.createServer({ settings: H2_SETTINGS }, (req, res) => {
       inFlight++;
+      trimsLeft = HEAP_TRIMS;
       res.once("close", () => {
         inFlight--;
         if (inFlight === 0 && idle) idle();
@@ -730,6 +753,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
       // ends its watches, which would otherwise hold the shutdown for the whole grace.
       stopping = true;
       clearInterval(stallCheck);
+      clearInterval(heapTrim);
       clearTimeout(backoffTimer);
       wakeBackoff?.();
       listener?.close();

@@ -242,6 +242,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   getuid: { parameters: [], result: "u32" },
+  // glibc: gives freed heap memory back to the system (servers after a burst).
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   getgid: { parameters: [], result: "u32" },
   // mount.ts: mount(2), and the descriptor passing of fusermount3.
@@ -894,6 +896,26 @@ export function largeBuffer(size: number, shared = false): Uint8Array {
     return whole.subarray(skip, skip + size);
   } catch {
     return whole.subarray(0, size); // no FFI: ordinary pages
+  }
+}
+
+/**
+ * Gives the C heap's free memory back to the system (glibc's `malloc_trim`): after a burst of
+ * work, glibc keeps what it freed, so a server's RSS stays at its peak. True when memory was
+ * released; false where there is nothing to give back or no glibc.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { trimHeap } from "./libc.ts";
+ * assert.equal(typeof trimHeap(), "boolean");
+ * ```
+ */
+export function trimHeap(): boolean {
+  try {
+    return libc().malloc_trim(0n) === 1;
+  } catch {
+    return false; // not glibc, or no FFI permission
   }
 }
 
