@@ -31,10 +31,9 @@ import {
 export const MAX_READ_CHUNK = CHUNK_SIZE;
 
 /**
- * Reads served at once by default; more wait their turn. A verified read holds up to a chunk
- * (an unchunked blob: up to 16 MiB) while its bytes wait for the client's window. 1,000
- * concurrent Reads of a 3 MiB blob on one channel (SQLite store): daemon peak RSS 7.1 GB without
- * a bound, 1.0 GB with 16, 0.65 GB with 4 (docs/performance.md).
+ * Reads served at once by default; more wait their turn. A verified read holds a chunk or two
+ * (a blob of one chunk whole) while its bytes wait for the client's window; without a bound,
+ * 1,000 concurrent Reads of one blob held them all (docs/performance.md).
  */
 export const DEFAULT_CONCURRENT_READS = 16;
 
