@@ -68,22 +68,8 @@ export function blobServiceImpl(
     read: (req) =>
       streaming(async function* () {
         const digest = B3Digest.fromBytes(req.digest);
-        await reading.acquire();
-        try {
-          // Backends that do not verify their reads get wrapped: nothing corrupt is sent.
-          const reader = await openVerifiedRead(blobs, digest);
-          if (!reader) throw new NotFoundError(`blob ${digest} not found`);
-          try {
-            for await (const chunk of reader.chunks()) {
-              for (let o = 0; o < chunk.length; o += MAX_READ_CHUNK) {
-                yield create(BlobChunkSchema, { data: chunk.subarray(o, o + MAX_READ_CHUNK) });
-              }
-            }
-          } finally {
-            await reader.close();
-          }
-        } finally {
-          reading.release();
+        for await (const data of verifiedMessages(blobs, reading, digest)) {
+          yield create(BlobChunkSchema, { data });
         }
       }),
     put: (reqs: AsyncIterable<BlobChunk>) =>
@@ -100,6 +86,34 @@ export function blobServiceImpl(
         }
       }),
   };
+}
+
+/**
+ * A blob's bytes as Read sends them (pieces of at most {@linkcode MAX_READ_CHUNK}), each chunk
+ * verified first (backends that do not verify their reads get wrapped: nothing corrupt is
+ * sent), once one of `reading`'s permits is free; the permit is held until the last piece.
+ */
+async function* verifiedMessages(
+  blobs: BlobService,
+  reading: Semaphore,
+  digest: B3Digest,
+): AsyncGenerator<Uint8Array> {
+  await reading.acquire();
+  try {
+    const reader = await openVerifiedRead(blobs, digest);
+    if (!reader) throw new NotFoundError(`blob ${digest} not found`);
+    try {
+      for await (const chunk of reader.chunks()) {
+        for (let o = 0; o < chunk.length; o += MAX_READ_CHUNK) {
+          yield chunk.subarray(o, o + MAX_READ_CHUNK);
+        }
+      }
+    } finally {
+      await reader.close();
+    }
+  } finally {
+    reading.release();
+  }
 }
 
 /** Largest ReadBlobRequest accepted (a digest and room for fields added later). */
@@ -163,32 +177,18 @@ export async function serveBlobRead(
         Code.InvalidArgument,
       );
     }
-    await reading.acquire();
-    try {
-      const reader = await openVerifiedRead(blobs, digest);
-      if (!reader) throw new NotFoundError(`blob ${digest} not found`);
-      try {
-        for await (const chunk of reader.chunks()) {
-          for (let o = 0; o < chunk.length; o += MAX_READ_CHUNK) {
-            if (closed) return;
-            const data = chunk.subarray(o, o + MAX_READ_CHUNK);
-            head();
-            res.write(blobChunkPrefix(data.length));
-            // Flow control, not buffering, bounds a slow reader: wait for its window.
-            if (!res.write(data) && !closed) {
-              await new Promise<void>((resolve) => {
-                wake = resolve;
-                res.once("drain", resolve);
-              });
-              wake = null;
-            }
-          }
-        }
-      } finally {
-        await reader.close();
+    for await (const data of verifiedMessages(blobs, reading, digest)) {
+      if (closed) return;
+      head();
+      res.write(blobChunkPrefix(data.length));
+      // Flow control, not buffering, bounds a slow reader: wait for its window.
+      if (!res.write(data) && !closed) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          res.once("drain", resolve);
+        });
+        wake = null;
       }
-    } finally {
-      reading.release();
     }
     head();
     finish(0);

@@ -67,28 +67,26 @@ export function encodeReadRequest(digest: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The digest of a `ReadBlobRequest` (unknown fields skipped); a malformed one throws. */
-export function decodeReadRequest(msg: Uint8Array): Uint8Array {
-  const r = new WireReader(msg, "tvix.castore.v1.ReadBlobRequest");
-  let digest: Uint8Array = new Uint8Array(0);
+/** Field 1 (`bytes`) of a `what` message, unknown fields skipped: a view into `msg`. */
+function bytesField1(msg: Uint8Array, what: string): Uint8Array {
+  const r = new WireReader(msg, what);
+  let value: Uint8Array = new Uint8Array(0);
   while (r.more()) {
     const [f, wt] = r.tag();
-    if (f === 1) digest = r.bytesField(f, wt);
+    if (f === 1) value = r.messageField(f, wt);
     else r.skip(f, wt);
   }
-  return digest;
+  return value;
 }
 
-/** The `data` of a `BlobChunk` (a view into `msg`; unknown fields skipped). */
+/** The digest of a `ReadBlobRequest` (a copy); a malformed message throws. */
+export function decodeReadRequest(msg: Uint8Array): Uint8Array {
+  return bytesField1(msg, "tvix.castore.v1.ReadBlobRequest").slice();
+}
+
+/** The `data` of a `BlobChunk` (a view into `msg`); a malformed message throws. */
 export function decodeBlobChunk(msg: Uint8Array): Uint8Array {
-  const r = new WireReader(msg, "tvix.castore.v1.BlobChunk");
-  let data: Uint8Array = new Uint8Array(0);
-  while (r.more()) {
-    const [f, wt] = r.tag();
-    if (f === 1) data = r.messageField(f, wt);
-    else r.skip(f, wt);
-  }
-  return data;
+  return bytesField1(msg, "tvix.castore.v1.BlobChunk");
 }
 
 /**
