@@ -46,7 +46,7 @@ import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
 import { HealthServiceDesc, HealthState, registerHealth } from "./health.ts";
 import { pumpGuarded, StreamTracker } from "../backends/grpc/h2guard.ts";
-import { H2_SETTINGS, widenConnectionWindow } from "../backends/grpc/h2settings.ts";
+import { H2_SERVER_SETTINGS, widenConnectionWindow } from "../backends/grpc/h2settings.ts";
 import { trimHeap } from "../sys/libc.ts";
 
 /** Most of {@linkcode DaemonOptions.maxConnections}' default. */
@@ -446,7 +446,7 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
   const sessions = new Set<http2.ServerHttp2Session>();
   const servers = new Set<http2.Http2Server>();
   const makeServer = () => {
-    const server = http2.createServer({ settings: H2_SETTINGS }, (req, res) => {
+    const server = http2.createServer({ settings: H2_SERVER_SETTINGS }, (req, res) => {
       inFlight++;
       trimsLeft = HEAP_TRIMS;
       res.once("close", () => {

@@ -19,6 +19,13 @@ export const H2_SETTINGS: http2.Settings = {
 };
 
 /**
+ * SETTINGS of our server: also a bound on the calls one connection runs at once (more wait in the
+ * client), since each open stream costs the daemon memory even while its call waits for a read
+ * slot (docs/performance.md).
+ */
+export const H2_SERVER_SETTINGS: http2.Settings = { ...H2_SETTINGS, maxConcurrentStreams: 256 };
+
+/**
  * Raises a session's connection window (not a SETTINGS parameter: it starts at 64 KiB and
  * grows only by WINDOW_UPDATE). Harmless on a session already closing.
  */
