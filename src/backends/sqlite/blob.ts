@@ -122,7 +122,8 @@ export class SqliteBlobService implements BlobService {
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
   #chunkRow: StatementSync;
-  #setParts: StatementSync;
+  /** Null where the store has no chunk lists (read-only, older than version 6). */
+  #setParts: StatementSync | null;
   /** Whether the store has chunk lists (version 6; a read-only connection reads older ones). */
   #hasParts: boolean;
   // Chunk lists being derived (concurrent readers share the pass), and those derived by a
@@ -148,17 +149,13 @@ export class SqliteBlobService implements BlobService {
     this.#insertInline = db.prepare(
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
-    this.#insertBlob = db.prepare(
-      "INSERT OR IGNORE INTO blobs (digest, size, chunks) VALUES (?, ?, ?)",
-    );
+    this.#insertBlob = db.prepare(INSERT_PACKED);
     const parts = hasColumn(db, "blobs", "parts");
     this.#chunkRow = db.prepare(
       `SELECT size, chunks, ${parts ? "parts" : "NULL AS parts"} FROM blobs WHERE digest = ?`,
     );
     this.#hasParts = parts;
-    this.#setParts = db.prepare(
-      parts ? "UPDATE blobs SET parts = ? WHERE digest = ? AND parts IS NULL" : "SELECT ?, ?",
-    );
+    this.#setParts = parts ? db.prepare(SET_PARTS) : null;
   }
 
   /**
@@ -246,20 +243,16 @@ export class SqliteBlobService implements BlobService {
    */
   #storeParts(digest: B3Digest, positions: number[], chunks: ChunkMeta[]): boolean {
     if (!this.#hasParts) return false;
-    let db = this.#h.db;
     let own: DatabaseSync | null = null;
     try {
-      if (!this.#h.writable) db = own = new DatabaseSync(this.#h.path, { timeout: 5_000 });
-      const set = db.prepare("UPDATE blobs SET parts = ? WHERE digest = ? AND parts IS NULL");
-      const insert = db.prepare(
-        "INSERT OR IGNORE INTO blobs (digest, size, chunks) VALUES (?, ?, ?)",
-      );
-      transaction(db, () => {
-        if (set.run(encodeParts(chunks), digest.bytes).changes === 0) return;
-        chunks.forEach((c, i) => {
-          insert.run(c.digest.bytes, c.size, encodePositions([positions[i]]));
-        });
-      });
+      let set = this.#setParts;
+      let insert = this.#insertBlob;
+      if (!set || !this.#h.writable) {
+        own = new DatabaseSync(this.#h.path, { timeout: 5_000 });
+        set = own.prepare(SET_PARTS);
+        insert = own.prepare(INSERT_PACKED);
+      }
+      transaction(own ?? this.#h.db, () => storeChunkRows(set!, insert, digest, positions, chunks));
       return true;
     } catch {
       return false; // read-only file or busy: the list serves this process
@@ -604,15 +597,11 @@ export class SqliteBlobService implements BlobService {
     chunks: ChunkMeta[] | null,
   ): boolean {
     const row = encodePositions(positions);
-    if (!chunks || !this.#hasParts) {
-      return this.#insertBlob.run(digest.bytes, size, row).changes > 0;
-    }
+    const setParts = this.#setParts;
+    if (!chunks || !setParts) return this.#insertBlob.run(digest.bytes, size, row).changes > 0;
     return transaction(this.#h.db, () => {
       if (this.#insertBlob.run(digest.bytes, size, row).changes === 0) return false;
-      this.#setParts.run(encodeParts(chunks), digest.bytes);
-      chunks.forEach((c, i) => {
-        this.#insertBlob.run(c.digest.bytes, c.size, encodePositions([positions[i]]));
-      });
+      storeChunkRows(setParts, this.#insertBlob, digest, positions, chunks);
       return true;
     });
   }
@@ -824,6 +813,26 @@ export class SqliteBlobService implements BlobService {
     await Promise.allSettled([...this.#unsettled]);
     await this.#h.release();
   }
+}
+
+const INSERT_PACKED = "INSERT OR IGNORE INTO blobs (digest, size, chunks) VALUES (?, ?, ?)";
+const SET_PARTS = "UPDATE blobs SET parts = ? WHERE digest = ? AND parts IS NULL";
+
+/**
+ * Stores a big blob's chunk list and a row per chunk (each pointing at the blob's own piece; a
+ * chunk stored already keeps its row), unless the blob has its list already. In a transaction.
+ */
+function storeChunkRows(
+  setParts: StatementSync,
+  insertPacked: StatementSync,
+  digest: B3Digest,
+  positions: number[],
+  chunks: ChunkMeta[],
+): void {
+  if (setParts.run(encodeParts(chunks), digest.bytes).changes === 0) return;
+  chunks.forEach((c, i) => {
+    insertPacked.run(c.digest.bytes, c.size, encodePositions([positions[i]]));
+  });
 }
 
 /** A blob's chunk list as stored in `parts` (see {@linkcode PART_LEN}). */
