@@ -15,6 +15,7 @@ const FLOORS: [prefix: string, floor: number, name: string][] = [
   ["src/base/", 0, "foundation: base"],
   ["src/gen/", 1, "foundation: generated protobuf"],
   ["src/sys/", 1, "foundation: sys"],
+  ["src/http2/", 1, "foundation: http2"],
   ["src/hash/", 2, "foundation: hash"],
   ["src/compress/", 2, "foundation: compression"],
   ["src/castore/", 3, "castore"],
@@ -56,7 +57,8 @@ function importsOf(file: string): string[] {
     .replace(/\/\*[\s\S]*?\*\//g, "") // block comments hold the doc examples
     .replace(/^\s*\/\/.*$/gm, "");
   const specs: string[] = [];
-  const re = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)(["'])([^"']+)\1/gm;
+  // `from` after white space or `}`: a string "from" (a header name, say) is not an import.
+  const re = /(?:(?<=[\s}])from\s*|\bimport\s*\(\s*|^\s*import\s+)(["'])([^"']+)\1/gm;
   for (const m of text.matchAll(re)) specs.push(m[2]);
   return specs;
 }

@@ -24,7 +24,8 @@ import {
 } from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
 import { guardedConnection } from "./h2guard.ts";
-import { READ_PATH, readBlobCall } from "./blob_read.ts";
+import { readBlobCall } from "./blob_read.ts";
+import { Http2Client } from "../../http2/client.ts";
 import { H2_SETTINGS, widenConnectionWindow } from "./h2settings.ts";
 
 // connect-node's session manager destroys a session with an error when a PING times out and
@@ -324,6 +325,8 @@ export function createTransport(
   // the GOAWAY guard (h2guard.ts): a server that stops must not crash this process.
   let sessionManager: SessionManager;
   let baseUrl: string;
+  // Blob reads go through our own HTTP/2 client, on a connection of their own.
+  let reads: Http2Client;
   if (t.kind === "unix") {
     const path = t.path;
     // Only used for :authority and the request path; the socket comes from createConnection.
@@ -336,6 +339,12 @@ export function createTransport(
           () => net.connect(path),
         ),
     });
+    reads = new Http2Client({
+      connect: () => Deno.connect({ transport: "unix", path }),
+      authority: "localhost",
+      scheme: "http",
+      ...ping,
+    });
   } else {
     baseUrl = t.baseUrl;
     const url = new URL(baseUrl);
@@ -344,25 +353,28 @@ export function createTransport(
     const port = Number(url.port || (tls ? 443 : 80));
     const ca = tls ? caBundle() : undefined;
     const upstream = async (): Promise<Deno.Conn> => {
+      const tcp = await Deno.connect({ hostname, port });
+      // Small frames (WINDOW_UPDATE, PING, headers) must not wait for Nagle's algorithm.
+      tcp.setNoDelay(true);
       if (tls) {
-        const c = await Deno.connectTls({
+        const c = await Deno.startTls(tcp, {
           hostname,
-          port,
           caCerts: ca ? [ca] : undefined,
           alpnProtocols: ["h2"],
         });
         try {
           // Now, so that a certificate the server is refused for is the error calls report.
-          await c.handshake();
+          const { alpnProtocol } = await c.handshake();
+          if (alpnProtocol !== "h2") {
+            throw new Error(`the server does not speak HTTP/2 over TLS (ALPN ${alpnProtocol})`);
+          }
         } catch (e) {
           c.close();
           throw e;
         }
         return c;
       }
-      const c = await Deno.connect({ hostname, port });
-      c.setNoDelay(true);
-      return c;
+      return tcp;
     };
     sessionManager = new SessionManager(baseUrl, ping, {
       settings: H2_SETTINGS,
@@ -374,6 +386,12 @@ export function createTransport(
               ? tlsConnect({ host: hostname, port, ca, ALPNProtocols: ["h2"] })
               : net.connect(port, hostname),
         ),
+    });
+    reads = new Http2Client({
+      connect: upstream,
+      authority: url.host,
+      scheme: tls ? "https" : "http",
+      ...ping,
     });
   }
   const interceptors: Interceptor[] = [];
@@ -392,14 +410,15 @@ export function createTransport(
     transport: createGrpcTransport({ ...common, baseUrl, sessionManager, interceptors }),
     readBlob: (digest, signal) =>
       readBlobCall(digest, {
-        request: (h) => sessionManager.request("POST", READ_PATH, h, {}),
-        // The session manager's streams read through readResponse.
-        body: (stream) => stream,
+        client: reads,
         headers: readHeaders,
         readMaxBytes: common.readMaxBytes,
         signal,
       }),
-    close: () => sessionManager.abort(),
+    close: () => {
+      sessionManager.abort();
+      reads.close();
+    },
   };
 }
 
