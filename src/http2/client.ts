@@ -86,9 +86,10 @@ const MAX_FRAME = 1 << 20;
 /** Largest header block (all its CONTINUATION frames) we accept. */
 const MAX_HEADER_BLOCK = 1 << 20;
 
-/**
- * A call in progress: the response's headers, its body as it arrives, then its trailers.
- */
+/** A request body: all of it, streamed, or none. */
+export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | null;
+
+/** A call in progress: the response's headers, its body as it arrives, then its trailers. */
 export interface Http2Call {
   /** The response headers (the first HEADERS block); rejects if the call fails before them. */
   readonly response: Promise<HeaderField[]>;
@@ -256,7 +257,7 @@ class Connection {
   }
 
   /** Opens a stream: waits for a slot under the server's stream limit. */
-  async open(headers: HeaderField[], body: Uint8Array | null): Promise<Stream> {
+  async open(headers: HeaderField[], body: RequestBody): Promise<Stream> {
     while (this.#streams.size >= this.#peerMaxStreams && !this.dead && !this.draining) {
       await new Promise<void>((r) => this.#waitingForSlot.push(r));
     }
@@ -270,8 +271,34 @@ class Connection {
     if (this.#streams.size === 1) this.#busy();
     this.#sendHeaders(id, headers, body === null);
     if (body === null) s.localEnded = true;
-    else await this.sendData(s, body, true);
+    else if (body instanceof Uint8Array) await this.sendData(s, body, true);
+    else this.#sendBody(s, body);
     return s;
+  }
+
+  /** Sends a streamed request body while the response comes; a failing body resets the call. */
+  async #sendBody(s: Stream, body: AsyncIterable<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of body) {
+        if (s.error || s.closed || s.remoteEnded) return; // the server answered or it failed
+        if (chunk.length > 0) await this.sendData(s, chunk, false);
+      }
+      if (!s.error && !s.closed && !s.localEnded) await this.sendData(s, new Uint8Array(0), true);
+    } catch (e) {
+      if (s.error || s.closed) return;
+      if (!this.dead) this.#send(rstStreamFrame(s.id, ErrorCode.CANCEL));
+      s.fail(
+        new Http2Error(
+          "cancelled",
+          `the request body failed: ${(e as Error)?.message ?? e}`,
+          undefined,
+          {
+            cause: e,
+          },
+        ),
+      );
+      this.#forget(s);
+    }
   }
 
   #sendHeaders(id: number, headers: HeaderField[], endStream: boolean): void {
@@ -295,6 +322,7 @@ class Connection {
     do {
       if (s.error) throw s.error;
       if (this.dead) throw this.dead;
+      if (s.closed) return; // the server ended the call: nothing more to send
       const n = Math.min(data.length - o, this.#peerMaxFrame, s.sendWindow, this.#connSendWindow);
       if (n <= 0 && data.length > 0) {
         await new Promise<void>((r) => this.#sendWaiters.push(r));
@@ -355,6 +383,7 @@ class Connection {
     if (s.closed) return;
     s.closed = true;
     this.#streams.delete(s.id);
+    this.#wakeSenders();
     this.#waitingForSlot.shift()?.();
     if (this.#streams.size === 0) this.#idle();
   }
@@ -836,9 +865,10 @@ export class Http2Client {
 
   /**
    * Starts a call: `headers` are the method, path and the rest (`:scheme` and `:authority` are
-   * added), `body` the whole request body (null for none). Resolves once the request is sent.
+   * added), `body` the request body: all of it (sent before this resolves), a stream (sent while
+   * the response comes) or null for none.
    */
-  async request(headers: HeaderField[], body: Uint8Array | null = null): Promise<Http2Call> {
+  async request(headers: HeaderField[], body: RequestBody = null): Promise<Http2Call> {
     if (this.#closed) throw new Http2Error("unavailable", "the client is closed");
     const pseudo = headers.filter(([n]) => n.startsWith(":"));
     const rest = headers.filter(([n]) => !n.startsWith(":"));

@@ -40,11 +40,6 @@ export interface Backend {
 }
 
 const ALL: Sanitizers = { resources: true, ops: true };
-// The gRPC clients' close() (src/backends/grpc/transport.ts) aborts the HTTP/2 session and
-// returns at once, while the connection under it — the GOAWAY guard's pump (h2guard.ts
-// guardedConnection) with its socket pair and pending read — ends a moment later: each case
-// would be blamed for it, and the next one for its closing.
-const GRPC_CLOSE_RETURNS_EARLY: Sanitizers = { resources: false, ops: false };
 
 /** A store at `addr(dir)` in a fresh temp dir, removed on cleanup. */
 async function local(
@@ -180,18 +175,18 @@ export const BACKENDS: readonly Backend[] = [
   {
     name: "grpc(unix) → memory",
     open: () => remote("unix", "memory"),
-    sanitize: GRPC_CLOSE_RETURNS_EARLY,
+    sanitize: ALL,
   },
   {
     name: "grpc(tcp) → memory",
     open: () => remote("tcp", "memory"),
-    sanitize: GRPC_CLOSE_RETURNS_EARLY,
+    sanitize: ALL,
   },
   // What `nixcas daemon` serves from an SQLite file, in read-server mode.
   {
     name: "grpc(unix) → sqlite(file, read-server mode)",
     open: () => remote("unix", "sqlite-read-server"),
-    sanitize: GRPC_CLOSE_RETURNS_EARLY,
+    sanitize: ALL,
   },
 ];
 

@@ -88,7 +88,9 @@ Deno.test("nixcas daemon --max-directories-per-put: a longer stream is cut off",
     for (const dir of five) await p.put(dir);
     assert.equal((await p.close()).toString(), directoryDigest(five[4]).toString());
 
-    // An endless stream: the putter fails as soon as the daemon refuses the 6th directory.
+    // An endless stream: the putter fails soon after the daemon refuses the 6th directory, not
+    // at the end (a pause after each put lets the answer in: 1,000 small directories would
+    // otherwise all be on their way before it comes).
     const endless = chain(1000);
     const q = directories.putMultipleStart();
     let sent = 0;
@@ -97,6 +99,7 @@ Deno.test("nixcas daemon --max-directories-per-put: a longer stream is cut off",
         for (const dir of endless) {
           await q.put(dir);
           sent++;
+          await new Promise((r) => setTimeout(r, 1));
         }
         await q.close();
       })(),

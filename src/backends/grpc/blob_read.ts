@@ -10,9 +10,9 @@
 import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 import { codeFromHttpStatus, findTrailerError } from "npm:@connectrpc/connect@2.2.0/protocol-grpc";
 import { WireReader } from "../../castore/wire.ts";
-import { type Http2Call, type Http2Client, Http2Error } from "../../http2/client.ts";
-import { ErrorCode } from "../../http2/frames.ts";
+import type { Http2Call, Http2Client } from "../../http2/client.ts";
 import type { HeaderField } from "../../http2/hpack.ts";
+import { connectErrorOf, headersOf } from "./http_client.ts";
 
 /** The request path of BlobService/Read. */
 export const READ_PATH = "/tvix.castore.v1.BlobService/Read";
@@ -195,35 +195,6 @@ export interface ReadCallOptions {
   signal?: AbortSignal;
 }
 
-/** The gRPC status code for an HTTP/2 failure (the gRPC spec's table for resets). */
-function fromHttp2Error(e: unknown): ConnectError {
-  if (!(e instanceof Http2Error)) return ConnectError.from(e);
-  let code: Code;
-  switch (e.kind) {
-    case "unavailable":
-    case "refused":
-      code = Code.Unavailable;
-      break;
-    case "cancelled":
-      code = Code.Canceled;
-      break;
-    case "reset":
-      code = e.h2Code === ErrorCode.REFUSED_STREAM
-        ? Code.Unavailable
-        : e.h2Code === ErrorCode.CANCEL
-        ? Code.Canceled
-        : e.h2Code === ErrorCode.ENHANCE_YOUR_CALM
-        ? Code.ResourceExhausted
-        : e.h2Code === ErrorCode.INADEQUATE_SECURITY
-        ? Code.PermissionDenied
-        : Code.Internal;
-      break;
-    default:
-      code = Code.Internal;
-  }
-  return new ConnectError(e.message, code, undefined, undefined, e);
-}
-
 /**
  * Calls BlobService/Read for `digest` and yields each `BlobChunk`'s data as it arrives; a
  * non-OK status throws a ConnectError with the server's code and message.
@@ -243,7 +214,7 @@ export async function* readBlobCall(
       ...Object.entries(opts.headers ?? {}),
     ], encodeReadRequest(digest));
   } catch (e) {
-    throw fromHttp2Error(e);
+    throw connectErrorOf(e);
   }
   const cancel = () => call.cancel();
   opts.signal?.addEventListener("abort", cancel, { once: true });
@@ -252,9 +223,9 @@ export async function* readBlobCall(
     try {
       head = await call.response;
     } catch (e) {
-      throw fromHttp2Error(e);
+      throw connectErrorOf(e);
     }
-    const headers = toHeaders(head);
+    const headers = headersOf(head);
     const status = Number(head.find(([n]) => n === ":status")?.[1]);
     if (headers.has("grpc-status")) {
       // A trailers-only answer: the status is all there is (grpcio answers so for no data).
@@ -271,13 +242,13 @@ export async function* readBlobCall(
         for (const msg of splitter.push(piece)) yield decodeBlobChunk(msg);
       }
     } catch (e) {
-      throw e instanceof ConnectError ? e : fromHttp2Error(e);
+      throw connectErrorOf(e);
     }
     if (splitter.pending > 0) {
       throw new ConnectError("protocol error: incomplete message", Code.Internal);
     }
     if (!call.trailers) throw new ConnectError("protocol error: missing trailers", Code.Internal);
-    const end = toHeaders(call.trailers);
+    const end = headersOf(call.trailers);
     const failed = findTrailerError(end);
     if (failed) throw failed;
     if (!end.has("grpc-status")) {
@@ -287,13 +258,4 @@ export async function* readBlobCall(
     opts.signal?.removeEventListener("abort", cancel);
     call.cancel();
   }
-}
-
-function toHeaders(fields: HeaderField[]): Headers {
-  const out = new Headers();
-  for (const [k, v] of fields) {
-    if (k.startsWith(":")) continue;
-    out.append(k, v);
-  }
-  return out;
 }

@@ -4,12 +4,10 @@
  * 139; uncatchable) when a session receives GOAWAY in some states (denoland/deno#36788): a
  * server when a client leaves, a client when its server stops after a large upload.
  *
- * So no `node:http2` session ever sees the peer's GOAWAY. Each connection is pumped between
- * `Deno` sockets with the peer's GOAWAY frames cut out of the byte stream:
- * - the daemon's HTTP/2 server listens only on a private unix socket behind `Deno.listen`
- *   ({@linkcode pumpGuarded} with `cut: "client"`);
- * - a client's session talks to a one-shot private unix socket whose pump holds the real
- *   connection ({@linkcode guardedConnection}, `cut: "server"`).
+ * So no `node:http2` session ever sees the peer's GOAWAY. The daemon's HTTP/2 server listens only
+ * on a private unix socket behind `Deno.listen`, and each connection is pumped between `Deno`
+ * sockets with the client's GOAWAY frames cut out of the byte stream ({@linkcode pumpGuarded} with
+ * `cut: "client"`). Our clients need no guard: they speak HTTP/2 themselves (`src/http2/`).
  *
  * A GOAWAY only announces that the sender opens (or accepts) no more streams and is followed by
  * the connection closing, which the other side still sees; dropping the frame loses nothing the
@@ -18,7 +16,6 @@
  *
  * @module
  */
-import * as net from "node:net";
 
 /** Length of the HTTP/2 client connection preface (`PRI * HTTP/2.0…`). */
 const PREFACE_LEN = 24;
@@ -270,87 +267,4 @@ export async function pumpGuarded(
     }
   };
   await Promise.all([inbound(), outbound()]);
-}
-
-/** Deno's connection errors as `node:net` reports them, with a `code` such as ECONNREFUSED. */
-function connectError(e: unknown): Error {
-  const err = e instanceof Error ? e : new Error(String(e));
-  const code = err instanceof Deno.errors.ConnectionRefused
-    ? "ECONNREFUSED"
-    : err instanceof Deno.errors.NotFound
-    ? "ENOENT"
-    : err instanceof Deno.errors.PermissionDenied
-    ? "EACCES"
-    : err instanceof Deno.errors.ConnectionReset
-    ? "ECONNRESET"
-    : err instanceof Deno.errors.TimedOut
-    ? "ETIMEDOUT"
-    : null;
-  if (!code) return err;
-  return Object.assign(new Error(`connect ${code}: ${err.message}`, { cause: err }), { code });
-}
-
-/**
- * A socket for `node:http2`'s `createConnection` that reaches the server through a pump cutting
- * out the server's GOAWAY frames. The socket is connected to a private unix socket in a fresh
- * 0700 temporary directory, removed as soon as the connection is accepted; the pump then opens
- * the real connection with `upstream`. When that fails, the socket is destroyed with its error,
- * so the session reports why. Without the permissions for this (temporary directory, unix
- * sockets), the real connection is made directly by `direct`.
- */
-export function guardedConnection(
-  upstream: () => Promise<Deno.Conn>,
-  direct: () => net.Socket,
-): net.Socket {
-  let dir: string;
-  let listener: Deno.Listener;
-  try {
-    dir = Deno.makeTempDirSync({ prefix: "nixcas-h2c-" });
-  } catch {
-    return direct();
-  }
-  const cleanup = () => {
-    try {
-      listener?.close();
-    } catch { /* already closed */ }
-    try {
-      Deno.removeSync(dir, { recursive: true });
-    } catch { /* already gone */ }
-  };
-  try {
-    listener = Deno.listen({ transport: "unix", path: `${dir}/h2` });
-  } catch {
-    cleanup();
-    return direct();
-  }
-  // The pump must not keep a process alive: the session's own socket does while it is in use.
-  listener.unref();
-  const socket = net.connect(`${dir}/h2`);
-  (async () => {
-    let local: Deno.Conn | undefined;
-    let remote: Deno.Conn | undefined;
-    try {
-      local = await listener.accept();
-      cleanup();
-      local.unref();
-      try {
-        remote = await upstream();
-      } catch (e) {
-        socket.destroy(connectError(e));
-        return;
-      }
-      remote.unref();
-      await pumpGuarded(local, remote, "server");
-    } catch {
-      socket.destroy();
-    } finally {
-      cleanup();
-      for (const c of [local, remote]) {
-        try {
-          c?.close();
-        } catch { /* already closed */ }
-      }
-    }
-  })();
-  return socket;
 }

@@ -4,16 +4,13 @@
  *
  * @module
  */
-import * as http2 from "node:http2";
-import * as net from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import {
   Code,
   ConnectError,
   type Interceptor,
   type Transport,
 } from "npm:@connectrpc/connect@2.2.0";
-import { createGrpcTransport, Http2SessionManager } from "npm:@connectrpc/connect-node@2.2.0";
+import { createTransport as createGrpcTransport } from "npm:@connectrpc/connect@2.2.0/protocol-grpc";
 import {
   CorruptDataError,
   InvalidRequestError,
@@ -23,111 +20,9 @@ import {
   UnavailableError,
 } from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
-import { guardedConnection } from "./h2guard.ts";
 import { readBlobCall } from "./blob_read.ts";
+import { universalClient } from "./http_client.ts";
 import { Http2Client } from "../../http2/client.ts";
-import { H2_SETTINGS, widenConnectionWindow } from "./h2settings.ts";
-
-// connect-node's session manager destroys a session with an error when a PING times out and
-// may have removed its own "error" listener by the time Deno emits the event, which would then
-// be an uncaught exception that ends the process. The manager has already seen the failure
-// (calls fail with UNAVAILABLE), so give every session destroyed with an error a listener that
-// swallows that one event.
-const sessionProto =
-  (http2 as unknown as { ClientHttp2Session?: { prototype: http2.Http2Session } })
-    .ClientHttp2Session?.prototype;
-if (sessionProto && !(sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded) {
-  const destroy = sessionProto.destroy;
-  sessionProto.destroy = function (this: http2.Http2Session, err?: Error, code?: number) {
-    if (err) this.once("error", () => {});
-    return destroy.call(this, err, code);
-  };
-  (sessionProto as { nixcasGuarded?: boolean }).nixcasGuarded = true;
-}
-
-/**
- * Reads a response stream as Node's own Readable iterator does, but tells its end from the
- * Readable's state. Deno 2.9.6's `finished()` (under that iterator) takes `Http2Stream.closed`,
- * which turns true once the server's trailers arrived, for the Readable being closed: an
- * iteration that began after a whole answer had arrived failed with "Premature close" at its
- * end whenever the consumer paused while messages were still buffered (a slow `list` consumer,
- * a recursive Get, a Read of a blob sent in small messages).
- */
-async function* readResponse(stream: http2.ClientHttp2Stream): AsyncGenerator<Uint8Array> {
-  let ended = stream.readableEnded;
-  let error: unknown = stream.errored ?? undefined;
-  let wake: (() => void) | null = null;
-  const notify = () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-  const onEnd = () => {
-    ended = true;
-    notify();
-  };
-  const onError = (e: unknown) => {
-    error ??= e;
-    notify();
-  };
-  // A Readable closes after its end unless it was destroyed early (reset, connection lost).
-  const onClose = () => {
-    if (!ended) error ??= prematureClose();
-    notify();
-  };
-  stream.on("readable", notify);
-  stream.on("end", onEnd);
-  stream.on("error", onError);
-  stream.on("close", onClose);
-  try {
-    for (;;) {
-      const chunk: Uint8Array | null = stream.destroyed ? null : stream.read();
-      if (chunk !== null) {
-        yield chunk;
-        continue;
-      }
-      if (error !== undefined) throw error;
-      if (ended) return;
-      if (stream.destroyed) throw prematureClose();
-      await new Promise<void>((r) => (wake = r));
-    }
-  } finally {
-    stream.off("readable", notify);
-    stream.off("end", onEnd);
-    stream.off("error", onError);
-    stream.off("close", onClose);
-    // As Node's iterator: a consumer that stops early (or fails) ends the stream.
-    if (!ended || error !== undefined) stream.destroy();
-  }
-}
-
-function prematureClose(): Error {
-  return Object.assign(new Error("Premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" });
-}
-
-const widened = new WeakSet<http2.Http2Session>();
-
-/**
- * connect-node's session manager, with every response read by {@linkcode readResponse} and
- * each session's connection window widened on its first request.
- */
-class SessionManager extends Http2SessionManager {
-  override async request(
-    ...args: Parameters<Http2SessionManager["request"]>
-  ): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(...args);
-    const session = stream.session;
-    if (session && !widened.has(session)) {
-      widened.add(session);
-      widenConnectionWindow(session);
-    }
-    Object.defineProperty(stream, Symbol.asyncIterator, {
-      configurable: true,
-      value: () => readResponse(stream),
-    });
-    return stream;
-  }
-}
 
 /**
  * Options for {@linkcode createTransport}.
@@ -321,25 +216,14 @@ export function createTransport(
     readMaxBytes: 64 << 20,
     writeMaxBytes: 64 << 20,
   };
-  // Our own session manager, so close() can end the connection. Every connection goes through
-  // the GOAWAY guard (h2guard.ts): a server that stops must not crash this process.
-  let sessionManager: SessionManager;
+  // One HTTP/2 connection of our own (src/http2/) carries every call.
+  let client: Http2Client;
   let baseUrl: string;
-  // Blob reads go through our own HTTP/2 client, on a connection of their own.
-  let reads: Http2Client;
   if (t.kind === "unix") {
     const path = t.path;
-    // Only used for :authority and the request path; the socket comes from createConnection.
+    // Only used for :authority and the request path; the socket is the unix one.
     baseUrl = "http://localhost";
-    sessionManager = new SessionManager(baseUrl, ping, {
-      settings: H2_SETTINGS,
-      createConnection: () =>
-        guardedConnection(
-          () => Deno.connect({ transport: "unix", path }),
-          () => net.connect(path),
-        ),
-    });
-    reads = new Http2Client({
+    client = new Http2Client({
       connect: () => Deno.connect({ transport: "unix", path }),
       authority: "localhost",
       scheme: "http",
@@ -352,43 +236,30 @@ export function createTransport(
     const tls = url.protocol === "https:";
     const port = Number(url.port || (tls ? 443 : 80));
     const ca = tls ? caBundle() : undefined;
-    const upstream = async (): Promise<Deno.Conn> => {
+    const connect = async (): Promise<Deno.Conn> => {
       const tcp = await Deno.connect({ hostname, port });
       // Small frames (WINDOW_UPDATE, PING, headers) must not wait for Nagle's algorithm.
       tcp.setNoDelay(true);
-      if (tls) {
-        const c = await Deno.startTls(tcp, {
-          hostname,
-          caCerts: ca ? [ca] : undefined,
-          alpnProtocols: ["h2"],
-        });
-        try {
-          // Now, so that a certificate the server is refused for is the error calls report.
-          const { alpnProtocol } = await c.handshake();
-          if (alpnProtocol !== "h2") {
-            throw new Error(`the server does not speak HTTP/2 over TLS (ALPN ${alpnProtocol})`);
-          }
-        } catch (e) {
-          c.close();
-          throw e;
+      if (!tls) return tcp;
+      const c = await Deno.startTls(tcp, {
+        hostname,
+        caCerts: ca ? [ca] : undefined,
+        alpnProtocols: ["h2"],
+      });
+      try {
+        // Now, so that a certificate the server is refused for is the error calls report.
+        const { alpnProtocol } = await c.handshake();
+        if (alpnProtocol !== "h2") {
+          throw new Error(`the server does not speak HTTP/2 over TLS (ALPN ${alpnProtocol})`);
         }
-        return c;
+      } catch (e) {
+        c.close();
+        throw e;
       }
-      return tcp;
+      return c;
     };
-    sessionManager = new SessionManager(baseUrl, ping, {
-      settings: H2_SETTINGS,
-      createConnection: () =>
-        guardedConnection(
-          upstream,
-          () =>
-            tls
-              ? tlsConnect({ host: hostname, port, ca, ALPNProtocols: ["h2"] })
-              : net.connect(port, hostname),
-        ),
-    });
-    reads = new Http2Client({
-      connect: upstream,
+    client = new Http2Client({
+      connect,
       authority: url.host,
       scheme: tls ? "https" : "http",
       ...ping,
@@ -407,18 +278,23 @@ export function createTransport(
     : { authorization: `Bearer ${token}` };
   return {
     address,
-    transport: createGrpcTransport({ ...common, baseUrl, sessionManager, interceptors }),
+    transport: createGrpcTransport({
+      ...common,
+      httpClient: universalClient(client),
+      baseUrl,
+      interceptors,
+      useBinaryFormat: true,
+      sendCompression: null,
+      compressMinBytes: 1024,
+    }),
     readBlob: (digest, signal) =>
       readBlobCall(digest, {
-        client: reads,
+        client,
         headers: readHeaders,
         readMaxBytes: common.readMaxBytes,
         signal,
       }),
-    close: () => {
-      sessionManager.abort();
-      reads.close();
-    },
+    close: () => client.close(),
   };
 }
 
