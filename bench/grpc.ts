@@ -1,7 +1,6 @@
 /**
  * gRPC blob throughput: a 256 MiB blob put and read through the daemon by python grpcio and by
- * our client, beside python-to-python in the same run, and the daemon without the GOAWAY guard
- * (what the guard costs). Prints MiB/s and ratios.
+ * our client, beside python-to-python in the same run. Prints MiB/s and ratios.
  *
  * Usage: `deno run -A bench/grpc.ts [MiB=256] [rounds=2]` (needs /usr/bin/python3 with grpcio,
  * and b3sum). Best of `rounds` per cell.
@@ -80,21 +79,15 @@ try {
   } finally {
     await py.stop();
   }
-  for (const guard of [true, false]) {
-    const d = await startDaemonProcess("127.0.0.1:0", guard ? [] : ["--no-guard"]);
-    const tag = guard ? "" : " (no GOAWAY guard)";
-    try {
-      rows.push([
-        `python client -> nixcas daemon${tag}`,
-        await best(() => pyClient(stubs, d.address)),
-      ]);
-      rows.push([
-        `nixcas client -> nixcas daemon${tag}`,
-        await best(() => ourClient(`grpc+http://${d.address}`)),
-      ]);
-    } finally {
-      await d.stop();
-    }
+  const d = await startDaemonProcess("127.0.0.1:0");
+  try {
+    rows.push(["python client -> nixcas daemon", await best(() => pyClient(stubs, d.address))]);
+    rows.push([
+      "nixcas client -> nixcas daemon",
+      await best(() => ourClient(`grpc+http://${d.address}`)),
+    ]);
+  } finally {
+    await d.stop();
   }
 } finally {
   await Deno.remove(stubs, { recursive: true });
@@ -109,16 +102,6 @@ for (const [name, r] of rows) {
       `   read ${r.read.toFixed(0).padStart(5)} MiB/s (${(r.read / base.read).toFixed(2)}x py-py)`,
   );
 }
-const g = (n: string) => rows.find(([k]) => k === n)![1];
-for (const who of ["python client", "nixcas client"]) {
-  const a = g(`${who} -> nixcas daemon`), b = g(`${who} -> nixcas daemon (no GOAWAY guard)`);
-  console.log(
-    `guard cost, ${who}: put ${(a.put / b.put).toFixed(2)}x, read ${
-      (a.read / b.read).toFixed(2)
-    }x of unguarded`,
-  );
-}
-
 if (Deno.args.includes("--rows")) {
   const ref = `${base.put.toFixed(0)} / ${base.read.toFixed(0)}`;
   console.log(JSON.stringify(

@@ -18,7 +18,7 @@ import { clip, InvalidRequestError } from "../base/errors.ts";
 import { MemoryPathInfoService } from "./memory/path_info.ts";
 import type { PathInfoService } from "../store/path_info_service.ts";
 import { SqlitePathInfoService } from "./sqlite/path_info.ts";
-// The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened: a
+// The gRPC clients (and Connect under them) load only when a grpc+ address is opened: a
 // local import then starts ~50 ms sooner.
 
 /**
@@ -328,7 +328,7 @@ const OPENERS: {
       return new NixCachePathInfoService(r.parsed.cache, blobs, dirs, local, { trustedKeys });
     },
   },
-  // The gRPC clients (and node:http2 under them) load only when a grpc+ address is opened.
+  // The gRPC clients (and Connect under them) load only when a grpc+ address is opened.
   grpc: {
     blob: async (r) => new (await import("./grpc/blob.ts")).GrpcBlobService(r.addr),
     directory: async (r) => new (await import("./grpc/directory.ts")).GrpcDirectoryService(r.addr),

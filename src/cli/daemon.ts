@@ -181,7 +181,7 @@ export const daemonCommand: CommandSpec<DaemonOptions> = {
         throw new CliError(`--auth-token-file: ${(e as Error).message}`, 2);
       }
     }
-    // Loaded here, not at startup: other commands never need the server (or node:http2).
+    // Loaded here, not at startup: other commands never need the server.
     const { closeOnSignal, serveDaemon } = await import("../server/daemon.ts");
     // A long-running read server: the SQLite file is memory-mapped.
     const services = await openServices(opts, { readServer: true });

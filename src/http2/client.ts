@@ -26,40 +26,15 @@ import {
   windowUpdateFrame,
 } from "./frames.ts";
 import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
+import {
+  FrameReader,
+  type FrameSink,
+  FrameWriter,
+  Http2Error,
+  protocolError,
+} from "./connection.ts";
 
-/**
- * Why a call failed: `unavailable` (no connection, or it was lost), `refused` (the server took
- * none of it: REFUSED_STREAM or beyond its GOAWAY, safe to retry), `reset` (RST_STREAM from the
- * server, {@linkcode Http2Error.h2Code} says why), `protocol` (the server broke the protocol),
- * `cancelled` (by the caller).
- */
-export type Http2ErrorKind = "unavailable" | "refused" | "reset" | "protocol" | "cancelled";
-
-/**
- * The one error of this client, with a kind and, for resets, the HTTP/2 error code.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { Http2Error } from "./client.ts";
- * const e = new Http2Error("reset", "stream reset by the server: CANCEL", 8);
- * assert.equal(e.kind, "reset");
- * assert.equal(e.h2Code, 8);
- * ```
- */
-export class Http2Error extends Error {
-  /** What kind of failure. */
-  readonly kind: Http2ErrorKind;
-  /** The HTTP/2 error code of a reset or GOAWAY, if any. */
-  readonly h2Code?: number;
-  /** Creates the error. */
-  constructor(kind: Http2ErrorKind, message: string, h2Code?: number, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "Http2Error";
-    this.kind = kind;
-    this.h2Code = h2Code;
-  }
-}
+export { Http2Error, type Http2ErrorKind } from "./connection.ts";
 
 /** Options of {@linkcode Http2Client}. */
 export interface Http2ClientOptions {
@@ -201,26 +176,10 @@ class Connection {
   #sendWaiters: (() => void)[] = [];
   // Our receive side.
   #connUnacked = 0;
-  // Writing.
-  #out: Uint8Array[] = [];
-  #outBytes = 0;
-  #writing: Promise<void> | null = null;
-  // Reading state.
-  #head = new Uint8Array(FRAME_HEADER);
-  #headLen = 0;
-  #type = 0;
-  #flags = 0;
-  #sid = 0;
-  #remaining = 0; // payload bytes of the current frame still to come
-  #payload: Uint8Array | null = null; // non-DATA payload being gathered
-  #payloadLen = 0;
-  #padLen = -1; // DATA: -1 until the pad length byte is read (PADDED), then the pad bytes
-  #dataLeft = 0; // DATA: data bytes (not padding) still to come
-  #retained = false;
-  #block: Uint8Array[] | null = null; // a header block waiting for CONTINUATION
-  #blockLen = 0;
-  #blockStream = 0;
-  #blockEnd = false;
+  #writer: FrameWriter;
+  #reader: FrameReader;
+  // The DATA frame being read: the stream it is for, if that stream takes it.
+  #dataStream: Stream | null = null;
   // Liveness.
   #lastFrame = 0;
   #pingSent = 0;
@@ -234,6 +193,13 @@ class Connection {
     this.#sock = sock;
     this.#opts = opts;
     this.#onIdle = onIdle;
+    this.#writer = new FrameWriter(sock, (e) =>
+      this.#fail(
+        new Http2Error("unavailable", `write failed: ${(e as Error).message}`, undefined, {
+          cause: e,
+        }),
+      ));
+    this.#reader = new FrameReader(this.#sink(), MAX_FRAME, MAX_HEADER_BLOCK);
     this.#send(
       CLIENT_PREFACE,
       settingsFrame([
@@ -423,49 +389,12 @@ class Connection {
     }
   }
 
-  // Writing: frames are queued and written in order by one loop; small ones are joined.
-
   #send(...parts: Uint8Array[]): void {
-    if (this.dead) return;
-    for (const p of parts) {
-      this.#out.push(p);
-      this.#outBytes += p.length;
-    }
-    this.#writing ??= this.#writeLoop();
+    if (!this.dead) this.#writer.send(...parts);
   }
 
-  async #writeLoop(): Promise<void> {
-    try {
-      while (this.#out.length > 0) {
-        let chunk: Uint8Array;
-        if (this.#out.length === 1 || this.#outBytes > 256 << 10) {
-          chunk = this.#out.shift()!;
-        } else {
-          chunk = new Uint8Array(this.#outBytes);
-          let o = 0;
-          for (const p of this.#out) {
-            chunk.set(p, o);
-            o += p.length;
-          }
-          this.#out = [];
-        }
-        this.#outBytes -= chunk.length;
-        let o = 0;
-        while (o < chunk.length) o += await this.#sock.write(chunk.subarray(o));
-      }
-    } catch (e) {
-      this.#fail(
-        new Http2Error("unavailable", `write failed: ${(e as Error).message}`, undefined, {
-          cause: e,
-        }),
-      );
-    } finally {
-      this.#writing = null;
-    }
-  }
-
-  async #drained(): Promise<void> {
-    while (this.#writing) await this.#writing;
+  #drained(): Promise<void> {
+    return this.#writer.drained();
   }
 
   // Reading.
@@ -480,208 +409,122 @@ class Connection {
           return;
         }
         this.#lastFrame = Date.now();
-        this.#parse(buf.subarray(0, n));
+        this.#reader.push(buf.subarray(0, n));
         if (this.dead) return;
-        if (this.#retained) {
+        if (this.#reader.retained) {
           buf = new Uint8Array(READ_SIZE);
-          this.#retained = false;
+          this.#reader.retained = false;
         }
       }
     } catch (e) {
       if (this.dead) return;
-      const err = e instanceof Http2Error
-        ? e
-        : new Http2Error("unavailable", `connection lost: ${(e as Error).message}`, undefined, {
+      if (e instanceof Http2Error && e.kind === "protocol") {
+        // We accept no streams of the server's: the last one is 0.
+        this.#send(goawayFrame(0, e.h2Code ?? ErrorCode.PROTOCOL_ERROR));
+        this.#fail(
+          new Http2Error(
+            "protocol",
+            `HTTP/2 protocol error from the server: ${e.message}`,
+            e.h2Code,
+          ),
+        );
+        return;
+      }
+      this.#fail(
+        new Http2Error("unavailable", `connection lost: ${(e as Error).message}`, undefined, {
           cause: e,
-        });
-      this.#fail(err);
+        }),
+      );
     }
   }
 
-  #protocolError(message: string, code: number = ErrorCode.PROTOCOL_ERROR): never {
-    this.#send(goawayFrame(0, code)); // we accept no streams of the server's
-    throw new Http2Error("protocol", `HTTP/2 protocol error from the server: ${message}`, code);
-  }
-
-  #parse(data: Uint8Array): void {
-    let o = 0;
-    while (o < data.length) {
-      if (this.#remaining === 0 && this.#headLen < FRAME_HEADER) {
-        const take = Math.min(FRAME_HEADER - this.#headLen, data.length - o);
-        this.#head.set(data.subarray(o, o + take), this.#headLen);
-        this.#headLen += take;
-        o += take;
-        if (this.#headLen < FRAME_HEADER) return;
-        this.#startFrame();
-        if (this.#remaining === 0) this.#endFrame(new Uint8Array(0));
-        continue;
-      }
-      const take = Math.min(this.#remaining, data.length - o);
-      const part = data.subarray(o, o + take);
-      o += take;
-      this.#remaining -= take;
-      if (this.#type === FrameType.DATA) this.#dataPart(part);
-      else {
-        this.#payload!.set(part, this.#payloadLen);
-        this.#payloadLen += take;
-      }
-      if (this.#remaining === 0) {
-        this.#endFrame(this.#payload ?? new Uint8Array(0));
-      }
-    }
-  }
-
-  #startFrame(): void {
-    const h = this.#head;
-    const length = (h[0] << 16) | (h[1] << 8) | h[2];
-    this.#type = h[3];
-    this.#flags = h[4];
-    this.#sid = new DataView(h.buffer).getUint32(5) & MAX_WINDOW;
-    this.#headLen = 0;
-    if (length > MAX_FRAME) {
-      this.#protocolError(`frame of ${length} bytes`, ErrorCode.FRAME_SIZE_ERROR);
-    }
-    if (this.#block && this.#type !== FrameType.CONTINUATION) {
-      this.#protocolError("a header block was interrupted");
-    }
-    this.#remaining = length;
-    this.#payload = null;
-    this.#payloadLen = 0;
-    if (this.#type === FrameType.DATA) {
-      if (this.#sid === 0) this.#protocolError("DATA on stream 0");
-      // Flow control counts the whole payload, padding included.
-      this.#padLen = this.#flags & Flag.PADDED ? -1 : 0;
-      this.#dataLeft = this.#flags & Flag.PADDED ? 0 : length;
-      const s = this.#streams.get(this.#sid);
-      // A stream we reset or forgot: its bytes still took connection window. Otherwise the
-      // padding goes back at once and the data once consumed (#dataPart, consumed()).
-      if (!s || s.remoteEnded) this.#connUnacked += length;
-    } else {
-      this.#payload = new Uint8Array(length);
-    }
-  }
-
-  #dataPart(part: Uint8Array): void {
-    let p = part;
-    if (this.#padLen === -1) {
-      this.#padLen = p[0];
-      this.#dataLeft = this.#remaining + p.length - 1 - this.#padLen;
-      if (this.#dataLeft < 0) this.#protocolError("padding longer than the frame");
-      this.#creditPadding(1 + this.#padLen);
-      p = p.subarray(1);
-    }
-    const n = Math.min(p.length, this.#dataLeft);
-    if (n === 0) return;
-    this.#dataLeft -= n;
-    const s = this.#streams.get(this.#sid);
-    if (!s || s.remoteEnded) return; // counted at the frame's start
-    if (s.headers === null) this.#protocolError(`DATA before HEADERS on stream ${s.id}`);
-    if (s.error) {
-      this.#connUnacked += n;
-      return;
-    }
-    s.pieces.push(p.subarray(0, n));
-    s.queued += n;
-    this.#retained = true;
-    s.notify();
-  }
-
-  #creditPadding(n: number): void {
-    const s = this.#streams.get(this.#sid);
-    if (!s || s.remoteEnded) return; // the whole frame was credited at its start
+  /** Bytes received for no stream that takes them (reset, forgotten) go back at once. */
+  #credit(n: number): void {
     this.#connUnacked += n;
-    s.unacked += n;
+    if (this.#connUnacked >= this.#opts.connectionWindow / 2) {
+      this.#send(windowUpdateFrame(0, this.#connUnacked));
+      this.#connUnacked = 0;
+    }
   }
 
-  #endFrame(payload: Uint8Array): void {
-    const flags = this.#flags;
-    const sid = this.#sid;
-    switch (this.#type) {
-      case FrameType.DATA: {
+  #sink(): FrameSink {
+    return {
+      dataStart: (sid, length) => {
+        const s = this.#streams.get(sid);
+        if (s && s.headers === null) protocolError(`DATA before HEADERS on stream ${sid}`);
+        this.#dataStream = s && !s.remoteEnded && !s.error ? s : null;
+        // Bytes of a stream we reset or forgot still took connection window.
+        if (!this.#dataStream) this.#credit(length);
+      },
+      data: (_sid, bytes) => {
+        const s = this.#dataStream;
+        if (!s) return;
+        s.pieces.push(bytes);
+        s.queued += bytes.length;
+        s.notify();
+      },
+      dataEnd: (sid, flags, padding) => {
+        const s = this.#dataStream;
+        this.#dataStream = null;
+        if (s && padding > 0) {
+          s.unacked += padding;
+          this.#credit(padding);
+        }
         if (flags & Flag.END_STREAM) {
-          const s = this.#streams.get(sid);
-          if (s && !s.remoteEnded) {
-            s.remoteEnded = true;
-            s.notify();
-            this.#maybeClose(s);
+          const t = this.#streams.get(sid);
+          if (t && !t.remoteEnded) {
+            t.remoteEnded = true;
+            t.notify();
+            this.#maybeClose(t);
           }
         }
-        if (this.#connUnacked >= this.#opts.connectionWindow / 2) {
-          this.#send(windowUpdateFrame(0, this.#connUnacked));
-          this.#connUnacked = 0;
-        }
-        break;
+      },
+      headers: (sid, flags, block) => this.#headerBlock(sid, flags, block),
+      frame: (type, flags, sid, payload) => this.#frame(type, flags, sid, payload),
+    };
+  }
+
+  #frame(type: number, flags: number, sid: number, payload: Uint8Array): void {
+    const size = (n: number, what: string) => {
+      if (payload.length !== n) {
+        protocolError(`${what} of the wrong size`, ErrorCode.FRAME_SIZE_ERROR);
       }
-      case FrameType.HEADERS: {
-        if (sid === 0) this.#protocolError("HEADERS on stream 0");
-        let p = payload;
-        let pad = 0;
-        if (flags & Flag.PADDED) {
-          pad = p[0] ?? 0;
-          p = p.subarray(1);
-        }
-        if (flags & Flag.PRIORITY) p = p.subarray(5);
-        if (pad > p.length) this.#protocolError("padding longer than the frame");
-        p = p.subarray(0, p.length - pad);
-        this.#block = [p.slice()];
-        this.#blockLen = p.length;
-        this.#blockStream = sid;
-        this.#blockEnd = (flags & Flag.END_STREAM) !== 0;
-        if (flags & Flag.END_HEADERS) this.#headerBlock();
-        break;
-      }
-      case FrameType.CONTINUATION: {
-        if (!this.#block || sid !== this.#blockStream) {
-          this.#protocolError("CONTINUATION without HEADERS");
-        }
-        this.#block.push(payload);
-        this.#blockLen += payload.length;
-        if (this.#blockLen > MAX_HEADER_BLOCK) {
-          this.#protocolError(`header block over ${MAX_HEADER_BLOCK} bytes`);
-        }
-        if (flags & Flag.END_HEADERS) this.#headerBlock();
-        break;
-      }
+    };
+    const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
+    switch (type) {
       case FrameType.RST_STREAM: {
-        if (payload.length !== 4) {
-          this.#protocolError("RST_STREAM of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
-        }
-        const code = new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+        size(4, "RST_STREAM");
+        const code = view.getUint32(0);
         const s = this.#streams.get(sid);
         if (s) {
           // A reset after the whole response (NO_ERROR) only stops our sending.
-          if (!(s.remoteEnded && code === ErrorCode.NO_ERROR)) {
-            s.fail(
-              new Http2Error(
-                code === ErrorCode.REFUSED_STREAM ? "refused" : "reset",
-                `the server reset the stream: ${errorCodeName(code)}`,
-                code,
-              ),
-            );
-          }
+          s.fail(
+            new Http2Error(
+              code === ErrorCode.REFUSED_STREAM ? "refused" : "reset",
+              `the server reset the stream: ${errorCodeName(code)}`,
+              code,
+            ),
+          );
           this.#forget(s);
         }
         break;
       }
       case FrameType.SETTINGS: {
-        if (sid !== 0) this.#protocolError("SETTINGS on a stream");
+        if (sid !== 0) protocolError("SETTINGS on a stream");
         if (flags & Flag.ACK) break;
         if (payload.length % 6 !== 0) {
-          this.#protocolError("SETTINGS of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
+          protocolError("SETTINGS of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
         }
-        const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
         for (let i = 0; i < payload.length; i += 6) {
           const id = view.getUint16(i);
           const value = view.getUint32(i + 2);
           if (id === Setting.INITIAL_WINDOW_SIZE) {
-            if (value > MAX_WINDOW) {
-              this.#protocolError("window too large", ErrorCode.FLOW_CONTROL_ERROR);
-            }
+            if (value > MAX_WINDOW) protocolError("window too large", ErrorCode.FLOW_CONTROL_ERROR);
             const delta = value - this.#peerInitialWindow;
             this.#peerInitialWindow = value;
             for (const s of this.#streams.values()) s.sendWindow += delta;
           } else if (id === Setting.MAX_FRAME_SIZE) {
-            if (value < 16384 || value > (1 << 24) - 1) this.#protocolError("bad MAX_FRAME_SIZE");
+            if (value < 16384 || value > (1 << 24) - 1) protocolError("bad MAX_FRAME_SIZE");
             this.#peerMaxFrame = value;
           } else if (id === Setting.MAX_CONCURRENT_STREAMS) {
             this.#peerMaxStreams = value;
@@ -693,18 +536,15 @@ class Connection {
         break;
       }
       case FrameType.PING: {
-        if (payload.length !== 8) {
-          this.#protocolError("PING of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
-        }
+        size(8, "PING");
         if (flags & Flag.ACK) this.#pingSent = 0;
         else this.#send(frame(FrameType.PING, Flag.ACK, 0, payload));
         break;
       }
       case FrameType.GOAWAY: {
         if (payload.length < 8) {
-          this.#protocolError("GOAWAY of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
+          protocolError("GOAWAY of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
         }
-        const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
         const last = view.getUint32(0) & MAX_WINDOW;
         const code = view.getUint32(4);
         this.draining = true;
@@ -722,12 +562,10 @@ class Connection {
         break;
       }
       case FrameType.WINDOW_UPDATE: {
-        if (payload.length !== 4) {
-          this.#protocolError("WINDOW_UPDATE of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
-        }
-        const inc = new DataView(payload.buffer, payload.byteOffset).getUint32(0) & MAX_WINDOW;
+        size(4, "WINDOW_UPDATE");
+        const inc = view.getUint32(0) & MAX_WINDOW;
         if (sid === 0) {
-          if (inc === 0) this.#protocolError("WINDOW_UPDATE of 0");
+          if (inc === 0) protocolError("WINDOW_UPDATE of 0");
           this.#connSendWindow += inc;
         } else {
           const s = this.#streams.get(sid);
@@ -737,43 +575,31 @@ class Connection {
         break;
       }
       case FrameType.PUSH_PROMISE:
-        this.#protocolError("PUSH_PROMISE though push is off");
+        protocolError("PUSH_PROMISE though push is off");
         break;
       default:
         break; // PRIORITY and unknown types are ignored
     }
   }
 
-  #headerBlock(): void {
-    const parts = this.#block!;
-    this.#block = null;
-    let block: Uint8Array;
-    if (parts.length === 1) block = parts[0];
-    else {
-      block = new Uint8Array(this.#blockLen);
-      let o = 0;
-      for (const p of parts) {
-        block.set(p, o);
-        o += p.length;
-      }
-    }
+  #headerBlock(sid: number, flags: number, block: Uint8Array): void {
     let fields: HeaderField[];
     try {
       fields = this.#decoder.decode(block);
     } catch (e) {
-      this.#protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
+      protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
     }
-    const s = this.#streams.get(this.#blockStream);
+    const s = this.#streams.get(sid);
     if (!s || s.remoteEnded) return; // decoded for the table's sake only
-    const end = this.#blockEnd;
+    const end = (flags & Flag.END_STREAM) !== 0;
     if (s.headers === null) {
       const status = fields.find(([n]) => n === ":status")?.[1];
-      if (status === undefined) this.#protocolError(`response without :status on stream ${s.id}`);
+      if (status === undefined) protocolError(`response without :status on stream ${s.id}`);
       if (status.startsWith("1") && !end) return; // informational
       s.headersOnly = end;
       s.gotHeaders(fields);
     } else {
-      if (!end) this.#protocolError(`trailers without END_STREAM on stream ${s.id}`);
+      if (!end) protocolError(`trailers without END_STREAM on stream ${s.id}`);
       s.trailers = fields;
     }
     if (end) {

@@ -19,7 +19,8 @@ import {
 } from "../gen/tvix/castore/protos/rpc_blobstore_pb.ts";
 import { streaming, toConnectError, unary } from "./errors.ts";
 import { type Semaphore, semaphore } from "../base/async.ts";
-import type * as http2 from "node:http2";
+import type { ServerStream } from "../http2/server.ts";
+import type { HeaderField } from "../http2/hpack.ts";
 import {
   blobChunkPrefix,
   decodeReadRequest,
@@ -120,7 +121,7 @@ async function* verifiedMessages(
 const MAX_READ_REQUEST = 64 << 10;
 
 /**
- * BlobService/Read on node:http2's compatibility objects, without connect (see
+ * BlobService/Read on our HTTP/2 server's stream, without connect (see
  * `backends/grpc/blob_read.ts`): the same answers as the connect handler above, each chunk
  * verified before it is sent (DATA_LOSS otherwise), its data written without a copy, and at
  * most as many Reads at once as `reading` allows. `check` runs on the headers before the body is
@@ -129,39 +130,32 @@ const MAX_READ_REQUEST = 64 << 10;
 export async function serveBlobRead(
   blobs: BlobService,
   reading: Semaphore,
-  req: http2.Http2ServerRequest,
-  res: http2.Http2ServerResponse,
-  check?: (headers: http2.IncomingHttpHeaders) => void,
+  stream: ServerStream,
+  check?: (headers: Headers) => void,
 ): Promise<void> {
-  let closed = false;
-  let wake: (() => void) | null = null;
-  res.once("close", () => {
-    closed = true;
-    wake?.();
-  });
-  const head = () => {
-    if (!res.headersSent) res.writeHead(200, { "content-type": GRPC_CONTENT_TYPE });
-  };
+  const head = () => stream.respond(200, [["content-type", GRPC_CONTENT_TYPE]]);
+  let started = false;
   const finish = (code: number, message = "") => {
-    if (closed) return;
-    const status: Record<string, string> = { "grpc-status": String(code) };
-    if (message) status["grpc-message"] = encodeURIComponent(message);
-    // Status in trailers, after headers, as connect answers (a HEADERS frame with END_STREAM
-    // alone is not what node:http2 sends for writeHead and end).
-    head();
-    res.addTrailers(status);
-    res.end();
+    const status: HeaderField[] = [["grpc-status", String(code)]];
+    if (message) status.push(["grpc-message", encodeURIComponent(message)]);
+    // Status in trailers, after headers, as connect answers.
+    if (!started) head();
+    stream.end(status);
   };
   try {
-    const type = req.headers["content-type"] ?? "";
+    const headers = new Headers();
+    for (const [k, v] of stream.headers) headers.append(k, v);
+    const type = headers.get("content-type") ?? "";
     if (!/^application\/grpc(\+proto)?(;|$)/.test(type)) {
-      res.writeHead(415, { "content-type": "text/plain" }).end(`unsupported content type ${type}`);
+      stream.respond(415, [["content-type", "text/plain"]]);
+      await stream.write(new TextEncoder().encode(`unsupported content type ${type}`));
+      stream.end();
       return;
     }
-    check?.(req.headers);
+    check?.(headers);
     const splitter = new MessageSplitter(MAX_READ_REQUEST);
     const msgs: Uint8Array[] = [];
-    for await (const piece of req as AsyncIterable<Uint8Array>) msgs.push(...splitter.push(piece));
+    for await (const piece of stream.body()) msgs.push(...splitter.push(piece));
     if (msgs.length !== 1 || splitter.pending > 0) {
       throw new ConnectError(
         `BlobService/Read takes one request message, got ${msgs.length}`,
@@ -178,21 +172,15 @@ export async function serveBlobRead(
       );
     }
     for await (const data of verifiedMessages(blobs, reading, digest)) {
-      if (closed) return;
-      head();
-      res.write(blobChunkPrefix(data.length));
-      // Flow control, not buffering, bounds a slow reader: wait for its window.
-      if (!res.write(data) && !closed) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          res.once("drain", resolve);
-        });
-        wake = null;
-      }
+      if (stream.signal.aborted) return;
+      if (!started) head();
+      started = true;
+      // Flow control, not buffering, bounds a slow reader: write waits for its window.
+      await stream.write([blobChunkPrefix(data.length), data]);
     }
-    head();
     finish(0);
   } catch (e) {
+    if (stream.signal.aborted) return;
     const err = toConnectError(e);
     finish(err.code, err.rawMessage);
   }

@@ -1,13 +1,13 @@
 /**
  * The gRPC daemon: BlobService, DirectoryService and PathInfoService (plus server reflection
- * and health) over HTTP/2, cleartext or TLS, on TCP or a unix socket, behind the GOAWAY guard
- * of `h2guard.ts`. It keeps serving when file descriptors run out, caps its connections, closes
- * idle ones, and can require a bearer token and refuse writes.
+ * and health) over HTTP/2, cleartext or TLS, on TCP or a unix socket, on our own HTTP/2 server
+ * (`src/http2/server.ts`) with connect-es's gRPC protocol over its universal handlers. It keeps
+ * serving when file descriptors run out, caps its connections, closes idle ones, and can require
+ * a bearer token and refuse writes.
  *
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import * as http2 from "node:http2";
 import type { DescService } from "npm:@bufbuild/protobuf@2.17.0";
 import {
   Code,
@@ -16,10 +16,10 @@ import {
   createConnectRouter,
   type HandlerContext,
 } from "npm:@connectrpc/connect@2.2.0";
-import {
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "npm:@connectrpc/connect-node@2.2.0";
+import type {
+  UniversalHandler,
+  UniversalServerResponse,
+} from "npm:@connectrpc/connect@2.2.0/protocol";
 import type { BlobService } from "../castore/blob_service.ts";
 import type { DirectoryService } from "../castore/directory_service.ts";
 import type { PathInfoService } from "../store/path_info_service.ts";
@@ -45,8 +45,9 @@ import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
 import { registerReflection } from "./reflection.ts";
 import { HealthServiceDesc, HealthState, registerHealth } from "./health.ts";
-import { pumpGuarded, StreamTracker } from "../backends/grpc/h2guard.ts";
-import { H2_SERVER_SETTINGS, widenConnectionWindow } from "../backends/grpc/h2settings.ts";
+import { Http2ServerConnection, type ServerStream } from "../http2/server.ts";
+import type { HeaderField } from "../http2/hpack.ts";
+import { ErrorCode } from "../http2/frames.ts";
 import { trimHeap } from "../sys/libc.ts";
 
 /** Most of {@linkcode DaemonOptions.maxConnections}' default. */
@@ -54,9 +55,8 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /**
  * The default connection cap: 1024, or fewer when the file descriptor limit cannot hold that
- * many (each connection takes three: the client's, and both ends of the pump to the inner
- * server; 64 are kept for the store, listeners and the runtime). So the cap, not the
- * descriptors, runs out first, and new clients find room.
+ * many (each connection takes one; 64 are kept for the store, listeners and the runtime). So the
+ * cap, not the descriptors, runs out first, and new clients find room.
  */
 export function defaultMaxConnections(): number {
   let soft = Infinity;
@@ -64,10 +64,11 @@ export function defaultMaxConnections(): number {
     const m = /^Max open files\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/limits"));
     if (m) soft = Number(m[1]);
   } catch { /* not Linux, or no read permission: assume plenty */ }
-  return Math.max(1, Math.min(DEFAULT_MAX_CONNECTIONS, Math.floor((soft - 64) / 3)));
+  return Math.max(1, Math.min(DEFAULT_MAX_CONNECTIONS, Math.floor(soft - 64)));
 }
-/** How long the inner HTTP/2 server may leave a connection unaccepted before it is replaced. */
-const ACCEPT_STALL_MS = 1000;
+
+/** HTTP/2 streams one connection may have open at once (more are refused; clients wait). */
+const MAX_STREAMS_PER_CONNECTION = 256;
 
 /** Default of {@linkcode DaemonOptions.idleTimeoutMs}: five minutes. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
@@ -138,21 +139,13 @@ export interface DaemonOptions {
   /**
    * At most this many client connections at once (default: {@linkcode defaultMaxConnections}).
    * At the cap, a new connection closes the one idle the longest (no open stream), or is closed
-   * itself when all are busy. Needs the guard.
+   * itself when all are busy.
    */
   maxConnections?: number;
-  /**
-   * A connection with no open stream for this long is closed (default five minutes; 0: never).
-   * Needs the guard.
-   */
+  /** A connection with no open stream for this long is closed (default five minutes; 0: never). */
   idleTimeoutMs?: number;
   /** Permissions of a unix socket file (default 0o660). */
   socketMode?: number;
-  /**
-   * Put the GOAWAY guard in front of the HTTP/2 server (default true). Only for measuring what
-   * the guard costs: without it a client's GOAWAY can abort the process.
-   */
-  guard?: boolean;
   /**
    * Limits on one Directory Put stream; default {@linkcode DEFAULT_MAX_DIRECTORIES_PER_PUT}
    * directories and {@linkcode DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT} bytes. A stream that passes
@@ -203,15 +196,15 @@ export interface Daemon {
 }
 
 /**
- * The node:http2 request handler: connect's gRPC protocol over our routes. Like connect-node's
- * `connectNodeAdapter`, but a call the client abandoned (cancel, disconnect) is not logged as a
- * failure, and other failures go to `log`.
+ * The HTTP/2 stream handler: connect's gRPC protocol over our routes, Read without connect. A
+ * call the client abandoned (cancel, disconnect) is not logged as a failure; other failures go
+ * to `log`.
  */
 function requestHandler(
   opts: DaemonOptions,
   log: (m: string) => void,
   health: HealthState | null,
-): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
+): (stream: ServerStream) => Promise<void> {
   const router = createConnectRouter({
     requestGate: accessGate(opts),
     grpc: true,
@@ -224,46 +217,70 @@ function requestHandler(
   });
   const reading = semaphore(DEFAULT_CONCURRENT_READS);
   daemonRoutes(opts, health, reading)(router);
-  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
   const gate = accessGate(opts);
   const readGate = gate &&
-    ((headers: http2.IncomingHttpHeaders) =>
+    ((headers: Headers) =>
       gate({
         service: BlobServiceDesc,
         method: BlobServiceDesc.method.read,
-        requestHeader: new Headers(
-          typeof headers.authorization === "string" ? { authorization: headers.authorization } : {},
-        ),
+        requestHeader: headers,
       } as unknown as HandlerContext));
-  return (req, res) => {
-    const path = (req.url ?? "").split("?", 1)[0];
+  return async (stream) => {
+    const path = stream.path.split("?", 1)[0];
     if (path === READ_PATH) {
       // The call that carries the bytes, without connect (backends/grpc/blob_read.ts).
-      serveBlobRead(opts.blobs, reading, req, res, readGate).catch((e) => {
-        if (!res.stream.destroyed) log(`gRPC ${READ_PATH} failed: ${e}`);
-      });
+      try {
+        await serveBlobRead(opts.blobs, reading, stream, readGate);
+      } catch (e) {
+        if (!stream.signal.aborted) log(`gRPC ${READ_PATH} failed: ${e}`);
+        stream.reset(ErrorCode.INTERNAL_ERROR);
+      }
       return;
     }
     const h = paths.get(path);
     if (!h) {
       // grpc clients read HTTP 404 as UNIMPLEMENTED.
-      res.writeHead(404).end();
+      stream.respond(404, [], true);
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
-    h(uReq)
-      .then((uRes) =>
-        universalResponseToNodeResponse(
-          undecodableAsInvalidArgument(uRes, h.method.input.typeName),
-          res,
-        )
-      )
-      .catch((reason) => {
-        const code = ConnectError.from(reason).code;
-        if (code === Code.Aborted || code === Code.Canceled || res.stream.destroyed) return;
-        log(`gRPC ${h.service.typeName}/${h.method.name} failed: ${reason}`);
-      });
+    let header: Headers;
+    try {
+      header = new Headers(stream.headers);
+    } catch {
+      stream.respond(400, [], true); // a header value no Headers object takes
+      return;
+    }
+    try {
+      const uRes: UniversalServerResponse = undecodableAsInvalidArgument(
+        await h({
+          httpVersion: "2.0",
+          method: stream.method,
+          url: `http://${stream.authority || "localhost"}${stream.path}`,
+          header,
+          body: stream.body(),
+          signal: stream.signal,
+        }),
+        h.method.input.typeName,
+      );
+      stream.respond(uRes.status, fieldsOf(uRes.header));
+      if (uRes.body) {
+        for await (const chunk of uRes.body) await stream.write(chunk);
+      }
+      stream.end(fieldsOf(uRes.trailer));
+    } catch (reason) {
+      const code = ConnectError.from(reason).code;
+      stream.reset(ErrorCode.INTERNAL_ERROR);
+      if (code === Code.Aborted || code === Code.Canceled || stream.signal.aborted) return;
+      log(`gRPC ${h.service.typeName}/${h.method.name} failed: ${reason}`);
+    }
   };
+}
+
+function fieldsOf(h: Headers | undefined): HeaderField[] {
+  const out: HeaderField[] = [];
+  h?.forEach((v, k) => out.push([k, v]));
+  return out;
 }
 
 /**
@@ -365,6 +382,8 @@ interface ClientConn {
   idleSince: number | null;
   /** Closes it. */
   close: () => void;
+  /** Closes it once its calls have ended (GOAWAY). */
+  shutdown: () => void;
 }
 
 /** How often an idle daemon gives freed memory back, and how many times after its last call. */
@@ -420,18 +439,16 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
     : parseListenAddress(opts.listen ?? DEFAULT_LISTEN_ADDRESS);
   const health = (opts.health ?? true) ? new HealthState(servedNames(opts)) : null;
   const handler = requestHandler(opts, log, health);
-  const guard = opts.guard ?? true;
   if (opts.tls && listen.transport !== "tcp") {
     throw new Error(`cannot listen on ${formatSocketAddress(listen)}: TLS needs a TCP address`);
   }
-  if (opts.tls && !guard) throw new Error("TLS needs the GOAWAY guard");
   const maxConnections = opts.maxConnections ?? defaultMaxConnections();
   const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
 
   let inFlight = 0;
   let idle: (() => void) | null = null;
-  // After a burst of calls, the C heap keeps what it freed (node:http2's buffers among it) and
-  // V8 frees its buffers some seconds later: while idle, give it back to the system a few times.
+  // After a burst of calls, the C heap keeps what it freed and V8 frees its buffers some seconds
+  // later: while idle, give it back to the system a few times.
   let trimsLeft = 0;
   const heapTrim = opts.trimHeap
     ? setInterval(() => {
@@ -441,310 +458,143 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
     }, HEAP_TRIM_MS)
     : undefined;
   if (heapTrim !== undefined) Deno.unrefTimer(heapTrim as unknown as number);
-  // A failure to listen is thrown by the start, not logged as well.
-  let started = false;
-  const sessions = new Set<http2.ServerHttp2Session>();
-  const servers = new Set<http2.Http2Server>();
-  const makeServer = () => {
-    const server = http2.createServer({ settings: H2_SERVER_SETTINGS }, (req, res) => {
-      inFlight++;
-      trimsLeft = HEAP_TRIMS;
-      res.once("close", () => {
+  const onStream = (stream: ServerStream) => {
+    inFlight++;
+    trimsLeft = HEAP_TRIMS;
+    handler(stream).catch((e) => log(`gRPC handler error: ${(e as Error)?.stack ?? e}`)).finally(
+      () => {
         inFlight--;
         if (inFlight === 0 && idle) idle();
-      });
-      // Deno's http2 client sends an IPv6 :authority without brackets, which makes
-      // connect-node's `new URL()` throw: the authority plays no role here, so normalise
-      // anything odd.
-      const a = req.headers[":authority"];
-      if (typeof a !== "string" || (!a.startsWith("[") && a.split(":").length > 2)) {
-        (req.headers as Record<string, string>)[":authority"] = "localhost";
-      }
-      try {
-        handler(req, res);
-      } catch (e) {
-        log(`gRPC handler error: ${(e as Error)?.stack ?? e}`);
-        try {
-          res.writeHead(500).end();
-        } catch { /* the stream is gone */ }
-      }
-    });
-    server.on("error", (e) => started && server.listening && log(`HTTP/2 server error: ${e}`));
-    server.on("sessionError", (e) => {
-      // A client that left (or a connection the daemon closed): nothing to report.
-      const code = (e as { code?: string }).code;
-      if (code !== "ECONNRESET" && code !== "EPIPE") log(`HTTP/2 session error: ${e}`);
-    });
-    server.on("session", (s) => {
-      s.on("error", () => {/* already reported as sessionError */});
-      widenConnectionWindow(s);
-      sessions.add(s);
-      s.once("close", () => sessions.delete(s));
-    });
-    servers.add(server);
-    return server;
+      },
+    );
   };
-  const h2 = makeServer();
 
-  let tmpDir: string | null = null;
-  let listener: Deno.Listener | null = null;
-  const conns = new Set<Deno.Conn>();
-  // Public connections being served → since when each has had no open stream (null: busy).
-  const clients = new Set<ClientConn>();
-  const uplinks = new Set<Deno.Conn>(); // our side of each connection to the inner server
-  const pumps = new Set<Promise<void>>();
+  let listener: Deno.Listener;
   let address: SocketAddress;
-  // The private HTTP/2 server the pump feeds, replaced when it stops accepting (Deno's
-  // node:net server stops for good after an accept fails for want of file descriptors).
-  let inner = innerRecord(h2, "", 0);
-
   try {
-    if (listen.transport === "unix") await removeStaleSocket(listen.path);
-    if (guard) {
-      tmpDir = await Deno.makeTempDir({ prefix: "nixcas-h2-" });
-      inner.path = `${tmpDir}/h2-0.sock`;
-      await listenNode(h2, { path: inner.path });
-      if (listen.transport === "unix") {
-        listener = Deno.listen({ transport: "unix", path: listen.path });
-        await Deno.chmod(listen.path, opts.socketMode ?? DEFAULT_SOCKET_MODE);
-      } else if (opts.tls) {
-        listener = Deno.listenTls({
-          hostname: listen.hostname,
-          port: listen.port,
-          cert: opts.tls.cert,
-          key: opts.tls.key,
-          alpnProtocols: ["h2"],
-        });
-      } else {
-        listener = Deno.listen({ transport: "tcp", hostname: listen.hostname, port: listen.port });
-      }
-      address = listen.transport === "unix" ? listen : {
-        transport: "tcp",
+    if (listen.transport === "unix") {
+      await removeStaleSocket(listen.path);
+      listener = Deno.listen({ transport: "unix", path: listen.path });
+      await Deno.chmod(listen.path, opts.socketMode ?? DEFAULT_SOCKET_MODE);
+    } else if (opts.tls) {
+      listener = Deno.listenTls({
         hostname: listen.hostname,
-        port: (listener.addr as Deno.NetAddr).port,
-      };
+        port: listen.port,
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+        alpnProtocols: ["h2"],
+      });
     } else {
-      address = await listenNode(
-        h2,
-        listen.transport === "unix" ? { path: listen.path } : {
-          host: listen.hostname,
-          port: listen.port,
-        },
-      );
-      if (listen.transport === "unix") {
-        await Deno.chmod(listen.path, opts.socketMode ?? DEFAULT_SOCKET_MODE);
-      }
+      listener = Deno.listen({ transport: "tcp", hostname: listen.hostname, port: listen.port });
     }
+    address = listen.transport === "unix" ? listen : {
+      transport: "tcp",
+      hostname: listen.hostname,
+      port: (listener.addr as Deno.NetAddr).port,
+    };
   } catch (e) {
-    // Nothing may outlive a failed start: the inner server would keep the process alive.
-    listener?.close();
-    if (h2.listening) await new Promise<void>((r) => h2.close(() => r()));
-    if (tmpDir) await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
     throw new Error(
       `cannot listen on ${formatSocketAddress(listen)}: ${e instanceof Error ? e.message : e}`,
       { cause: e },
     );
   }
-  started = true;
   let stopping = false;
-  let replacing: Promise<void> | null = null;
-  const restartFailures = new BurstLog(log, "restarting the inner HTTP/2 server");
-  // Until a new server listens (file descriptors may still be short), new connections wait for
-  // it rather than joining the stuck one.
-  const replaceInner = (stale: typeof inner) => {
-    if (stale !== inner || replacing || stopping) return;
-    replacing = (async () => {
-      const generation = stale.generation + 1;
-      const path = `${tmpDir}/h2-${generation}.sock`;
-      for (;;) {
-        const server = makeServer();
-        try {
-          await listenNode(server, { path });
-        } catch (e) {
-          servers.delete(server);
-          restartFailures.fail(String(e));
-          await Deno.remove(path).catch(() => {});
-          if (stopping) return;
-          await sleepUnref(200);
-          continue;
-        }
-        inner = innerRecord(server, path, generation);
-        log("the inner HTTP/2 server stopped accepting connections: replaced it");
-        // The old one serves its sessions to their end, but takes no more; the connections
-        // still waiting for it move to the new one.
-        stale.server.close(() => servers.delete(stale.server));
-        stale.retire();
-        await Deno.remove(stale.path).catch(() => {});
-        return;
-      }
-    })().finally(() => (replacing = null));
-  };
-  // Deno's node:net server takes connections in order; one pending with nothing taken for a
-  // while means it is stuck.
-  const stallCheck = setInterval(() => {
-    const oldest = inner.pending[0];
-    const now = performance.now();
-    if (
-      oldest !== undefined && now - oldest > ACCEPT_STALL_MS &&
-      now - inner.lastAccept > ACCEPT_STALL_MS
-    ) replaceInner(inner);
-  }, ACCEPT_STALL_MS / 2);
-  Deno.unrefTimer(stallCheck as unknown as number);
+  // Client connections being served, with since when each has had no open stream.
+  const clients = new Set<ClientConn>();
+  const serving = new Set<Promise<void>>();
   let backoffTimer: ReturnType<typeof setTimeout> | undefined;
   let wakeBackoff: (() => void) | null = null;
   const acceptFailures = new BurstLog(log, "accepting connections");
-  const innerFailures = new BurstLog(log, "connecting to the inner HTTP/2 server");
   const overCap = new BurstLog(log, `connection limit ${maxConnections} reached`);
-  // One client connection: pumped to the inner server, closed when idle for idleMs.
+  // One client connection: served until either side ends it, closed when idle for idleMs.
   const serve = async (conn: Deno.Conn) => {
-    conns.add(conn);
-    let up: Deno.Conn | null = null;
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
-    const closeBoth = () => {
-      for (const c of [conn, up]) {
+    let h2: Http2ServerConnection | null = null;
+    const closeNow = () => {
+      if (h2) h2.close();
+      else {
         try {
-          c?.close();
+          conn.close();
         } catch { /* already closed */ }
       }
     };
-    const record: ClientConn = { idleSince: null, close: closeBoth };
+    const record: ClientConn = {
+      idleSince: performance.now(),
+      close: closeNow,
+      shutdown: () => (h2 ? h2.shutdown() : closeNow()),
+    };
     clients.add(record);
-    const tracker = new StreamTracker();
     const arm = (open: number) => {
       clearTimeout(idleTimer);
       record.idleSince = open === 0 ? performance.now() : null;
-      if (open === 0 && idleMs > 0) idleTimer = setTimeout(closeBoth, idleMs);
+      // Also bounds a client that never sends anything (or never finishes TLS).
+      if (open === 0 && idleMs > 0) idleTimer = setTimeout(closeNow, idleMs);
     };
-    tracker.onChange = arm;
-    arm(0); // also bounds a client that never sends anything (or never finishes TLS)
+    arm(0);
     try {
-      (conn as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-      // The inner server speaks first (its SETTINGS): until it has, at most one piece is read
-      // from the client (to see it leave), so when that server turns out to be stuck, the
-      // connection moves to its replacement with nothing lost.
-      let hello: Uint8Array | undefined;
-      let clientFirst: Uint8Array | undefined;
-      let clientGone = false;
-      const cbuf = new Uint8Array(16 << 10);
-      let clientRead: Promise<"client"> | null = null;
-      const readClient = () =>
-        clientRead ??= conn.read(cbuf).then(
-          (n) => {
-            if (n === null) clientGone = true;
-            else clientFirst = cbuf.subarray(0, n);
-            return "client" as const;
-          },
-          () => {
-            clientGone = true;
-            return "client" as const;
-          },
-        );
-      while (!hello) {
-        while (replacing) await replacing;
-        if (stopping) return;
-        const target = inner;
-        try {
-          up = await Deno.connect({ transport: "unix", path: target.path });
-        } catch (e) {
-          innerFailures.fail(String(e)); // typically out of file descriptors
-          return;
-        }
-        conns.add(up);
-        uplinks.add(up);
-        // Left in `pending` until taken: the server takes its backlog in order.
-        if (target.early > 0) target.early--;
-        else target.pending.push(performance.now());
-        const buf = new Uint8Array(4096);
-        const upRead = up.read(buf).then((n) => n, () => null);
-        for (;;) {
-          const waits: Promise<number | null | "client" | "replaced">[] = [
-            upRead,
-            target.replaced,
-          ];
-          if (!clientFirst) waits.push(readClient());
-          const r = await Promise.race(waits);
-          if (clientGone) return;
-          if (r === "client") continue;
-          if (typeof r === "number") hello = buf.subarray(0, r);
-          else if (r === null && target === inner) return; // the server hung up: it stops
-          break;
-        }
-        if (hello) break;
-        conns.delete(up);
-        uplinks.delete(up);
-        try {
-          up.close();
-        } catch { /* already closed */ }
-        up = null;
-      }
-      // A read of the client still waiting owns its next bytes: let it finish first.
-      if (clientRead) await clientRead;
-      if (clientGone) return;
-      await pumpGuarded(conn, up!, "client", tracker, hello, clientFirst);
+      h2 = new Http2ServerConnection(conn, onStream, {
+        maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION,
+        onStreams: arm,
+      });
+      if (stopping) h2.shutdown();
+      await h2.done;
     } catch (e) {
       log(`connection error: ${e}`);
     } finally {
       clearTimeout(idleTimer);
       clients.delete(record);
-      for (const c of [conn, up]) {
-        if (!c) continue;
-        conns.delete(c);
-        uplinks.delete(c);
-      }
-      closeBoth();
+      closeNow();
     }
   };
-  if (listener) {
-    // Never returns before close(): a failed accept (out of file descriptors, a connection
-    // aborted before it was taken) is retried after a pause that grows while failures last.
-    const accept = async (l: Deno.Listener) => {
-      let pause = 0;
-      for (;;) {
-        let conn: Deno.Conn;
-        try {
-          conn = await l.accept();
-        } catch (e) {
-          if (stopping || e instanceof Deno.errors.BadResource) return; // listener closed
-          acceptFailures.fail(String(e));
-          pause = Math.min(pause ? pause * 2 : 10, 1000);
-          await new Promise<void>((r) => {
-            wakeBackoff = r;
-            backoffTimer = setTimeout(r, pause);
-          });
-          wakeBackoff = null;
-          if (stopping) return;
+  // Never returns before close(): a failed accept (out of file descriptors, a connection
+  // aborted before it was taken) is retried after a pause that grows while failures last.
+  const accept = async (l: Deno.Listener) => {
+    let pause = 0;
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await l.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) return; // listener closed
+        acceptFailures.fail(String(e));
+        pause = Math.min(pause ? pause * 2 : 10, 1000);
+        await new Promise<void>((r) => {
+          wakeBackoff = r;
+          backoffTimer = setTimeout(r, pause);
+        });
+        wakeBackoff = null;
+        if (stopping) return;
+        continue;
+      }
+      pause = 0;
+      if (clients.size >= maxConnections) {
+        // Room is made as a web server does: the connection idle the longest (no open stream)
+        // is closed, so idle connections cannot lock clients out. When every one is busy, the
+        // new one is closed instead.
+        let oldest: ClientConn | null = null;
+        for (const r of clients) {
+          if (r.idleSince !== null && (oldest === null || r.idleSince < oldest.idleSince!)) {
+            oldest = r;
+          }
+        }
+        if (oldest) {
+          overCap.fail("closing the longest idle connections");
+          clients.delete(oldest);
+          oldest.close();
+        } else {
+          overCap.fail(`every connection is busy; closing new ones from ${formatConnAddr(conn)}`);
+          try {
+            conn.close();
+          } catch { /* already closed */ }
           continue;
         }
-        pause = 0;
-        if (clients.size >= maxConnections) {
-          // Room is made as a web server does: the connection idle the longest (no open
-          // stream) is closed, so idle connections cannot lock clients out. When every one is
-          // busy, the new one is closed instead.
-          let oldest: ClientConn | null = null;
-          for (const r of clients) {
-            if (r.idleSince !== null && (oldest === null || r.idleSince < oldest.idleSince!)) {
-              oldest = r;
-            }
-          }
-          if (oldest) {
-            overCap.fail("closing the longest idle connections");
-            clients.delete(oldest);
-            oldest.close();
-          } else {
-            overCap.fail(`every connection is busy; closing new ones from ${formatConnAddr(conn)}`);
-            try {
-              conn.close();
-            } catch { /* already closed */ }
-            continue;
-          }
-        }
-        const p = serve(conn);
-        pumps.add(p);
-        p.finally(() => pumps.delete(p));
       }
-    };
-    accept(listener);
-  }
+      const p = serve(conn);
+      serving.add(p);
+      p.finally(() => serving.delete(p));
+    }
+  };
+  accept(listener);
 
   let closing: Promise<void> | null = null;
   const close = (graceMs = 10_000) => {
@@ -752,15 +602,17 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
       // 1. stop accepting; the socket file goes with the listener. Health says NOT_SERVING and
       // ends its watches, which would otherwise hold the shutdown for the whole grace.
       stopping = true;
-      clearInterval(stallCheck);
       clearInterval(heapTrim);
       clearTimeout(backoffTimer);
       wakeBackoff?.();
-      listener?.close();
+      try {
+        listener.close();
+      } catch { /* already closed */ }
       health?.shutdown();
       if (listen.transport === "unix") await Deno.remove(listen.path).catch(() => {});
-      // 2. let calls in progress finish.
-      const deadline = performance.now() + graceMs;
+      // 2. GOAWAY on every connection: calls in progress finish, no new ones start; each
+      // connection closes once its calls have ended and their bytes are sent.
+      for (const c of clients) c.shutdown();
       if (inFlight > 0) {
         await new Promise<void>((r) => {
           const t = setTimeout(r, graceMs);
@@ -770,37 +622,10 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
           };
         });
       }
-      // A finished call's last bytes may still wait in its session's socket buffer (up to a
-      // stream window's worth), and a session whose socket is half-closed (step 4) drops that
-      // buffer: the client would lose the end of its read. Let every buffer reach the wire.
-      while (!flushed(sessions) && performance.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      // 3. only now: Deno's node:http2 close() cuts streams still in progress.
-      const stopped = Promise.all(
-        [...servers].map((srv) => new Promise<void>((r) => srv.close(() => r()))),
-      );
-      // 4. end each connection the way a leaving client would: half-close towards the inner
-      // server, which then finishes writing and closes, and the pump delivers the rest to the
-      // client (closing the client's socket at once would cut off responses still in flight).
-      for (const up of uplinks) {
-        try {
-          await up.closeWrite();
-        } catch { /* already closed */ }
-      }
-      await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, 2000))]);
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      await Promise.all(pumps);
-      if (!guard) {
-        // Without the guard, sessions are the node server's own.
-        for (const s of sessions) s.destroy();
-      }
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, 1000))]);
-      if (tmpDir) await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+      await Promise.race([Promise.all(serving), new Promise((r) => setTimeout(r, 2000))]);
+      // 3. whatever is left (calls past the grace) is cut.
+      for (const c of clients) c.close();
+      await Promise.all(serving);
     })();
     return closing;
   };
@@ -812,55 +637,6 @@ export async function serveDaemon(opts: DaemonOptions): Promise<Daemon> {
     },
     close,
   };
-}
-
-/** The inner HTTP/2 server and the connections made to it that it has not taken yet. */
-interface Inner {
-  server: http2.Http2Server;
-  path: string;
-  generation: number;
-  lastAccept: number;
-  /** When each connection it has not taken yet was made (`performance.now()`). */
-  pending: number[];
-  /** Resolves (with "replaced") once another server took over. */
-  replaced: Promise<"replaced">;
-  /** Resolves {@linkcode Inner.replaced}. */
-  retire: () => void;
-  /** Connections taken before their connect() returned here (the two race). */
-  early: number;
-}
-
-function innerRecord(server: http2.Http2Server, path: string, generation: number): Inner {
-  let retire = () => {};
-  const replaced = new Promise<"replaced">((r) => (retire = () => r("replaced")));
-  const r: Inner = {
-    server,
-    path,
-    generation,
-    lastAccept: performance.now(),
-    pending: [],
-    early: 0,
-    replaced,
-    retire,
-  };
-  server.on("connection", () => {
-    r.lastAccept = performance.now();
-    if (r.pending.shift() === undefined) r.early++;
-  });
-  return r;
-}
-
-/** Whether every session has handed all it wrote to the operating system. */
-function flushed(sessions: Iterable<http2.ServerHttp2Session>): boolean {
-  for (const s of sessions) {
-    if (s.destroyed) continue;
-    if ((s.state.outboundQueueSize ?? 0) > 0 || (s.socket?.writableLength ?? 0) > 0) return false;
-  }
-  return true;
-}
-
-function sleepUnref(ms: number): Promise<void> {
-  return new Promise((r) => Deno.unrefTimer(setTimeout(r, ms) as unknown as number));
 }
 
 function formatConnAddr(conn: Deno.Conn): string {
@@ -922,23 +698,5 @@ export function closeOnSignal(daemon: Daemon, graceMs?: number): Promise<void> {
       daemon.close(graceMs).then(resolve, resolve);
     };
     for (const s of signals) Deno.addSignalListener(s, onSignal);
-  });
-}
-
-function listenNode(
-  server: http2.Http2Server,
-  where: { path: string } | { host: string; port: number },
-): Promise<SocketAddress> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    const done = () => {
-      server.off("error", reject);
-      if ("path" in where) return resolve({ transport: "unix", path: where.path });
-      const a = server.address();
-      const port = typeof a === "object" && a ? a.port : where.port;
-      resolve({ transport: "tcp", hostname: where.host, port });
-    };
-    if ("path" in where) server.listen(where.path, done);
-    else server.listen(where.port, where.host, done);
   });
 }

@@ -1,6 +1,6 @@
 /**
  * A daemon over memory backends for tests that need it in its own process (crash loops,
- * signals, interop). Usage: `deno run -A tests/server/daemon_main.ts ADDRESS [--no-guard]`.
+ * signals, interop). Usage: `deno run -A tests/server/daemon_main.ts ADDRESS`.
  * Prints `listening <address>` once ready; SIGINT/SIGTERM stop it gracefully.
  *
  * @module
@@ -17,7 +17,6 @@ const daemon = await serveDaemon({
   blobs,
   directories,
   pathInfos: new MemoryPathInfoService(blobs, directories),
-  guard: !Deno.args.includes("--no-guard"),
 });
 console.log(`listening ${daemon.addressText}`);
 await closeOnSignal(daemon);

@@ -4,11 +4,10 @@ import { MemoryBlobService } from "../../src/backends/memory/blob.ts";
 import { MemoryDirectoryService } from "../../src/backends/memory/directory.ts";
 import { serveDaemon } from "../../src/server/daemon.ts";
 
-const [listen, guard] = Deno.args;
+const [listen] = Deno.args;
 try {
   await serveDaemon({
     listen,
-    guard: guard === "guard",
     blobs: new MemoryBlobService(),
     directories: new MemoryDirectoryService(),
   });

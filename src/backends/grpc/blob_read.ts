@@ -1,6 +1,6 @@
 /**
  * `tvix.castore.v1.BlobService/Read`, the call that carries the bytes, spoken without connect:
- * by the client on our own HTTP/2 client (`src/http2/`), by the server on node:http2: gRPC's length-prefixed messages, the
+ * on our own HTTP/2 client and server (`src/http2/`): gRPC's length-prefixed messages, the
  * `BlobChunk` and `ReadBlobRequest` messages, and the status trailers. Through connect, a 1 MiB
  * Read between our client and daemon took 8.4–9.8 ms, the same bytes as one plain HTTP/2
  * response 2.5–3.0 ms (docs/decisions/grpc-blob-read.md).

@@ -1,7 +1,7 @@
 /**
  * gRPC clients of the three services, for a nixcas or tvix daemon at a `grpc+http://`,
  * `grpc+https://` or `grpc+unix://` address. Kept apart from `@nixcas/nixcas/backends` because
- * they load `node:http2` and Connect; `openStore` there loads this module only for `grpc+`
+ * they load Connect; `openStore` there loads this module only for `grpc+`
  * addresses.
  *
  * @example

@@ -328,7 +328,7 @@ export function fromGrpcError(e: unknown, address: string): Error {
     case Code.Canceled:
     case Code.Unknown:
     case Code.Internal:
-      // A reset or refused connection surfaces as these from node:http2.
+      // A reset or refused connection can surface as these.
       if (isConnectionLoss(ce)) return new UnavailableError(msg, { cause: e });
       return new StorageError(msg, { cause: e });
     default:
