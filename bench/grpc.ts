@@ -9,7 +9,8 @@
  */
 import { GrpcBlobService } from "../src/backends/grpc/blob.ts";
 import { putBlob } from "../src/castore/blob_util.ts";
-import { startDaemonProcess } from "../tests/server/helpers.ts";
+import { startCliDaemon } from "../tests/server/cli_daemon.ts";
+import { enableNativeBlake3 } from "../src/hash/blake3_native.ts";
 import {
   generateStubs,
   havePythonGrpc,
@@ -79,7 +80,10 @@ try {
   } finally {
     await py.stop();
   }
-  const d = await startDaemonProcess("127.0.0.1:0");
+  // `nixcas daemon` over memory backends (python's server keeps blobs in memory too); our
+  // client with native BLAKE3, as the CLI loads it.
+  const d = await startCliDaemon("127.0.0.1:0");
+  await enableNativeBlake3();
   try {
     rows.push(["python client -> nixcas daemon", await best(() => pyClient(stubs, d.address))]);
     rows.push([

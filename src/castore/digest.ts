@@ -5,7 +5,7 @@
  */
 import { fromBase64, toBase64, toHex } from "../base/bytes.ts";
 import { Blake3, blake3Hash, subtreeCV } from "../hash/blake3.ts";
-import { nativeBlake3 } from "../hash/blake3_native.ts";
+import { nativeBlake3, WINDOW } from "../hash/blake3_native.ts";
 import { InvalidRequestError } from "../base/errors.ts";
 
 /**
@@ -155,6 +155,11 @@ export interface Blake3Hasher {
   digest(): B3Digest;
 }
 
+/** Chunks (1 KiB) in a native window. */
+const WINDOW_CHUNKS = WINDOW / 1024;
+/** A hasher whose first input is this large hashes whole windows natively, when it can. */
+const WINDOWED_FROM = 64 << 10;
+
 // Finished hashers (18 KiB each) are kept for reuse, bounded so that a burst of concurrent
 // writers does not pin memory forever.
 const idle: Blake3[] = [];
@@ -177,15 +182,70 @@ const IDLE_MAX = 32;
  */
 export function createBlake3Hasher(): Promise<Blake3Hasher> {
   const h = idle.pop()?.reset() ?? new Blake3();
+  const native = nativeBlake3();
   let done = false;
+  // With native BLAKE3 and large input, whole 1 MiB windows are hashed natively and fed to the
+  // tree by their chaining values: the first window is held back until more input shows it is
+  // not the whole (then it would be the root, which a window's CV is not).
+  let windowed: boolean | null = native ? null : false;
+  let win: Uint8Array | null = null;
+  let winLen = 0;
+  let windows = 0;
+  let first: Uint8Array | null = null;
+  const windowDone = (w: Uint8Array, borrowed: boolean) => {
+    if (windows === 0) {
+      first = borrowed ? w.slice() : w;
+      if (!borrowed) win = null; // the held window keeps that buffer
+    } else {
+      if (first) {
+        h.pushSubtree(native!.windowCV(first, 0), WINDOW_CHUNKS);
+        first = null;
+      }
+      h.pushSubtree(native!.windowCV(w, windows * WINDOW_CHUNKS), WINDOW_CHUNKS);
+    }
+    windows++;
+  };
   return Promise.resolve({
     update: (data) => {
       if (done) throw new Error("BLAKE3 hasher used after digest()");
-      h.update(data);
+      windowed ??= data.length >= WINDOWED_FROM;
+      if (!windowed) {
+        h.update(data);
+        return;
+      }
+      let o = 0;
+      while (o < data.length) {
+        if (winLen === 0 && data.length - o >= WINDOW) {
+          windowDone(data.subarray(o, o + WINDOW), true);
+          o += WINDOW;
+          continue;
+        }
+        const n = Math.min(WINDOW - winLen, data.length - o);
+        if (!win || win.length < winLen + n) {
+          const grown = new Uint8Array(
+            Math.min(WINDOW, Math.max(2 * (win?.length ?? 0), winLen + n)),
+          );
+          if (win) grown.set(win.subarray(0, winLen));
+          win = grown;
+        }
+        win.set(data.subarray(o, o + n), winLen);
+        winLen += n;
+        o += n;
+        if (winLen === WINDOW) {
+          windowDone(win, false);
+          winLen = 0;
+        }
+      }
     },
     digest: () => {
       if (done) throw new Error("BLAKE3 hasher used after digest()");
       done = true;
+      if (first) {
+        // The first window is the whole input, or followed by less than a window.
+        if (winLen === 0) h.update(first);
+        else h.pushSubtree(native!.windowCV(first, 0), WINDOW_CHUNKS);
+      }
+      if (winLen > 0) h.update(win!.subarray(0, winLen));
       const d = B3Digest.fromBytes(h.digest());
       if (idle.length < IDLE_MAX) idle.push(h);
       return d;

@@ -61,8 +61,11 @@ const MAX_FRAME = 1 << 20;
 /** Largest header block (all its CONTINUATION frames) we accept. */
 const MAX_HEADER_BLOCK = 1 << 20;
 
-/** A request body: all of it, streamed, or none. */
-export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | null;
+/**
+ * A request body: all of it, streamed from an iterable, written by the caller through
+ * {@linkcode Http2Call.write} (`"writer"`), or none.
+ */
+export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | "writer" | null;
 
 /** A call in progress: the response's headers, its body as it arrives, then its trailers. */
 export interface Http2Call {
@@ -79,6 +82,13 @@ export interface Http2Call {
   readonly trailers: HeaderField[] | null;
   /** Stops the call (RST_STREAM CANCEL) unless it has ended; queued data is dropped. */
   cancel(): void;
+  /**
+   * For a `"writer"` body: sends the pieces back to back within the server's windows; resolves
+   * once they were written to the connection (the caller may then reuse them).
+   */
+  write(parts: Uint8Array[]): Promise<void>;
+  /** For a `"writer"` body: ends it. */
+  end(): Promise<void>;
 }
 
 class Stream implements Http2Call {
@@ -153,6 +163,17 @@ class Stream implements Http2Call {
 
   cancel(): void {
     this.#conn.cancel(this);
+  }
+
+  async write(parts: Uint8Array[]): Promise<void> {
+    for (let i = 0; i < parts.length; i++) {
+      await this.#conn.sendData(this, parts[i], false, i === parts.length - 1);
+    }
+  }
+
+  end(): Promise<void> {
+    if (this.localEnded || this.closed) return Promise.resolve();
+    return this.#conn.sendData(this, new Uint8Array(0), true);
   }
 }
 
@@ -238,7 +259,7 @@ class Connection {
     this.#sendHeaders(id, headers, body === null);
     if (body === null) s.localEnded = true;
     else if (body instanceof Uint8Array) await this.sendData(s, body, true);
-    else this.#sendBody(s, body);
+    else if (body !== "writer") this.#sendBody(s, body);
     return s;
   }
 
@@ -282,8 +303,11 @@ class Connection {
     } while (o < block.length);
   }
 
-  /** Sends `data` on a stream within the flow-control windows. */
-  async sendData(s: Stream, data: Uint8Array, end: boolean): Promise<void> {
+  /**
+   * Sends `data` on a stream within the flow-control windows; with `wait`, resolves once it was
+   * written to the connection.
+   */
+  async sendData(s: Stream, data: Uint8Array, end: boolean, wait = true): Promise<void> {
     let o = 0;
     do {
       if (s.error) throw s.error;
@@ -306,7 +330,7 @@ class Connection {
       s.localEnded = true;
       this.#maybeClose(s);
     }
-    await this.#drained();
+    if (wait) await this.#drained();
   }
 
   /** A consumer took `n` bytes of a stream's data: return them to both windows in batches. */

@@ -26,7 +26,7 @@ import {
   decodeReadRequest,
   GRPC_CONTENT_TYPE,
   MessageSplitter,
-} from "../backends/grpc/blob_read.ts";
+} from "../backends/grpc/blob_calls.ts";
 
 /** Largest BlobChunk the server sends (grpc clients reject messages over 4 MiB by default). */
 export const MAX_READ_CHUNK = CHUNK_SIZE;
@@ -122,7 +122,7 @@ const MAX_READ_REQUEST = 64 << 10;
 
 /**
  * BlobService/Read on our HTTP/2 server's stream, without connect (see
- * `backends/grpc/blob_read.ts`): the same answers as the connect handler above, each chunk
+ * `backends/grpc/blob_calls.ts`): the same answers as the connect handler above, each chunk
  * verified before it is sent (DATA_LOSS otherwise), its data written without a copy, and at
  * most as many Reads at once as `reading` allows. `check` runs on the headers before the body is
  * read (authorization, read-only) and throws to refuse the call.

@@ -39,7 +39,7 @@ import {
 } from "../castore/closure.ts";
 import { type Semaphore, semaphore } from "../base/async.ts";
 import { blobServiceImpl, DEFAULT_CONCURRENT_READS, serveBlobRead } from "./blob.ts";
-import { READ_PATH } from "../backends/grpc/blob_read.ts";
+import { READ_PATH } from "../backends/grpc/blob_calls.ts";
 import { undecodableAsInvalidArgument } from "./errors.ts";
 import { directoryServiceImpl } from "./directory.ts";
 import { pathInfoServiceImpl } from "./path_info.ts";
@@ -229,7 +229,7 @@ function requestHandler(
   return async (stream) => {
     const path = stream.path.split("?", 1)[0];
     if (path === READ_PATH) {
-      // The call that carries the bytes, without connect (backends/grpc/blob_read.ts).
+      // The call that carries the bytes, without connect (backends/grpc/blob_calls.ts).
       try {
         await serveBlobRead(opts.blobs, reading, stream, readGate);
       } catch (e) {

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Blake3, blake3Hash, subtreeCV } from "../../src/hash/blake3.ts";
+import { createBlake3Hasher } from "../../src/castore/digest.ts";
 import { enableNativeBlake3, nativeBlake3 } from "../../src/hash/blake3_native.ts";
 import { llvmBlake3, startLlvmBlake3Worker } from "../../src/sys/llvm_blake3.ts";
 import { AT_FDCWD, close, O_RDONLY, openAt, toBytes } from "../../src/sys/libc.ts";
@@ -120,4 +121,33 @@ Deno.test("native BLAKE3 (LLVM) agrees with ours, on this thread, the pool and a
       w.check(new SharedArrayBuffer(1), new Float64Array(), new Float64Array(), new Uint8Array()),
     );
   });
+});
+
+Deno.test("createBlake3Hasher with native BLAKE3 (whole windows by CV) agrees with ours", async () => {
+  if (!(await enableNativeBlake3())) {
+    if (Deno.env.get("NIXCAS_REQUIRE_ALL") === "1") throw new Error("no native BLAKE3 here");
+    console.warn("skipping: no LLVM library with llvm_blake3_* here");
+    return;
+  }
+  const data = bytes(7 * MiB + 12_345, 21);
+  for (
+    const size of [0, 1, 65_536, MiB - 1, MiB, MiB + 1, 2 * MiB, 3 * MiB + 5, 7 * MiB + 12_345]
+  ) {
+    const input = data.subarray(0, size);
+    const want = blake3Hash(input);
+    // First pieces below and above the windowed threshold, pieces that cut windows anywhere.
+    for (const piece of [1000, 65_536, 100_000, MiB, 3 * MiB, 16 * MiB]) {
+      const h = await createBlake3Hasher();
+      h.update(input.subarray(0, 0));
+      for (let o = 0; o < size; o += piece) h.update(input.subarray(o, o + piece));
+      assert.deepEqual(h.digest().bytes, want, `${size} bytes in pieces of ${piece}`);
+    }
+  }
+  // The caller may reuse its buffer once update returns: a held window is a copy.
+  const buf = data.slice(0, MiB);
+  const h = await createBlake3Hasher();
+  h.update(buf);
+  buf.fill(0);
+  h.update(data.subarray(MiB, 2 * MiB));
+  assert.deepEqual(h.digest().bytes, blake3Hash(data.subarray(0, 2 * MiB)));
 });

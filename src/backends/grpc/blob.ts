@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { Channel } from "../../base/async.ts";
 import { Code, ConnectError, createClient } from "npm:@connectrpc/connect@2.2.0";
 import { B3Digest, blake3 } from "../../castore/digest.ts";
 import { CorruptDataError, InvalidRequestError, StorageError } from "../../base/errors.ts";
@@ -193,10 +192,9 @@ export class GrpcBlobService implements BlobService {
         this.#smallInFlight++;
       }
       try {
-        const r = await this.#client.put((async function* () {
-          yield { data: copy };
-        })());
-        const got = B3Digest.fromBytes(r.digest);
+        const call = await this.#remote.putBlob();
+        await call.write(copy);
+        const got = B3Digest.fromBytes(await call.close());
         if (!got.equals(digest)) {
           throw new StorageError(
             `${this.#remote.address}: stored ${got} for a blob whose digest is ${digest}`,
@@ -214,54 +212,53 @@ export class GrpcBlobService implements BlobService {
     return { digest, stored };
   }
 
-  /** The {@linkcode BlobService} method of the same name. */
+  /**
+   * The {@linkcode BlobService} method of the same name: a Put call whose chunks go out as they
+   * are written (each write resolves once its bytes are on the connection).
+   */
   openWrite(): Promise<BlobWriter> {
-    const abort = new AbortController();
-    const queue = new Channel<Uint8Array>();
-    const call = this.#client.put(
-      (async function* () {
-        for await (const data of queue) yield { data };
-      })(),
-      { signal: abort.signal },
-    );
-    // Fail pending writes as soon as the call fails (e.g. the server went away).
-    call.catch((e) => queue.fail(fromGrpcError(e, this.#remote.address)));
+    const address = this.#remote.address;
+    const call = this.#remote.putBlob().catch((e) => {
+      throw fromGrpcError(e, address);
+    });
+    call.catch(() => {}); // reported by the first write or close
     let result: Promise<B3Digest> | null = null;
     let aborted = false;
-    // The channel holds one item: overlapping writes take turns, in call order.
+    // Overlapping writes take turns, in call order.
     let pushed: Promise<void> = Promise.resolve();
     return Promise.resolve({
       write: (data) => {
         if (result || aborted) {
           return Promise.reject(new InvalidRequestError("blob writer is already closed"));
         }
-        // Copy: the caller may reuse its buffer once write resolves, and the chunk may still
-        // be queued in the HTTP/2 stream.
-        const chunk = data.slice();
-        const push = pushed.then(() => queue.push(chunk));
+        const push = pushed.then(async () => {
+          try {
+            await (await call).write(data);
+          } catch (e) {
+            throw fromGrpcError(e, address);
+          }
+        });
         pushed = push.catch(() => {});
         return push;
       },
       close: () => {
         if (aborted) return Promise.reject(new InvalidRequestError("blob writer was aborted"));
         result ??= (async () => {
-          queue.end();
+          await pushed;
           try {
-            const r = await call;
-            return B3Digest.fromBytes(r.digest);
+            return B3Digest.fromBytes(await (await call).close());
           } catch (e) {
-            throw fromGrpcError(e, this.#remote.address);
+            throw fromGrpcError(e, address);
           }
         })();
         return result;
       },
-      abort: () => {
-        if (!result) {
-          aborted = true;
-          abort.abort();
-          queue.fail(new InvalidRequestError("blob writer was aborted"));
-        }
-        return Promise.resolve();
+      abort: async () => {
+        if (result) return;
+        aborted = true;
+        try {
+          (await call).abort();
+        } catch { /* it never started */ }
       },
     });
   }

@@ -20,7 +20,7 @@ import {
   UnavailableError,
 } from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
-import { readBlobCall } from "./blob_read.ts";
+import { putBlobCall, type PutCall, readBlobCall } from "./blob_calls.ts";
 import { universalClient } from "./http_client.ts";
 import { Http2Client } from "../../http2/client.ts";
 
@@ -157,12 +157,18 @@ export interface RemoteTransport {
    */
   readonly transport: Transport;
   /**
-   * BlobService/Read without connect (see `blob_read.ts`): each `BlobChunk`'s data as it
+   * BlobService/Read without connect (see `blob_calls.ts`): each `BlobChunk`'s data as it
    * arrives; a failed call throws a ConnectError.
    *
    * @ignore
    */
   readBlob(digest: Uint8Array, signal?: AbortSignal): AsyncGenerator<Uint8Array>;
+  /**
+   * BlobService/Put without connect: chunks sent without a copy as they are written.
+   *
+   * @ignore
+   */
+  putBlob(): Promise<PutCall>;
   /** The address as given, for messages. */
   readonly address: string;
   /** Closes the connection; calls in progress fail with {@linkcode UnavailableError}. */
@@ -294,6 +300,7 @@ export function createTransport(
         readMaxBytes: common.readMaxBytes,
         signal,
       }),
+    putBlob: () => putBlobCall({ client, headers: readHeaders, readMaxBytes: common.readMaxBytes }),
     close: () => client.close(),
   };
 }

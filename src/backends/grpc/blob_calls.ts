@@ -27,7 +27,7 @@ export const GRPC_CONTENT_TYPE = "application/grpc+proto";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { blobChunkPrefix } from "./blob_read.ts";
+ * import { blobChunkPrefix } from "./blob_calls.ts";
  * // A message of 3 bytes (field 1, length 1) holding one byte.
  * assert.deepEqual([...blobChunkPrefix(1)], [0, 0, 0, 0, 3, 0x0a, 1]);
  * ```
@@ -54,7 +54,7 @@ export function blobChunkPrefix(size: number): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeReadRequest, encodeReadRequest, MessageSplitter } from "./blob_read.ts";
+ * import { decodeReadRequest, encodeReadRequest, MessageSplitter } from "./blob_calls.ts";
  * const digest = new Uint8Array(32).fill(9);
  * const [msg] = new MessageSplitter(1024).push(encodeReadRequest(digest));
  * assert.deepEqual(decodeReadRequest(msg), digest);
@@ -99,7 +99,7 @@ export function decodeBlobChunk(msg: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MessageSplitter } from "./blob_read.ts";
+ * import { MessageSplitter } from "./blob_calls.ts";
  * const s = new MessageSplitter(100);
  * const stream = new Uint8Array([0, 0, 0, 0, 2, 7, 8, 0, 0, 0, 0, 1, 9]);
  * const got = [...s.push(stream.subarray(0, 3)), ...s.push(stream.subarray(3))];
@@ -196,6 +196,56 @@ export interface ReadCallOptions {
 }
 
 /**
+ * A gRPC response's messages as they arrive, then its status: a non-OK status (in trailers, or a
+ * trailers-only answer) throws a ConnectError with the server's code and message.
+ */
+async function* responseMessages(call: Http2Call, maxBytes: number): AsyncGenerator<Uint8Array> {
+  let head: HeaderField[];
+  try {
+    head = await call.response;
+  } catch (e) {
+    throw connectErrorOf(e);
+  }
+  const headers = headersOf(head);
+  const status = Number(head.find(([n]) => n === ":status")?.[1]);
+  if (headers.has("grpc-status")) {
+    // A trailers-only answer: the status is all there is (grpcio answers so for no data).
+    const failed = findTrailerError(headers);
+    if (failed) throw failed;
+    return;
+  }
+  if (status !== 200) {
+    throw new ConnectError(`HTTP status ${status}`, codeFromHttpStatus(status));
+  }
+  const splitter = new MessageSplitter(maxBytes);
+  try {
+    for await (const piece of call.body()) yield* splitter.push(piece);
+  } catch (e) {
+    throw connectErrorOf(e);
+  }
+  if (splitter.pending > 0) {
+    throw new ConnectError("protocol error: incomplete message", Code.Internal);
+  }
+  if (!call.trailers) throw new ConnectError("protocol error: missing trailers", Code.Internal);
+  const end = headersOf(call.trailers);
+  const failed = findTrailerError(end);
+  if (failed) throw failed;
+  if (!end.has("grpc-status")) {
+    throw new ConnectError("protocol error: missing status", Code.Internal);
+  }
+}
+
+function requestHeaders(path: string, opts: ReadCallOptions): HeaderField[] {
+  return [
+    [":method", "POST"],
+    [":path", path],
+    ["content-type", GRPC_CONTENT_TYPE],
+    ["te", "trailers"],
+    ...Object.entries(opts.headers ?? {}),
+  ];
+}
+
+/**
  * Calls BlobService/Read for `digest` and yields each `BlobChunk`'s data as it arrives; a
  * non-OK status throws a ConnectError with the server's code and message.
  */
@@ -206,56 +256,83 @@ export async function* readBlobCall(
   opts.signal?.throwIfAborted();
   let call: Http2Call;
   try {
-    call = await opts.client.request([
-      [":method", "POST"],
-      [":path", READ_PATH],
-      ["content-type", GRPC_CONTENT_TYPE],
-      ["te", "trailers"],
-      ...Object.entries(opts.headers ?? {}),
-    ], encodeReadRequest(digest));
+    call = await opts.client.request(requestHeaders(READ_PATH, opts), encodeReadRequest(digest));
   } catch (e) {
     throw connectErrorOf(e);
   }
   const cancel = () => call.cancel();
   opts.signal?.addEventListener("abort", cancel, { once: true });
   try {
-    let head: HeaderField[];
-    try {
-      head = await call.response;
-    } catch (e) {
-      throw connectErrorOf(e);
-    }
-    const headers = headersOf(head);
-    const status = Number(head.find(([n]) => n === ":status")?.[1]);
-    if (headers.has("grpc-status")) {
-      // A trailers-only answer: the status is all there is (grpcio answers so for no data).
-      const failed = findTrailerError(headers);
-      if (failed) throw failed;
-      return;
-    }
-    if (status !== 200) {
-      throw new ConnectError(`HTTP status ${status}`, codeFromHttpStatus(status));
-    }
-    const splitter = new MessageSplitter(opts.readMaxBytes);
-    try {
-      for await (const piece of call.body()) {
-        for (const msg of splitter.push(piece)) yield decodeBlobChunk(msg);
-      }
-    } catch (e) {
-      throw connectErrorOf(e);
-    }
-    if (splitter.pending > 0) {
-      throw new ConnectError("protocol error: incomplete message", Code.Internal);
-    }
-    if (!call.trailers) throw new ConnectError("protocol error: missing trailers", Code.Internal);
-    const end = headersOf(call.trailers);
-    const failed = findTrailerError(end);
-    if (failed) throw failed;
-    if (!end.has("grpc-status")) {
-      throw new ConnectError("protocol error: missing status", Code.Internal);
-    }
+    for await (const msg of responseMessages(call, opts.readMaxBytes)) yield decodeBlobChunk(msg);
   } finally {
     opts.signal?.removeEventListener("abort", cancel);
     call.cancel();
   }
+}
+
+/** The request path of BlobService/Put. */
+export const PUT_PATH = "/tvix.castore.v1.BlobService/Put";
+
+/** A BlobService/Put in progress, as {@linkcode putBlobCall} opens it. */
+export interface PutCall {
+  /**
+   * Sends `data` as `BlobChunk` messages of at most 1 MiB; resolves once it was written to the
+   * connection (the caller may then reuse it). Rejects once the call has failed.
+   */
+  write(data: Uint8Array): Promise<void>;
+  /** Ends the stream; resolves with the digest the server stored. */
+  close(): Promise<Uint8Array>;
+  /** Cancels the call: the server stores nothing. */
+  abort(): void;
+}
+
+/** Largest `BlobChunk` sent. */
+const PUT_MESSAGE = 1 << 20;
+
+/**
+ * Opens BlobService/Put: the chunks are sent without a copy as the caller writes them. The
+ * server may answer (an error) before the stream ends; the next write or close rejects with it.
+ */
+export async function putBlobCall(opts: ReadCallOptions): Promise<PutCall> {
+  let call: Http2Call;
+  try {
+    call = await opts.client.request(requestHeaders(PUT_PATH, opts), "writer");
+  } catch (e) {
+    throw connectErrorOf(e);
+  }
+  let failed: unknown = null;
+  const result = (async () => {
+    let digest: Uint8Array | null = null;
+    for await (const msg of responseMessages(call, opts.readMaxBytes)) {
+      if (digest) throw new ConnectError("protocol error: two Put responses", Code.Internal);
+      digest = bytesField1(msg, "tvix.castore.v1.PutBlobResponse").slice();
+    }
+    if (!digest) throw new ConnectError("protocol error: no Put response", Code.Internal);
+    return digest;
+  })();
+  result.catch((e) => (failed ??= e));
+  return {
+    write: async (data) => {
+      if (failed) throw failed;
+      for (let o = 0; o < data.length; o += PUT_MESSAGE) {
+        const part = data.subarray(o, o + PUT_MESSAGE);
+        try {
+          await call.write([blobChunkPrefix(part.length), part]);
+        } catch (e) {
+          throw failed ?? connectErrorOf(e);
+        }
+        if (failed) throw failed;
+      }
+    },
+    close: async () => {
+      if (failed) throw failed;
+      try {
+        await call.end();
+      } catch (e) {
+        throw failed ?? connectErrorOf(e);
+      }
+      return await result;
+    },
+    abort: () => call.cancel(),
+  };
 }
