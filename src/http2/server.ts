@@ -249,16 +249,6 @@ export class Http2ServerConnection {
     (sock as Partial<Deno.TcpConn>).setNoDelay?.(true);
     this.#writer = new FrameWriter(sock, () => this.close());
     this.#reader = new FrameReader(this.#sink(), MAX_FRAME, this.#opts.maxHeaderBlock);
-    this.#writer.send(settingsFrame([
-      [Setting.MAX_CONCURRENT_STREAMS, this.#opts.maxConcurrentStreams],
-      [Setting.INITIAL_WINDOW_SIZE, this.#opts.streamWindow],
-      [Setting.MAX_FRAME_SIZE, MAX_FRAME],
-      [Setting.MAX_HEADER_LIST_SIZE, this.#opts.maxHeaderBlock],
-    ]));
-    if (this.#opts.connectionWindow > 65535) {
-      this.#writer.send(windowUpdateFrame(0, this.#opts.connectionWindow - 65535));
-      this.#connRecvWindow = this.#opts.connectionWindow;
-    }
     this.#readLoop();
   }
 
@@ -341,6 +331,7 @@ export class Http2ServerConnection {
           if (preface[i] !== CLIENT_PREFACE[i]) return await this.#notHttp2(preface, got + take);
         }
         got += take;
+        if (got === preface.length) this.#hello();
         if (take < n) this.#reader.push(buf.subarray(take, n));
       }
       for (;;) {
@@ -361,6 +352,20 @@ export class Http2ServerConnection {
       }
     }
     this.close();
+  }
+
+  /** Our side of the connection preface, sent once the client's has arrived. */
+  #hello(): void {
+    this.#send(settingsFrame([
+      [Setting.MAX_CONCURRENT_STREAMS, this.#opts.maxConcurrentStreams],
+      [Setting.INITIAL_WINDOW_SIZE, this.#opts.streamWindow],
+      [Setting.MAX_FRAME_SIZE, MAX_FRAME],
+      [Setting.MAX_HEADER_LIST_SIZE, this.#opts.maxHeaderBlock],
+    ]));
+    if (this.#opts.connectionWindow > 65535) {
+      this.#send(windowUpdateFrame(0, this.#opts.connectionWindow - 65535));
+      this.#connRecvWindow = this.#opts.connectionWindow;
+    }
   }
 
   /** Something other than HTTP/2 with prior knowledge: HTTP/1.x gets a readable answer. */
