@@ -429,7 +429,8 @@ export interface ChunkedReaderOptions {
   /**
    * The whole blob's bytes as one stream, unverified: a sequential read of everything
    * (`chunks()` from offset 0) then takes this one stream, cut at the chunk boundaries and
-   * each chunk checked before it is yielded, instead of one `load` per chunk.
+   * each chunk checked before it is yielded, instead of one `load` per chunk. Its pieces are
+   * the reader's to keep (a chunk arriving whole is yielded as a view of its piece).
    */
   stream?: () => AsyncIterable<Uint8Array>;
   /**
@@ -460,6 +461,19 @@ async function* streamedChunks(
     while (data.length > 0) {
       if (i >= chunks.length) {
         throw new CorruptDataError(digest.toString(), `blob ${digest}: more bytes than its chunks`);
+      }
+      if (got === 0 && data.length >= buf.length) {
+        // The whole chunk in one piece (the stream's to give away): check it where it is.
+        const whole = data.subarray(0, buf.length);
+        data = data.subarray(buf.length);
+        checkDigest(whole, chunks[i].digest, "chunk", chunks[i].size, what(i));
+        hasher?.update(whole);
+        for (let o = 0; o < whole.length; o += CHUNK_SIZE) {
+          yield whole.subarray(o, Math.min(whole.length, o + CHUNK_SIZE));
+        }
+        i++;
+        buf = new Uint8Array(chunks[i]?.size ?? 0);
+        continue;
       }
       const n = Math.min(data.length, buf.length - got);
       buf.set(data.subarray(0, n), got);
