@@ -2,7 +2,7 @@
  * An HTTP/2 client (RFC 9113) over Deno's own connections (TCP, unix sockets, TLS with ALPN
  * `h2`). It exists for speed: Deno's `node:http2` hands a receiver a 1 MiB response in ≈80
  * pieces at ≈50 µs each; this client reads the socket in large pieces and parses frames itself
- * (docs/decisions/http2-client.md). It speaks what a gRPC client needs: requests with a body,
+ * (docs/decisions/http2.md). It speaks what a gRPC client needs: requests with a body,
  * streamed responses with trailers, both flow-control directions, SETTINGS, PING (answered, and
  * sent to detect a silent peer), GOAWAY (calls it refused fail, the rest finish, new calls go on a
  * new connection) and RST_STREAM. Server push is turned off.
