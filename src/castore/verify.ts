@@ -457,38 +457,34 @@ async function* streamedChunks(
   let buf = new Uint8Array(chunks[0]?.size ?? 0);
   let got = 0;
   const what = (k: number) => `chunk ${k} of blob ${digest}`;
+  // Checks chunk i (whole in `bytes`) and yields it in pieces of at most CHUNK_SIZE.
+  function* checked(bytes: Uint8Array): Generator<Uint8Array> {
+    checkDigest(bytes, chunks[i].digest, "chunk", chunks[i].size, what(i));
+    hasher?.update(bytes);
+    for (let o = 0; o < bytes.length; o += CHUNK_SIZE) {
+      yield bytes.subarray(o, Math.min(bytes.length, o + CHUNK_SIZE));
+    }
+    i++;
+    buf = new Uint8Array(chunks[i]?.size ?? 0);
+    got = 0;
+  }
   for await (let data of stream) {
     while (data.length > 0) {
       if (i >= chunks.length) {
         throw new CorruptDataError(digest.toString(), `blob ${digest}: more bytes than its chunks`);
       }
       if (got === 0 && data.length >= buf.length) {
-        // The whole chunk in one piece (the stream's to give away): check it where it is.
+        // The whole chunk in one piece (the stream's to give away): checked where it is.
         const whole = data.subarray(0, buf.length);
         data = data.subarray(buf.length);
-        checkDigest(whole, chunks[i].digest, "chunk", chunks[i].size, what(i));
-        hasher?.update(whole);
-        for (let o = 0; o < whole.length; o += CHUNK_SIZE) {
-          yield whole.subarray(o, Math.min(whole.length, o + CHUNK_SIZE));
-        }
-        i++;
-        buf = new Uint8Array(chunks[i]?.size ?? 0);
+        yield* checked(whole);
         continue;
       }
       const n = Math.min(data.length, buf.length - got);
       buf.set(data.subarray(0, n), got);
       got += n;
       data = data.subarray(n);
-      if (got === buf.length) {
-        checkDigest(buf, chunks[i].digest, "chunk", chunks[i].size, what(i));
-        hasher?.update(buf);
-        for (let o = 0; o < buf.length; o += CHUNK_SIZE) {
-          yield buf.subarray(o, Math.min(buf.length, o + CHUNK_SIZE));
-        }
-        i++;
-        buf = new Uint8Array(chunks[i]?.size ?? 0);
-        got = 0;
-      }
+      if (got === buf.length) yield* checked(buf);
     }
   }
   if (i < chunks.length) {

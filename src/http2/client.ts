@@ -15,24 +15,15 @@ import {
   errorCodeName,
   Flag,
   frame,
-  FRAME_HEADER,
-  frameHeader,
   FrameType,
   goawayFrame,
   MAX_WINDOW,
   rstStreamFrame,
   Setting,
-  settingsFrame,
-  windowUpdateFrame,
 } from "./frames.ts";
-import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
-import {
-  FrameReader,
-  type FrameSink,
-  FrameWriter,
-  Http2Error,
-  protocolError,
-} from "./connection.ts";
+import { type HeaderField, HpackDecoder } from "./hpack.ts";
+import { Http2Error, protocolError } from "./connection.ts";
+import { Http2Peer, PeerStream } from "./peer.ts";
 
 export { Http2Error, type Http2ErrorKind } from "./connection.ts";
 
@@ -91,8 +82,7 @@ export interface Http2Call {
   end(): Promise<void>;
 }
 
-class Stream implements Http2Call {
-  readonly id: number;
+class Stream extends PeerStream implements Http2Call {
   readonly response: Promise<HeaderField[]>;
   #resolve!: (h: HeaderField[]) => void;
   #reject!: (e: unknown) => void;
@@ -100,22 +90,10 @@ class Stream implements Http2Call {
   headers: HeaderField[] | null = null;
   trailers: HeaderField[] | null = null;
   headersOnly = false;
-  pieces: Uint8Array[] = [];
-  queued = 0;
-  remoteEnded = false;
-  localEnded = false;
-  error: Http2Error | null = null;
-  wake: (() => void) | null = null;
-  /** Our send window for this stream. */
-  sendWindow: number;
-  /** Received bytes consumed but not yet returned by WINDOW_UPDATE. */
-  unacked = 0;
-  closed = false;
 
-  constructor(id: number, conn: Connection, sendWindow: number) {
-    this.id = id;
+  constructor(id: number, conn: Connection, sendWindow: number, recvWindow: number) {
+    super(id, sendWindow, recvWindow);
     this.#conn = conn;
-    this.sendWindow = sendWindow;
     this.response = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -136,26 +114,9 @@ class Stream implements Http2Call {
     this.notify();
   }
 
-  notify(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
   async *body(): AsyncGenerator<Uint8Array> {
     try {
-      for (;;) {
-        const piece = this.pieces.shift();
-        if (piece !== undefined) {
-          this.queued -= piece.length;
-          this.#conn.consumed(this, piece.length);
-          yield piece;
-          continue;
-        }
-        if (this.remoteEnded) return;
-        if (this.error) throw this.error;
-        await new Promise<void>((r) => (this.wake = r));
-      }
+      yield* this.received(this.#conn);
     } finally {
       this.cancel();
     }
@@ -178,29 +139,16 @@ class Stream implements Http2Call {
 }
 
 /** One HTTP/2 connection; the client makes a new one when this one is draining or lost. */
-class Connection {
-  #sock: Deno.Conn;
+class Connection extends Http2Peer<Stream> {
   #opts: Required<Omit<Http2ClientOptions, "connect">>;
   #decoder = new HpackDecoder();
-  #streams = new Map<number, Stream>();
   #nextId = 1;
   /** New calls may not start here (GOAWAY received or sent, or lost). */
   draining = false;
   dead: Http2Error | null = null;
   #onIdle: () => void;
-  // Peer settings.
-  #peerMaxFrame = 16384;
-  #peerInitialWindow = 65535;
   #peerMaxStreams = Infinity;
   #waitingForSlot: (() => void)[] = [];
-  #connSendWindow = 65535;
-  #sendWaiters: (() => void)[] = [];
-  // Our receive side.
-  #connUnacked = 0;
-  #writer: FrameWriter;
-  #reader: FrameReader;
-  // The DATA frame being read: the stream it is for, if that stream takes it.
-  #dataStream: Stream | null = null;
   // Liveness.
   #lastFrame = 0;
   #pingSent = 0;
@@ -211,41 +159,32 @@ class Connection {
     opts: Required<Omit<Http2ClientOptions, "connect">>,
     onIdle: () => void,
   ) {
-    this.#sock = sock;
-    this.#opts = opts;
-    this.#onIdle = onIdle;
-    this.#writer = new FrameWriter(sock, (e) =>
+    super(sock, {
+      streamWindow: opts.streamWindow,
+      connectionWindow: opts.connectionWindow,
+      maxFrame: MAX_FRAME,
+      maxHeaderBlock: MAX_HEADER_BLOCK,
+    }, (e) =>
       this.#fail(
         new Http2Error("unavailable", `write failed: ${(e as Error).message}`, undefined, {
           cause: e,
         }),
       ));
-    this.#reader = new FrameReader(this.#sink(), MAX_FRAME, MAX_HEADER_BLOCK);
-    this.#send(
-      CLIENT_PREFACE,
-      settingsFrame([
-        [Setting.ENABLE_PUSH, 0],
-        [Setting.INITIAL_WINDOW_SIZE, opts.streamWindow],
-        [Setting.MAX_FRAME_SIZE, MAX_FRAME],
-        [Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_BLOCK],
-      ]),
-    );
-    if (opts.connectionWindow > 65535) {
-      this.#send(windowUpdateFrame(0, opts.connectionWindow - 65535));
-    }
-    // Small frames (WINDOW_UPDATE, PING) must not wait for Nagle's algorithm.
-    (sock as Partial<Deno.TcpConn>).setNoDelay?.(true);
-    this.#sock.unref();
+    this.#opts = opts;
+    this.#onIdle = onIdle;
+    this.send(CLIENT_PREFACE);
+    this.sendSettings([[Setting.ENABLE_PUSH, 0]]);
+    this.sock.unref();
     this.#readLoop();
   }
 
-  get active(): number {
-    return this.#streams.size;
+  protected get ended(): boolean {
+    return this.dead !== null;
   }
 
   /** Opens a stream: waits for a slot under the server's stream limit. */
   async open(headers: HeaderField[], body: RequestBody): Promise<Stream> {
-    while (this.#streams.size >= this.#peerMaxStreams && !this.dead && !this.draining) {
+    while (this.streams.size >= this.#peerMaxStreams && !this.dead && !this.draining) {
       await new Promise<void>((r) => this.#waitingForSlot.push(r));
     }
     if (this.dead) throw this.dead;
@@ -253,10 +192,10 @@ class Connection {
     const id = this.#nextId;
     this.#nextId += 2;
     if (this.#nextId > MAX_WINDOW) this.draining = true;
-    const s = new Stream(id, this, this.#peerInitialWindow);
-    this.#streams.set(id, s);
-    if (this.#streams.size === 1) this.#busy();
-    this.#sendHeaders(id, headers, body === null);
+    const s = new Stream(id, this, this.peerInitialWindow, this.local.streamWindow);
+    this.streams.set(id, s);
+    if (this.streams.size === 1) this.#busy();
+    this.sendHeaders(id, headers, body === null);
     if (body === null) s.localEnded = true;
     else if (body instanceof Uint8Array) await this.sendData(s, body, true);
     else if (body !== "writer") this.#sendBody(s, body);
@@ -273,7 +212,7 @@ class Connection {
       if (!s.error && !s.closed && !s.localEnded) await this.sendData(s, new Uint8Array(0), true);
     } catch (e) {
       if (s.error || s.closed) return;
-      if (!this.dead) this.#send(rstStreamFrame(s.id, ErrorCode.CANCEL));
+      this.send(rstStreamFrame(s.id, ErrorCode.CANCEL));
       s.fail(
         new Http2Error(
           "cancelled",
@@ -284,103 +223,46 @@ class Connection {
           },
         ),
       );
-      this.#forget(s);
-    }
-  }
-
-  #sendHeaders(id: number, headers: HeaderField[], endStream: boolean): void {
-    const block = encodeHeaders(headers);
-    const max = this.#peerMaxFrame;
-    let o = 0;
-    let first = true;
-    do {
-      const part = block.subarray(o, o + max);
-      o += part.length;
-      const last = o >= block.length;
-      const flags = (last ? Flag.END_HEADERS : 0) | (first && endStream ? Flag.END_STREAM : 0);
-      this.#send(frame(first ? FrameType.HEADERS : FrameType.CONTINUATION, flags, id, part));
-      first = false;
-    } while (o < block.length);
-  }
-
-  /**
-   * Sends `data` on a stream within the flow-control windows; with `wait`, resolves once it was
-   * written to the connection.
-   */
-  async sendData(s: Stream, data: Uint8Array, end: boolean, wait = true): Promise<void> {
-    let o = 0;
-    do {
-      if (s.error) throw s.error;
-      if (this.dead) throw this.dead;
-      if (s.closed) return; // the server ended the call: nothing more to send
-      const n = Math.min(data.length - o, this.#peerMaxFrame, s.sendWindow, this.#connSendWindow);
-      if (n <= 0 && data.length > 0) {
-        await new Promise<void>((r) => this.#sendWaiters.push(r));
-        continue;
-      }
-      const last = o + n >= data.length;
-      const head = new Uint8Array(FRAME_HEADER);
-      frameHeader(head, 0, n, FrameType.DATA, last && end ? Flag.END_STREAM : 0, s.id);
-      s.sendWindow -= n;
-      this.#connSendWindow -= n;
-      this.#send(head, data.subarray(o, o + n));
-      o += n;
-    } while (o < data.length);
-    if (end) {
-      s.localEnded = true;
-      this.#maybeClose(s);
-    }
-    if (wait) await this.#drained();
-  }
-
-  /** A consumer took `n` bytes of a stream's data: return them to both windows in batches. */
-  consumed(s: Stream, n: number): void {
-    this.#connUnacked += n;
-    if (this.#connUnacked >= this.#opts.connectionWindow / 2) {
-      this.#send(windowUpdateFrame(0, this.#connUnacked));
-      this.#connUnacked = 0;
-    }
-    if (s.remoteEnded || s.closed) return;
-    s.unacked += n;
-    if (s.unacked >= this.#opts.streamWindow / 2) {
-      this.#send(windowUpdateFrame(s.id, s.unacked));
-      s.unacked = 0;
+      this.forget(s);
     }
   }
 
   cancel(s: Stream): void {
     // Bytes never consumed still count against the connection window: give them back.
-    if (s.queued > 0) {
-      this.#connUnacked += s.queued;
-      s.queued = 0;
-      s.pieces = [];
-      if (!this.dead) {
-        this.#send(windowUpdateFrame(0, this.#connUnacked));
-        this.#connUnacked = 0;
-      }
-    }
+    this.dropReceived(s);
     if (s.closed) return;
-    if (!this.dead) this.#send(rstStreamFrame(s.id, ErrorCode.CANCEL));
+    this.send(rstStreamFrame(s.id, ErrorCode.CANCEL));
     s.fail(new Http2Error("cancelled", "call cancelled"));
-    this.#forget(s);
+    this.forget(s);
   }
 
-  #maybeClose(s: Stream): void {
-    if (s.localEnded && s.remoteEnded) this.#forget(s);
-  }
-
-  #forget(s: Stream): void {
+  protected forget(s: Stream): void {
     if (s.closed) return;
     s.closed = true;
-    this.#streams.delete(s.id);
-    this.#wakeSenders();
+    this.streams.delete(s.id);
+    this.wakeSenders();
     this.#waitingForSlot.shift()?.();
-    if (this.#streams.size === 0) this.#idle();
+    if (this.streams.size === 0) this.#idle();
+  }
+
+  protected streamError(s: Stream, code: number): void {
+    this.send(rstStreamFrame(s.id, code));
+    s.fail(new Http2Error("protocol", `stream ${s.id}: ${errorCodeName(code)}`, code));
+    this.forget(s);
+  }
+
+  protected override settingsApplied(maxStreams: number | undefined): void {
+    if (maxStreams !== undefined) this.#peerMaxStreams = maxStreams;
+    for (const w of this.#waitingForSlot.splice(0)) w();
+  }
+
+  protected override pingAnswered(): void {
+    this.#pingSent = 0;
   }
 
   #busy(): void {
     try {
-      this.#sock.ref();
+      this.sock.ref();
     } catch { /* closed */ }
     this.#lastFrame = Date.now();
     if (this.#timer === undefined) {
@@ -393,7 +275,7 @@ class Connection {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     try {
-      this.#sock.unref();
+      this.sock.unref();
     } catch { /* closed */ }
     if (this.draining) this.close();
     this.#onIdle();
@@ -409,42 +291,32 @@ class Connection {
     }
     if (now - this.#lastFrame >= this.#opts.pingIntervalMs) {
       this.#pingSent = now;
-      this.#send(frame(FrameType.PING, 0, 0, new Uint8Array(8)));
+      this.send(frame(FrameType.PING, 0, 0, new Uint8Array(8)));
     }
   }
-
-  #send(...parts: Uint8Array[]): void {
-    if (!this.dead) this.#writer.send(...parts);
-  }
-
-  #drained(): Promise<void> {
-    return this.#writer.drained();
-  }
-
-  // Reading.
 
   async #readLoop(): Promise<void> {
     let buf = new Uint8Array(READ_SIZE);
     try {
       for (;;) {
-        const n = await this.#sock.read(buf);
+        const n = await this.sock.read(buf);
         if (n === null) {
           this.#fail(new Http2Error("unavailable", "the server closed the connection"));
           return;
         }
         this.#lastFrame = Date.now();
-        this.#reader.push(buf.subarray(0, n));
+        this.received(buf.subarray(0, n));
         if (this.dead) return;
-        if (this.#reader.retained) {
+        if (this.reader.retained) {
           buf = new Uint8Array(READ_SIZE);
-          this.#reader.retained = false;
+          this.reader.retained = false;
         }
       }
     } catch (e) {
       if (this.dead) return;
       if (e instanceof Http2Error && e.kind === "protocol") {
         // We accept no streams of the server's: the last one is 0.
-        this.#send(goawayFrame(0, e.h2Code ?? ErrorCode.PROTOCOL_ERROR));
+        this.send(goawayFrame(0, e.h2Code ?? ErrorCode.PROTOCOL_ERROR));
         this.#fail(
           new Http2Error(
             "protocol",
@@ -462,64 +334,21 @@ class Connection {
     }
   }
 
-  /** Bytes received for no stream that takes them (reset, forgotten) go back at once. */
-  #credit(n: number): void {
-    this.#connUnacked += n;
-    if (this.#connUnacked >= this.#opts.connectionWindow / 2) {
-      this.#send(windowUpdateFrame(0, this.#connUnacked));
-      this.#connUnacked = 0;
-    }
+  protected dataFor(sid: number): Stream | null {
+    const s = this.streams.get(sid);
+    if (s && s.headers === null) protocolError(`DATA before HEADERS on stream ${sid}`);
+    return s && !s.remoteEnded && !s.error ? s : null;
   }
 
-  #sink(): FrameSink {
-    return {
-      dataStart: (sid, length) => {
-        const s = this.#streams.get(sid);
-        if (s && s.headers === null) protocolError(`DATA before HEADERS on stream ${sid}`);
-        this.#dataStream = s && !s.remoteEnded && !s.error ? s : null;
-        // Bytes of a stream we reset or forgot still took connection window.
-        if (!this.#dataStream) this.#credit(length);
-      },
-      data: (_sid, bytes) => {
-        const s = this.#dataStream;
-        if (!s) return;
-        s.pieces.push(bytes);
-        s.queued += bytes.length;
-        s.notify();
-      },
-      dataEnd: (sid, flags, padding) => {
-        const s = this.#dataStream;
-        this.#dataStream = null;
-        if (s && padding > 0) {
-          s.unacked += padding;
-          this.#credit(padding);
-        }
-        if (flags & Flag.END_STREAM) {
-          const t = this.#streams.get(sid);
-          if (t && !t.remoteEnded) {
-            t.remoteEnded = true;
-            t.notify();
-            this.#maybeClose(t);
-          }
-        }
-      },
-      headers: (sid, flags, block) => this.#headerBlock(sid, flags, block),
-      frame: (type, flags, sid, payload) => this.#frame(type, flags, sid, payload),
-    };
-  }
-
-  #frame(type: number, flags: number, sid: number, payload: Uint8Array): void {
-    const size = (n: number, what: string) => {
-      if (payload.length !== n) {
-        protocolError(`${what} of the wrong size`, ErrorCode.FRAME_SIZE_ERROR);
-      }
-    };
+  protected otherFrame(type: number, _flags: number, sid: number, payload: Uint8Array): void {
     const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
     switch (type) {
       case FrameType.RST_STREAM: {
-        size(4, "RST_STREAM");
+        if (payload.length !== 4) {
+          protocolError("RST_STREAM of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
+        }
         const code = view.getUint32(0);
-        const s = this.#streams.get(sid);
+        const s = this.streams.get(sid);
         if (s) {
           // A reset after the whole response (NO_ERROR) only stops our sending.
           s.fail(
@@ -529,40 +358,8 @@ class Connection {
               code,
             ),
           );
-          this.#forget(s);
+          this.forget(s);
         }
-        break;
-      }
-      case FrameType.SETTINGS: {
-        if (sid !== 0) protocolError("SETTINGS on a stream");
-        if (flags & Flag.ACK) break;
-        if (payload.length % 6 !== 0) {
-          protocolError("SETTINGS of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
-        }
-        for (let i = 0; i < payload.length; i += 6) {
-          const id = view.getUint16(i);
-          const value = view.getUint32(i + 2);
-          if (id === Setting.INITIAL_WINDOW_SIZE) {
-            if (value > MAX_WINDOW) protocolError("window too large", ErrorCode.FLOW_CONTROL_ERROR);
-            const delta = value - this.#peerInitialWindow;
-            this.#peerInitialWindow = value;
-            for (const s of this.#streams.values()) s.sendWindow += delta;
-          } else if (id === Setting.MAX_FRAME_SIZE) {
-            if (value < 16384 || value > (1 << 24) - 1) protocolError("bad MAX_FRAME_SIZE");
-            this.#peerMaxFrame = value;
-          } else if (id === Setting.MAX_CONCURRENT_STREAMS) {
-            this.#peerMaxStreams = value;
-          }
-        }
-        this.#send(settingsFrame([], true));
-        this.#wakeSenders();
-        for (const w of this.#waitingForSlot.splice(0)) w();
-        break;
-      }
-      case FrameType.PING: {
-        size(8, "PING");
-        if (flags & Flag.ACK) this.#pingSent = 0;
-        else this.#send(frame(FrameType.PING, Flag.ACK, 0, payload));
         break;
       }
       case FrameType.GOAWAY: {
@@ -572,30 +369,17 @@ class Connection {
         const last = view.getUint32(0) & MAX_WINDOW;
         const code = view.getUint32(4);
         this.draining = true;
-        for (const s of [...this.#streams.values()]) {
+        for (const s of [...this.streams.values()]) {
           if (s.id > last) {
             s.fail(
               new Http2Error("refused", `the server is going away (${errorCodeName(code)})`, code),
             );
-            this.#forget(s);
+            this.forget(s);
           }
         }
         for (const w of this.#waitingForSlot.splice(0)) w();
-        if (this.#streams.size === 0) this.close();
+        if (this.streams.size === 0) this.close();
         this.#onIdle();
-        break;
-      }
-      case FrameType.WINDOW_UPDATE: {
-        size(4, "WINDOW_UPDATE");
-        const inc = view.getUint32(0) & MAX_WINDOW;
-        if (sid === 0) {
-          if (inc === 0) protocolError("WINDOW_UPDATE of 0");
-          this.#connSendWindow += inc;
-        } else {
-          const s = this.#streams.get(sid);
-          if (s) s.sendWindow += inc;
-        }
-        this.#wakeSenders();
         break;
       }
       case FrameType.PUSH_PROMISE:
@@ -606,14 +390,14 @@ class Connection {
     }
   }
 
-  #headerBlock(sid: number, flags: number, block: Uint8Array): void {
+  protected headerBlock(sid: number, flags: number, block: Uint8Array): void {
     let fields: HeaderField[];
     try {
       fields = this.#decoder.decode(block);
     } catch (e) {
       protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
     }
-    const s = this.#streams.get(sid);
+    const s = this.streams.get(sid);
     if (!s || s.remoteEnded) return; // decoded for the table's sake only
     const end = (flags & Flag.END_STREAM) !== 0;
     if (s.headers === null) {
@@ -626,31 +410,23 @@ class Connection {
       if (!end) protocolError(`trailers without END_STREAM on stream ${s.id}`);
       s.trailers = fields;
     }
-    if (end) {
-      s.remoteEnded = true;
-      s.notify();
-      this.#maybeClose(s);
-    }
-  }
-
-  #wakeSenders(): void {
-    for (const w of this.#sendWaiters.splice(0)) w();
+    if (end) this.remoteEnd(s);
   }
 
   #fail(e: Http2Error): void {
     if (this.dead) return;
     this.dead = e;
     this.draining = true;
-    for (const s of [...this.#streams.values()]) {
+    for (const s of [...this.streams.values()]) {
       s.fail(e);
-      this.#forget(s);
+      this.forget(s);
     }
-    this.#wakeSenders();
+    this.wakeSenders();
     for (const w of this.#waitingForSlot.splice(0)) w();
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     try {
-      this.#sock.close();
+      this.sock.close();
     } catch { /* already closed */ }
     this.#onIdle();
   }

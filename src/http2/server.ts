@@ -14,25 +14,16 @@ import {
   ErrorCode,
   errorCodeName,
   Flag,
-  frame,
   FRAME_HEADER,
   frameHeader,
   FrameType,
   goawayFrame,
-  MAX_WINDOW,
   rstStreamFrame,
   Setting,
-  settingsFrame,
-  windowUpdateFrame,
 } from "./frames.ts";
-import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
-import {
-  FrameReader,
-  type FrameSink,
-  FrameWriter,
-  Http2Error,
-  protocolError,
-} from "./connection.ts";
+import { type HeaderField, HpackDecoder } from "./hpack.ts";
+import { Http2Error, protocolError } from "./connection.ts";
+import { Http2Peer, PeerStream } from "./peer.ts";
 
 /** Options of {@linkcode Http2ServerConnection}. */
 export interface Http2ServerOptions {
@@ -88,11 +79,8 @@ const MAX_FRAME = 1 << 20;
 const MAX_RESETS_PER_SECOND = 500;
 /** How long a closing connection waits for the client to close its side. */
 const LINGER_MS = 2_000;
-/** Queued output, beyond which control frames owed to a client that does not read end it. */
-const MAX_QUEUED_CONTROL = 4 << 20;
 
-class Stream implements ServerStream {
-  readonly id: number;
+class Stream extends PeerStream implements ServerStream {
   method = "";
   path = "";
   authority = "";
@@ -100,25 +88,11 @@ class Stream implements ServerStream {
   readonly #abort = new AbortController();
   readonly signal = this.#abort.signal;
   #conn: Http2ServerConnection;
-  pieces: Uint8Array[] = [];
-  queued = 0;
-  /** The request ended (END_STREAM from the client). */
-  remoteEnded = false;
-  /** Our response ended. */
-  localEnded = false;
   headersSent = false;
-  error: Http2Error | null = null;
-  wake: (() => void) | null = null;
-  sendWindow: number;
-  recvWindow: number;
-  unacked = 0;
-  closed = false;
 
   constructor(id: number, conn: Http2ServerConnection, sendWindow: number, recvWindow: number) {
-    this.id = id;
+    super(id, sendWindow, recvWindow);
     this.#conn = conn;
-    this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
   }
 
   fail(e: Http2Error): void {
@@ -128,25 +102,8 @@ class Stream implements ServerStream {
     this.notify();
   }
 
-  notify(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
-  async *body(): AsyncGenerator<Uint8Array> {
-    for (;;) {
-      const piece = this.pieces.shift();
-      if (piece !== undefined) {
-        this.queued -= piece.length;
-        this.#conn.consumed(this, piece.length);
-        yield piece;
-        continue;
-      }
-      if (this.remoteEnded) return;
-      if (this.error) throw this.error;
-      await new Promise<void>((r) => (this.wake = r));
-    }
+  body(): AsyncGenerator<Uint8Array> {
+    return this.received(this.#conn);
   }
 
   respond(status: number, headers: HeaderField[] = [], endStream = false): void {
@@ -204,23 +161,12 @@ class Stream implements ServerStream {
  * listener.close();
  * ```
  */
-export class Http2ServerConnection {
-  #sock: Deno.Conn;
+export class Http2ServerConnection extends Http2Peer<Stream> {
   #handler: (stream: ServerStream) => void | Promise<void>;
-  #opts: Required<Omit<Http2ServerOptions, "onStreams">>;
+  #maxStreams: number;
   #onStreams?: (open: number) => void;
   #decoder = new HpackDecoder();
-  #streams = new Map<number, Stream>();
   #lastStream = 0;
-  #writer: FrameWriter;
-  #reader: FrameReader;
-  #dataStream: Stream | null = null;
-  #peerMaxFrame = 16384;
-  #peerInitialWindow = 65535;
-  #connSendWindow = 65535;
-  #connRecvWindow = 65535;
-  #connUnacked = 0;
-  #sendWaiters: (() => void)[] = [];
   #goawaySent = false;
   #clientLeaving = false;
   #closing = false;
@@ -237,24 +183,25 @@ export class Http2ServerConnection {
     handler: (stream: ServerStream) => void | Promise<void>,
     options: Http2ServerOptions = {},
   ) {
-    this.#sock = sock;
-    this.#handler = handler;
-    this.#opts = {
-      maxConcurrentStreams: options.maxConcurrentStreams ?? 256,
+    super(sock, {
       streamWindow: options.streamWindow ?? 8 << 20,
       connectionWindow: options.connectionWindow ?? 32 << 20,
+      maxFrame: MAX_FRAME,
       maxHeaderBlock: options.maxHeaderBlock ?? 64 << 10,
-    };
+    }, () => this.close());
+    this.#handler = handler;
+    this.#maxStreams = options.maxConcurrentStreams ?? 256;
     this.#onStreams = options.onStreams;
-    (sock as Partial<Deno.TcpConn>).setNoDelay?.(true);
-    this.#writer = new FrameWriter(sock, () => this.close());
-    this.#reader = new FrameReader(this.#sink(), MAX_FRAME, this.#opts.maxHeaderBlock);
     this.#readLoop();
+  }
+
+  protected get ended(): boolean {
+    return this.#dead;
   }
 
   /** Streams open now. */
   get open(): number {
-    return this.#streams.size;
+    return this.streams.size;
   }
 
   /**
@@ -264,8 +211,8 @@ export class Http2ServerConnection {
   shutdown(): void {
     if (this.#dead || this.#goawaySent) return;
     this.#goawaySent = true;
-    this.#writer.send(goawayFrame(this.#lastStream, ErrorCode.NO_ERROR));
-    if (this.#streams.size === 0) this.#closeWhenFlushed();
+    this.send(goawayFrame(this.#lastStream, ErrorCode.NO_ERROR));
+    if (this.streams.size === 0) this.#closeWhenFlushed();
   }
 
   /** Ends the connection now; open streams are aborted. */
@@ -273,13 +220,13 @@ export class Http2ServerConnection {
     if (this.#dead) return;
     this.#dead = true;
     const e = new Http2Error("unavailable", "the connection was closed");
-    for (const s of [...this.#streams.values()]) {
+    for (const s of [...this.streams.values()]) {
       s.fail(e);
-      this.#forget(s);
+      this.forget(s);
     }
-    for (const w of this.#sendWaiters.splice(0)) w();
+    this.wakeSenders();
     try {
-      this.#sock.close();
+      this.sock.close();
     } catch { /* already closed */ }
     this.#resolveDone();
   }
@@ -292,28 +239,16 @@ export class Http2ServerConnection {
   async #closeWhenFlushed(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    await this.#writer.drained();
+    await this.writer.drained();
     if (this.#dead) return;
     try {
-      await this.#sock.closeWrite();
+      await this.sock.closeWrite();
     } catch {
       return this.close();
     }
     const t = setTimeout(() => this.close(), LINGER_MS);
     await this.done;
     clearTimeout(t);
-  }
-
-  #send(...parts: Uint8Array[]): void {
-    if (!this.#dead) this.#writer.send(...parts);
-  }
-
-  /** A control frame owed to the client; one that does not read its answers is cut off. */
-  #sendControl(f: Uint8Array): void {
-    if (this.#writer.queued > MAX_QUEUED_CONTROL) {
-      protocolError("too much owed to a client that does not read", ErrorCode.ENHANCE_YOUR_CALM);
-    }
-    this.#send(f);
   }
 
   async #readLoop(): Promise<void> {
@@ -323,7 +258,7 @@ export class Http2ServerConnection {
       let got = 0;
       const preface = new Uint8Array(CLIENT_PREFACE.length);
       while (got < preface.length) {
-        const n = await this.#sock.read(buf);
+        const n = await this.sock.read(buf);
         if (n === null) return this.close();
         const take = Math.min(n, preface.length - got);
         preface.set(buf.subarray(0, take), got);
@@ -331,41 +266,30 @@ export class Http2ServerConnection {
           if (preface[i] !== CLIENT_PREFACE[i]) return await this.#notHttp2(preface, got + take);
         }
         got += take;
-        if (got === preface.length) this.#hello();
-        if (take < n) this.#reader.push(buf.subarray(take, n));
+        // Our side of the preface, once the client's has arrived.
+        if (got === preface.length) {
+          this.sendSettings([[Setting.MAX_CONCURRENT_STREAMS, this.#maxStreams]]);
+        }
+        if (take < n) this.received(buf.subarray(take, n));
       }
       for (;;) {
-        if (this.#reader.retained) {
+        if (this.reader.retained) {
           buf = new Uint8Array(READ_SIZE);
-          this.#reader.retained = false;
+          this.reader.retained = false;
         }
-        const n = await this.#sock.read(buf);
+        const n = await this.sock.read(buf);
         if (n === null) break;
-        this.#reader.push(buf.subarray(0, n));
+        this.received(buf.subarray(0, n));
         if (this.#dead) return;
       }
     } catch (e) {
       if (this.#dead) return;
       if (e instanceof Http2Error && e.kind === "protocol") {
-        this.#send(goawayFrame(this.#lastStream, e.h2Code ?? ErrorCode.PROTOCOL_ERROR));
-        await Promise.race([this.#writer.drained(), new Promise((r) => setTimeout(r, 100))]);
+        this.send(goawayFrame(this.#lastStream, e.h2Code ?? ErrorCode.PROTOCOL_ERROR));
+        await Promise.race([this.writer.drained(), new Promise((r) => setTimeout(r, 100))]);
       }
     }
     this.close();
-  }
-
-  /** Our side of the connection preface, sent once the client's has arrived. */
-  #hello(): void {
-    this.#send(settingsFrame([
-      [Setting.MAX_CONCURRENT_STREAMS, this.#opts.maxConcurrentStreams],
-      [Setting.INITIAL_WINDOW_SIZE, this.#opts.streamWindow],
-      [Setting.MAX_FRAME_SIZE, MAX_FRAME],
-      [Setting.MAX_HEADER_LIST_SIZE, this.#opts.maxHeaderBlock],
-    ]));
-    if (this.#opts.connectionWindow > 65535) {
-      this.#send(windowUpdateFrame(0, this.#opts.connectionWindow - 65535));
-      this.#connRecvWindow = this.#opts.connectionWindow;
-    }
   }
 
   /** Something other than HTTP/2 with prior knowledge: HTTP/1.x gets a readable answer. */
@@ -373,89 +297,30 @@ export class Http2ServerConnection {
     const text = new TextDecoder().decode(start.subarray(0, n));
     if (/^[A-Z]+ /.test(text)) {
       const body = "this is a gRPC server: it speaks HTTP/2 only\n";
-      this.#send(new TextEncoder().encode(
+      this.send(new TextEncoder().encode(
         `HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n` +
           `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
       ));
     } else {
-      this.#send(goawayFrame(0, ErrorCode.PROTOCOL_ERROR));
+      this.send(goawayFrame(0, ErrorCode.PROTOCOL_ERROR));
     }
-    await Promise.race([this.#writer.drained(), new Promise((r) => setTimeout(r, 100))]);
+    await Promise.race([this.writer.drained(), new Promise((r) => setTimeout(r, 100))]);
     this.close();
   }
 
-  #sink(): FrameSink {
-    return {
-      dataStart: (sid, length) => {
-        this.#connRecvWindow -= length;
-        if (this.#connRecvWindow < 0) {
-          protocolError("DATA beyond the connection window", ErrorCode.FLOW_CONTROL_ERROR);
-        }
-        const s = this.#streams.get(sid);
-        if (s) {
-          if (s.remoteEnded) {
-            protocolError(`DATA after the end of stream ${sid}`, ErrorCode.STREAM_CLOSED);
-          }
-          s.recvWindow -= length;
-          if (s.recvWindow < 0) {
-            protocolError(`DATA beyond the window of stream ${sid}`, ErrorCode.FLOW_CONTROL_ERROR);
-          }
-        } else if (sid > this.#lastStream) {
-          protocolError(`DATA on idle stream ${sid}`);
-        }
-        this.#dataStream = s && !s.error ? s : null;
-        if (!this.#dataStream) this.#credit(length);
-      },
-      data: (_sid, bytes) => {
-        const s = this.#dataStream;
-        if (!s) return;
-        s.pieces.push(bytes);
-        s.queued += bytes.length;
-        s.notify();
-      },
-      dataEnd: (sid, flags, padding) => {
-        const s = this.#dataStream;
-        this.#dataStream = null;
-        if (s && padding > 0) {
-          s.unacked += padding;
-          this.#credit(padding);
-        }
-        if (flags & Flag.END_STREAM) {
-          const t = this.#streams.get(sid);
-          if (t && !t.remoteEnded) {
-            t.remoteEnded = true;
-            t.notify();
-            this.#maybeClose(t);
-          }
-        }
-      },
-      headers: (sid, flags, block) => this.#headerBlock(sid, flags, block),
-      frame: (type, flags, sid, payload) => this.#frame(type, flags, sid, payload),
-    };
-  }
-
-  #credit(n: number): void {
-    this.#connUnacked += n;
-    if (this.#connUnacked >= this.#opts.connectionWindow / 2) {
-      this.#send(windowUpdateFrame(0, this.#connUnacked));
-      this.#connRecvWindow += this.#connUnacked;
-      this.#connUnacked = 0;
+  protected dataFor(sid: number): Stream | null {
+    const s = this.streams.get(sid);
+    if (s) {
+      if (s.remoteEnded) {
+        protocolError(`DATA after the end of stream ${sid}`, ErrorCode.STREAM_CLOSED);
+      }
+    } else if (sid > this.#lastStream) {
+      protocolError(`DATA on idle stream ${sid}`);
     }
+    return s && !s.error ? s : null;
   }
 
-  /** A handler took `n` bytes of a request body: return them to both windows in batches. */
-  consumed(s: Stream, n: number): void {
-    this.#credit(n);
-    if (s.remoteEnded || s.closed) return;
-    s.unacked += n;
-    if (s.unacked >= this.#opts.streamWindow / 2) {
-      this.#send(windowUpdateFrame(s.id, s.unacked));
-      s.recvWindow += s.unacked;
-      s.unacked = 0;
-    }
-  }
-
-  #headerBlock(sid: number, flags: number, block: Uint8Array): void {
+  protected headerBlock(sid: number, flags: number, block: Uint8Array): void {
     let fields: HeaderField[];
     try {
       fields = this.#decoder.decode(block);
@@ -463,13 +328,11 @@ export class Http2ServerConnection {
       protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
     }
     const end = (flags & Flag.END_STREAM) !== 0;
-    const existing = this.#streams.get(sid);
+    const existing = this.streams.get(sid);
     if (existing) {
       // Trailers of the request.
       if (!end || existing.remoteEnded) protocolError(`HEADERS again on stream ${sid}`);
-      existing.remoteEnded = true;
-      existing.notify();
-      this.#maybeClose(existing);
+      this.remoteEnd(existing);
       return;
     }
     if (sid % 2 === 0 || sid <= this.#lastStream) {
@@ -477,15 +340,11 @@ export class Http2ServerConnection {
       return; // a stream already closed (reset by us, say): nothing to do
     }
     this.#lastStream = sid;
-    if (this.#goawaySent || this.#dead) {
-      this.#sendControl(rstStreamFrame(sid, ErrorCode.REFUSED_STREAM));
+    if (this.#goawaySent || this.#dead || this.streams.size >= this.#maxStreams) {
+      this.sendControl(rstStreamFrame(sid, ErrorCode.REFUSED_STREAM));
       return;
     }
-    if (this.#streams.size >= this.#opts.maxConcurrentStreams) {
-      this.#sendControl(rstStreamFrame(sid, ErrorCode.REFUSED_STREAM));
-      return;
-    }
-    const s = new Stream(sid, this, this.#peerInitialWindow, this.#opts.streamWindow);
+    const s = new Stream(sid, this, this.peerInitialWindow, this.local.streamWindow);
     for (const [name, value] of fields) {
       if (name === ":method") s.method = value;
       else if (name === ":path") s.path = value;
@@ -497,12 +356,12 @@ export class Http2ServerConnection {
       }
     }
     if (!s.method || !s.path) {
-      this.#sendControl(rstStreamFrame(sid, ErrorCode.PROTOCOL_ERROR));
+      this.sendControl(rstStreamFrame(sid, ErrorCode.PROTOCOL_ERROR));
       return;
     }
     s.remoteEnded = end;
-    this.#streams.set(sid, s);
-    this.#onStreams?.(this.#streams.size);
+    this.streams.set(sid, s);
+    this.#onStreams?.(this.streams.size);
     try {
       const r = this.#handler(s);
       if (r instanceof Promise) r.catch(() => this.reset(s, ErrorCode.INTERNAL_ERROR));
@@ -511,16 +370,12 @@ export class Http2ServerConnection {
     }
   }
 
-  #frame(type: number, flags: number, sid: number, payload: Uint8Array): void {
-    const size = (n: number, what: string) => {
-      if (payload.length !== n) {
-        protocolError(`${what} of the wrong size`, ErrorCode.FRAME_SIZE_ERROR);
-      }
-    };
-    const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
+  protected otherFrame(type: number, _flags: number, sid: number, payload: Uint8Array): void {
     switch (type) {
       case FrameType.RST_STREAM: {
-        size(4, "RST_STREAM");
+        if (payload.length !== 4) {
+          protocolError("RST_STREAM of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
+        }
         if (sid === 0) protocolError("RST_STREAM on stream 0");
         const now = Date.now();
         if (now - this.#resetsSince > 1000) {
@@ -530,77 +385,22 @@ export class Http2ServerConnection {
         if (++this.#resets > MAX_RESETS_PER_SECOND) {
           protocolError("too many streams reset", ErrorCode.ENHANCE_YOUR_CALM);
         }
-        const s = this.#streams.get(sid);
+        const s = this.streams.get(sid);
         if (s) {
-          const code = view.getUint32(0);
+          const code = new DataView(payload.buffer, payload.byteOffset, 4).getUint32(0);
           s.fail(
             new Http2Error("reset", `the client reset the stream: ${errorCodeName(code)}`, code),
           );
-          this.#credit(s.queued);
-          s.pieces = [];
-          s.queued = 0;
-          this.#forget(s);
+          this.dropReceived(s);
+          this.forget(s);
         }
         break;
       }
-      case FrameType.SETTINGS: {
-        if (sid !== 0) protocolError("SETTINGS on a stream");
-        if (flags & Flag.ACK) break;
-        if (payload.length % 6 !== 0) {
-          protocolError("SETTINGS of the wrong size", ErrorCode.FRAME_SIZE_ERROR);
-        }
-        for (let i = 0; i < payload.length; i += 6) {
-          const id = view.getUint16(i);
-          const value = view.getUint32(i + 2);
-          if (id === Setting.INITIAL_WINDOW_SIZE) {
-            if (value > MAX_WINDOW) protocolError("window too large", ErrorCode.FLOW_CONTROL_ERROR);
-            const delta = value - this.#peerInitialWindow;
-            this.#peerInitialWindow = value;
-            for (const s of this.#streams.values()) s.sendWindow += delta;
-          } else if (id === Setting.MAX_FRAME_SIZE) {
-            if (value < 16384 || value > (1 << 24) - 1) protocolError("bad MAX_FRAME_SIZE");
-            this.#peerMaxFrame = value;
-          } else if (id === Setting.ENABLE_PUSH && value > 1) {
-            protocolError("bad ENABLE_PUSH");
-          }
-        }
-        this.#sendControl(settingsFrame([], true));
-        this.#wakeSenders();
-        break;
-      }
-      case FrameType.PING: {
-        size(8, "PING");
-        if (sid !== 0) protocolError("PING on a stream");
-        if (!(flags & Flag.ACK)) this.#sendControl(frame(FrameType.PING, Flag.ACK, 0, payload));
-        break;
-      }
-      case FrameType.GOAWAY: {
+      case FrameType.GOAWAY:
         // The client opens no more streams: finish those open, then close.
         this.#clientLeaving = true;
-        if (this.#streams.size === 0) this.#closeWhenFlushed();
+        if (this.streams.size === 0) this.#closeWhenFlushed();
         break;
-      }
-      case FrameType.WINDOW_UPDATE: {
-        size(4, "WINDOW_UPDATE");
-        const inc = view.getUint32(0) & MAX_WINDOW;
-        if (sid === 0) {
-          if (inc === 0) protocolError("WINDOW_UPDATE of 0");
-          this.#connSendWindow += inc;
-          if (this.#connSendWindow > MAX_WINDOW) {
-            protocolError("connection window over 2^31-1", ErrorCode.FLOW_CONTROL_ERROR);
-          }
-        } else {
-          const s = this.#streams.get(sid);
-          if (s) {
-            s.sendWindow += inc;
-            if (s.sendWindow > MAX_WINDOW) {
-              this.reset(s, ErrorCode.FLOW_CONTROL_ERROR);
-            }
-          }
-        }
-        this.#wakeSenders();
-        break;
-      }
       case FrameType.PUSH_PROMISE:
         protocolError("PUSH_PROMISE from a client");
         break;
@@ -609,84 +409,33 @@ export class Http2ServerConnection {
     }
   }
 
-  #wakeSenders(): void {
-    for (const w of this.#sendWaiters.splice(0)) w();
+  protected streamError(s: Stream, code: number): void {
+    this.reset(s, code);
   }
 
-  #maybeClose(s: Stream): void {
-    if (s.localEnded && s.remoteEnded) this.#forget(s);
-  }
-
-  #forget(s: Stream): void {
+  protected forget(s: Stream): void {
     if (s.closed) return;
     s.closed = true;
-    this.#streams.delete(s.id);
-    this.#wakeSenders();
-    this.#onStreams?.(this.#streams.size);
-    if (this.#streams.size === 0 && (this.#goawaySent || this.#clientLeaving) && !this.#dead) {
+    this.streams.delete(s.id);
+    this.wakeSenders();
+    this.#onStreams?.(this.streams.size);
+    if (this.streams.size === 0 && (this.#goawaySent || this.#clientLeaving) && !this.#dead) {
       this.#closeWhenFlushed();
     }
-  }
-
-  #headers(s: Stream, fields: HeaderField[], endStream: boolean): void {
-    const block = encodeHeaders(fields);
-    const max = this.#peerMaxFrame;
-    let o = 0;
-    let first = true;
-    do {
-      const part = block.subarray(o, o + max);
-      o += part.length;
-      const last = o >= block.length;
-      const f = (last ? Flag.END_HEADERS : 0) | (first && endStream ? Flag.END_STREAM : 0);
-      this.#send(frame(first ? FrameType.HEADERS : FrameType.CONTINUATION, f, s.id, part));
-      first = false;
-    } while (o < block.length);
   }
 
   respond(s: Stream, status: number, headers: HeaderField[], endStream: boolean): void {
     if (s.headersSent || s.closed || this.#dead) return;
     s.headersSent = true;
-    this.#headers(s, [[":status", String(status)], ...headers], endStream);
+    this.sendHeaders(s.id, [[":status", String(status)], ...headers], endStream);
     if (endStream) this.#ended(s);
   }
 
   async write(s: Stream, parts: Uint8Array[]): Promise<void> {
     if (!s.headersSent) this.respond(s, 200, [], false);
-    let total = 0;
-    for (const p of parts) total += p.length;
-    let pi = 0;
-    let po = 0;
-    while (total > 0) {
-      if (s.error) throw s.error;
-      if (this.#dead) throw new Http2Error("unavailable", "the connection was closed");
-      if (s.localEnded) throw new Http2Error("cancelled", "the response has ended");
-      const n = Math.min(total, this.#peerMaxFrame, s.sendWindow, this.#connSendWindow);
-      if (n <= 0) {
-        await new Promise<void>((r) => this.#sendWaiters.push(r));
-        continue;
-      }
-      const head = new Uint8Array(FRAME_HEADER);
-      frameHeader(head, 0, n, FrameType.DATA, 0, s.id);
-      const out: Uint8Array[] = [head];
-      let left = n;
-      while (left > 0) {
-        const p = parts[pi];
-        const take = Math.min(left, p.length - po);
-        out.push(p.subarray(po, po + take));
-        po += take;
-        left -= take;
-        if (po === p.length) {
-          pi++;
-          po = 0;
-        }
-      }
-      s.sendWindow -= n;
-      this.#connSendWindow -= n;
-      total -= n;
-      this.#send(...out);
-    }
+    for (const p of parts) await this.sendData(s, p, false, false);
     // A client that does not read holds the writer here, not in memory.
-    await this.#writer.drained();
+    await this.writer.drained();
   }
 
   end(s: Stream, trailers?: HeaderField[]): void {
@@ -694,13 +443,13 @@ export class Http2ServerConnection {
     if (!s.headersSent) {
       // Trailers-only (or an empty response).
       s.headersSent = true;
-      this.#headers(s, [[":status", "200"], ...(trailers ?? [])], true);
+      this.sendHeaders(s.id, [[":status", "200"], ...(trailers ?? [])], true);
     } else if (trailers && trailers.length > 0) {
-      this.#headers(s, trailers, true);
+      this.sendHeaders(s.id, trailers, true);
     } else {
       const head = new Uint8Array(FRAME_HEADER);
       frameHeader(head, 0, 0, FrameType.DATA, Flag.END_STREAM, s.id);
-      this.#send(head);
+      this.send(head);
     }
     this.#ended(s);
   }
@@ -709,23 +458,19 @@ export class Http2ServerConnection {
     s.localEnded = true;
     if (!s.remoteEnded) {
       // Answered before the request ended: the client may stop sending (RFC 9113 8.1).
-      this.#send(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
-      this.#credit(s.queued);
-      s.pieces = [];
-      s.queued = 0;
+      this.send(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
+      this.dropReceived(s);
       s.remoteEnded = true;
       s.notify();
     }
-    this.#maybeClose(s);
+    this.maybeClose(s);
   }
 
   reset(s: Stream, code: number): void {
     if (s.closed || this.#dead) return;
-    this.#send(rstStreamFrame(s.id, code));
+    this.send(rstStreamFrame(s.id, code));
     s.fail(new Http2Error("reset", `stream reset: ${errorCodeName(code)}`, code));
-    this.#credit(s.queued);
-    s.pieces = [];
-    s.queued = 0;
-    this.#forget(s);
+    this.dropReceived(s);
+    this.forget(s);
   }
 }

@@ -19,6 +19,16 @@ import {
 } from "../../src/http2/frames.ts";
 import { encodeHeaders, type HeaderField } from "../../src/http2/hpack.ts";
 
+/** A client of a server on 127.0.0.1:`port`, with `options` over the defaults. */
+function loopbackClient(port: number, options: object = {}): Http2Client {
+  return new Http2Client({
+    connect: () => Deno.connect({ hostname: "127.0.0.1", port }),
+    authority: `127.0.0.1:${port}`,
+    scheme: "http",
+    ...options,
+  });
+}
+
 type Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
 
 async function nodeServer(
@@ -35,12 +45,7 @@ async function nodeServer(
   const clients: Http2Client[] = [];
   return {
     client: (o = {}) => {
-      const c = new Http2Client({
-        connect: () => Deno.connect({ hostname: "127.0.0.1", port }),
-        authority: `127.0.0.1:${port}`,
-        scheme: "http",
-        ...o,
-      });
+      const c = loopbackClient(port, o);
       clients.push(c);
       return c;
     },
@@ -257,12 +262,7 @@ function rawServer(
   return {
     done,
     client: (o = {}) => {
-      const c = new Http2Client({
-        connect: () => Deno.connect({ hostname: "127.0.0.1", port }),
-        authority: `127.0.0.1:${port}`,
-        scheme: "http",
-        ...o,
-      });
+      const c = loopbackClient(port, o);
       clients.push(c);
       return c;
     },
