@@ -116,8 +116,9 @@ export const serveCommand: CommandSpec<ServeOptions> = {
     const services = await openServices(opts, { readServer: true });
     Deno.mkdirSync(nixcasDir(), { recursive: true });
     try {
-      // A server checks every chunk it hands out: native BLAKE3 hashes ≈2.5x faster.
-      void enableNativeBlake3();
+      // A server checks every chunk it hands out: native BLAKE3 hashes ≈2.5x faster. Loaded
+      // (≈20–70 ms) before the first request, so that the first reads get it too.
+      await enableNativeBlake3();
       const handler = binaryCacheHandler({
         ...services,
         priority: opts.priority,
