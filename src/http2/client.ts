@@ -45,8 +45,6 @@ export interface Http2ClientOptions {
   pingTimeoutMs?: number;
 }
 
-/** Bytes asked of the socket per read. */
-const READ_SIZE = 256 << 10;
 /** Largest frame we accept (SETTINGS_MAX_FRAME_SIZE sent). */
 const MAX_FRAME = 1 << 20;
 /** Largest header block (all its CONTINUATION frames) we accept. */
@@ -126,10 +124,8 @@ class Stream extends PeerStream implements Http2Call {
     this.#conn.cancel(this);
   }
 
-  async write(parts: Uint8Array[]): Promise<void> {
-    for (let i = 0; i < parts.length; i++) {
-      await this.#conn.sendData(this, parts[i], false, i === parts.length - 1);
-    }
+  write(parts: Uint8Array[]): Promise<void> {
+    return this.#conn.sendData(this, parts, false);
   }
 
   end(): Promise<void> {
@@ -296,21 +292,15 @@ class Connection extends Http2Peer<Stream> {
   }
 
   async #readLoop(): Promise<void> {
-    let buf = new Uint8Array(READ_SIZE);
     try {
       for (;;) {
-        const n = await this.sock.read(buf);
+        const n = await this.readSome();
         if (n === null) {
           this.#fail(new Http2Error("unavailable", "the server closed the connection"));
           return;
         }
         this.#lastFrame = Date.now();
-        this.received(buf.subarray(0, n));
         if (this.dead) return;
-        if (this.reader.retained) {
-          buf = new Uint8Array(READ_SIZE);
-          this.reader.retained = false;
-        }
       }
     } catch (e) {
       if (this.dead) return;

@@ -29,6 +29,10 @@ import {
 
 /** Queued output, beyond which control frames owed to a peer that does not read end it. */
 const MAX_QUEUED_CONTROL = 4 << 20;
+/** The buffer reads go into: room for a whole 1 MiB message and its frame headers. */
+const ARENA = (1 << 20) + (64 << 10);
+/** A read asks for at least this much room; with less left, a new buffer is begun. */
+const MIN_READ = 64 << 10;
 
 /** A stream's state shared by both ends: received data, windows, ends. */
 export class PeerStream {
@@ -120,6 +124,10 @@ export abstract class Http2Peer<S extends PeerStream> {
   #connUnacked = 0;
   #sendWaiters: (() => void)[] = [];
   #dataStream: S | null = null;
+  // Reads fill one buffer from the front; bytes handed out as DATA views stay where they are
+  // (the next read goes after them), other bytes are read over.
+  #arena = new Uint8Array(ARENA);
+  #arenaUsed = 0;
 
   /** Starts on `sock`; `onWriteError` is called once if a write fails. */
   constructor(sock: Deno.Conn, local: PeerOptions, onWriteError: (e: unknown) => void) {
@@ -180,9 +188,27 @@ export abstract class Http2Peer<S extends PeerStream> {
     }
   }
 
-  /** Feeds bytes read from the socket. */
+  /** Feeds bytes read from the socket (not from the read buffer: the caller's to give away). */
   protected received(data: Uint8Array): void {
     this.reader.push(data);
+    this.reader.retained = false;
+  }
+
+  /** Reads once from the socket and feeds the frames; the byte count, or null at its end. */
+  protected async readSome(): Promise<number | null> {
+    if (this.#arena.length - this.#arenaUsed < MIN_READ) {
+      this.#arena = new Uint8Array(ARENA);
+      this.#arenaUsed = 0;
+    }
+    const space = this.#arena.subarray(this.#arenaUsed);
+    const n = await this.sock.read(space);
+    if (n === null) return null;
+    this.reader.push(space.subarray(0, n));
+    if (this.reader.retained) {
+      this.#arenaUsed += n;
+      this.reader.retained = false;
+    }
+    return n;
   }
 
   /** Gives `n` received bytes back to the connection window, in batches. */
@@ -230,28 +256,44 @@ export abstract class Http2Peer<S extends PeerStream> {
   }
 
   /**
-   * Sends `data` on a stream within the flow-control windows (`end`: and ends our side); with
-   * `wait`, resolves once it was written to the socket. Throws if the stream failed or ended.
+   * Sends `data` (pieces back to back) on a stream within the flow-control windows (`end`: and
+   * ends our side), in frames that may span pieces; with `wait`, resolves once it was written to
+   * the socket. Throws if the stream failed or ended.
    */
-  async sendData(s: S, data: Uint8Array, end: boolean, wait = true): Promise<void> {
-    let o = 0;
+  async sendData(s: S, data: Uint8Array | Uint8Array[], end: boolean, wait = true): Promise<void> {
+    const parts = data instanceof Uint8Array ? [data] : data;
+    let left = 0;
+    for (const p of parts) left += p.length;
+    let pi = 0;
+    let po = 0;
     do {
       if (s.error) throw s.error;
       if (this.ended) throw new Http2Error("unavailable", "the connection was closed");
       if (s.closed || s.localEnded) throw new Http2Error("cancelled", "the stream has ended");
-      const n = Math.min(data.length - o, this.peerMaxFrame, s.sendWindow, this.connSendWindow);
-      if (n <= 0 && data.length > 0) {
+      const n = Math.min(left, this.peerMaxFrame, s.sendWindow, this.connSendWindow);
+      if (n <= 0 && left > 0) {
         await new Promise<void>((r) => this.#sendWaiters.push(r));
         continue;
       }
-      const last = o + n >= data.length;
       const head = new Uint8Array(FRAME_HEADER);
-      frameHeader(head, 0, n, FrameType.DATA, last && end ? Flag.END_STREAM : 0, s.id);
+      frameHeader(head, 0, n, FrameType.DATA, n === left && end ? Flag.END_STREAM : 0, s.id);
+      const out: Uint8Array[] = [head];
+      for (let k = n; k > 0;) {
+        const p = parts[pi];
+        const take = Math.min(k, p.length - po);
+        out.push(p.subarray(po, po + take));
+        po += take;
+        k -= take;
+        if (po === p.length) {
+          pi++;
+          po = 0;
+        }
+      }
       s.sendWindow -= n;
       this.connSendWindow -= n;
-      this.send(head, data.subarray(o, o + n));
-      o += n;
-    } while (o < data.length);
+      left -= n;
+      this.send(...out);
+    } while (left > 0);
     if (end) {
       s.localEnded = true;
       this.maybeClose(s);

@@ -71,8 +71,8 @@ export interface ServerStream {
   reset(code?: number): void;
 }
 
-/** Bytes asked of the socket per read. */
-const READ_SIZE = 256 << 10;
+/** Bytes asked of the socket while the client's preface is awaited. */
+const PREFACE_READ = 64 << 10;
 /** Largest frame we accept (SETTINGS_MAX_FRAME_SIZE sent). */
 const MAX_FRAME = 1 << 20;
 /** Client resets per second after which the connection is closed (CVE-2023-44487). */
@@ -252,7 +252,7 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
   }
 
   async #readLoop(): Promise<void> {
-    let buf = new Uint8Array(READ_SIZE);
+    const buf = new Uint8Array(PREFACE_READ);
     try {
       // The client connection preface first.
       let got = 0;
@@ -270,16 +270,11 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
         if (got === preface.length) {
           this.sendSettings([[Setting.MAX_CONCURRENT_STREAMS, this.#maxStreams]]);
         }
-        if (take < n) this.received(buf.subarray(take, n));
+        // Frames that came with it: a copy, as the frames' data views are kept.
+        if (take < n) this.received(buf.slice(take, n));
       }
       for (;;) {
-        if (this.reader.retained) {
-          buf = new Uint8Array(READ_SIZE);
-          this.reader.retained = false;
-        }
-        const n = await this.sock.read(buf);
-        if (n === null) break;
-        this.received(buf.subarray(0, n));
+        if ((await this.readSome()) === null) break;
         if (this.#dead) return;
       }
     } catch (e) {
@@ -433,9 +428,8 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
 
   async write(s: Stream, parts: Uint8Array[]): Promise<void> {
     if (!s.headersSent) this.respond(s, 200, [], false);
-    for (const p of parts) await this.sendData(s, p, false, false);
     // A client that does not read holds the writer here, not in memory.
-    await this.writer.drained();
+    await this.sendData(s, parts, false);
   }
 
   end(s: Stream, trailers?: HeaderField[]): void {
