@@ -46,7 +46,7 @@ export interface Http2ClientOptions {
 }
 
 /** Largest frame we accept (SETTINGS_MAX_FRAME_SIZE sent). */
-const MAX_FRAME = 1 << 20;
+const MAX_FRAME = 4 << 20;
 /** Largest header block (all its CONTINUATION frames) we accept. */
 const MAX_HEADER_BLOCK = 1 << 20;
 
@@ -160,6 +160,8 @@ class Connection extends Http2Peer<Stream> {
       connectionWindow: opts.connectionWindow,
       maxFrame: MAX_FRAME,
       maxHeaderBlock: MAX_HEADER_BLOCK,
+      // Room for a few whole 1 MiB Read messages and their frame headers.
+      readBuffer: (4 << 20) + (64 << 10),
     }, (e) =>
       this.#fail(
         new Http2Error("unavailable", `write failed: ${(e as Error).message}`, undefined, {

@@ -29,8 +29,6 @@ import {
 
 /** Queued output, beyond which control frames owed to a peer that does not read end it. */
 const MAX_QUEUED_CONTROL = 4 << 20;
-/** The buffer reads go into: room for a whole 1 MiB message and its frame headers. */
-const ARENA = (1 << 20) + (64 << 10);
 /** A read asks for at least this much room; with less left, a new buffer is begun. */
 const MIN_READ = 64 << 10;
 
@@ -108,6 +106,12 @@ export interface PeerOptions {
   maxFrame: number;
   /** Largest header block we accept. */
   maxHeaderBlock: number;
+  /**
+   * Size of the buffer reads fill (a new one when less than 64 KiB is left): frames of up to
+   * about this size arrive in one piece of memory, which lets a message spread over reads be
+   * handed on without a copy.
+   */
+  readBuffer: number;
 }
 
 /** One end of an HTTP/2 connection; `S` is its stream type. */
@@ -126,13 +130,14 @@ export abstract class Http2Peer<S extends PeerStream> {
   #dataStream: S | null = null;
   // Reads fill one buffer from the front; bytes handed out as DATA views stay where they are
   // (the next read goes after them), other bytes are read over.
-  #arena = new Uint8Array(ARENA);
+  #arena: Uint8Array;
   #arenaUsed = 0;
 
   /** Starts on `sock`; `onWriteError` is called once if a write fails. */
   constructor(sock: Deno.Conn, local: PeerOptions, onWriteError: (e: unknown) => void) {
     this.sock = sock;
     this.local = local;
+    this.#arena = new Uint8Array(local.readBuffer);
     // Small frames (WINDOW_UPDATE, PING, headers) must not wait for Nagle's algorithm.
     (sock as Partial<Deno.TcpConn>).setNoDelay?.(true);
     this.writer = new FrameWriter(sock, onWriteError);
@@ -197,7 +202,7 @@ export abstract class Http2Peer<S extends PeerStream> {
   /** Reads once from the socket and feeds the frames; the byte count, or null at its end. */
   protected async readSome(): Promise<number | null> {
     if (this.#arena.length - this.#arenaUsed < MIN_READ) {
-      this.#arena = new Uint8Array(ARENA);
+      this.#arena = new Uint8Array(this.local.readBuffer);
       this.#arenaUsed = 0;
     }
     const space = this.#arena.subarray(this.#arenaUsed);

@@ -188,6 +188,8 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
       connectionWindow: options.connectionWindow ?? 32 << 20,
       maxFrame: MAX_FRAME,
       maxHeaderBlock: options.maxHeaderBlock ?? 64 << 10,
+      // A 1 MiB frame (a Put chunk) and some: a connection may be one of a thousand.
+      readBuffer: (1 << 20) + (64 << 10),
     }, () => this.close());
     this.#handler = handler;
     this.#maxStreams = options.maxConcurrentStreams ?? 256;

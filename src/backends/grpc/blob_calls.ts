@@ -92,9 +92,11 @@ export function decodeBlobChunk(msg: Uint8Array): Uint8Array {
 }
 
 /**
- * Cuts a byte stream into gRPC's length-prefixed messages. A message arriving in one piece is
- * handed out as a view of it; one spread over pieces is gathered into a buffer of its declared
- * size, allocated once. Compressed messages and messages over `maxBytes` are errors.
+ * Cuts a byte stream into gRPC's length-prefixed messages. The pieces pushed are the splitter's
+ * to keep (they must not change afterwards). A message arriving in one piece, or in pieces that
+ * follow each other in one buffer, is handed out as a view; one spread over other pieces is
+ * gathered into a buffer of its declared size, allocated once. Compressed messages and messages
+ * over `maxBytes` are errors.
  *
  * @example
  * ```ts
@@ -113,6 +115,11 @@ export class MessageSplitter {
   #headLen = 0;
   #body: Uint8Array | null = null;
   #bodyLen = 0;
+  // A message begun in one piece and continued by pieces that follow it in the same buffer
+  // (our HTTP/2 client reads into one buffer from the front) is kept as a view: its length and
+  // the bytes so far.
+  #viewLen = -1;
+  #view: Uint8Array | null = null;
 
   /** A splitter refusing messages over `maxBytes`. */
   constructor(maxBytes: number) {
@@ -121,13 +128,37 @@ export class MessageSplitter {
 
   /** Bytes of an incomplete message held (0 between messages). */
   get pending(): number {
-    return this.#headLen + this.#bodyLen;
+    return this.#headLen + this.#bodyLen + (this.#view?.length ?? 0);
   }
 
   /** Adds bytes; returns the messages they completed. */
   push(data: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
     let o = 0;
+    if (this.#view) {
+      const v = this.#view;
+      const take = Math.min(this.#viewLen - v.length, data.length);
+      if (data.buffer === v.buffer && data.byteOffset === v.byteOffset + v.length) {
+        this.#view = new Uint8Array(v.buffer, v.byteOffset, v.length + take);
+      } else {
+        // Not adjacent: gather from here on.
+        this.#body = new Uint8Array(this.#viewLen);
+        this.#body.set(v);
+        this.#body.set(data.subarray(0, take), v.length);
+        this.#bodyLen = v.length + take;
+        this.#view = null;
+      }
+      o = take;
+      if (this.#view && this.#view.length === this.#viewLen) {
+        out.push(this.#view);
+        this.#view = null;
+      } else if (this.#body && this.#bodyLen === this.#body.length) {
+        out.push(this.#body);
+        this.#body = null;
+        this.#bodyLen = 0;
+      }
+      if (this.#view || this.#body) return out;
+    }
     while (o < data.length) {
       if (this.#body === null) {
         if (this.#headLen === 0 && data.length - o >= 5) {
@@ -137,6 +168,10 @@ export class MessageSplitter {
             o += 5 + len;
             continue;
           }
+          // Begun here: a view until a piece that does not follow it.
+          this.#viewLen = len;
+          this.#view = data.subarray(o + 5);
+          return out;
         }
         const take = Math.min(5 - this.#headLen, data.length - o);
         this.#head.set(data.subarray(o, o + take), this.#headLen);
