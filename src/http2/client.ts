@@ -21,7 +21,7 @@ import {
   rstStreamFrame,
   Setting,
 } from "./frames.ts";
-import { type HeaderField, HpackDecoder } from "./hpack.ts";
+import type { HeaderField } from "./hpack.ts";
 import { Http2Error, protocolError } from "./connection.ts";
 import { Http2Peer, PeerStream } from "./peer.ts";
 
@@ -137,7 +137,6 @@ class Stream extends PeerStream implements Http2Call {
 /** One HTTP/2 connection; the client makes a new one when this one is draining or lost. */
 class Connection extends Http2Peer<Stream> {
   #opts: Required<Omit<Http2ClientOptions, "connect">>;
-  #decoder = new HpackDecoder();
   #nextId = 1;
   /** New calls may not start here (GOAWAY received or sent, or lost). */
   draining = false;
@@ -374,21 +373,13 @@ class Connection extends Http2Peer<Stream> {
         this.#onIdle();
         break;
       }
-      case FrameType.PUSH_PROMISE:
-        protocolError("PUSH_PROMISE though push is off");
-        break;
       default:
         break; // PRIORITY and unknown types are ignored
     }
   }
 
   protected headerBlock(sid: number, flags: number, block: Uint8Array): void {
-    let fields: HeaderField[];
-    try {
-      fields = this.#decoder.decode(block);
-    } catch (e) {
-      protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
-    }
+    const fields = this.decodeHeaders(block);
     const s = this.streams.get(sid);
     if (!s || s.remoteEnded) return; // decoded for the table's sake only
     const end = (flags & Flag.END_STREAM) !== 0;

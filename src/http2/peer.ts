@@ -18,7 +18,7 @@ import {
   settingsFrame,
   windowUpdateFrame,
 } from "./frames.ts";
-import { encodeHeaders, type HeaderField } from "./hpack.ts";
+import { encodeHeaders, type HeaderField, HpackDecoder } from "./hpack.ts";
 import {
   FrameReader,
   type FrameSink,
@@ -132,6 +132,7 @@ export abstract class Http2Peer<S extends PeerStream> {
   // (the next read goes after them), other bytes are read over.
   #arena: Uint8Array;
   #arenaUsed = 0;
+  #decoder = new HpackDecoder();
 
   /** Starts on `sock`; `onWriteError` is called once if a write fails. */
   constructor(sock: Deno.Conn, local: PeerOptions, onWriteError: (e: unknown) => void) {
@@ -150,7 +151,7 @@ export abstract class Http2Peer<S extends PeerStream> {
   protected abstract dataFor(sid: number, length: number): S | null;
   /** A complete header block arrived. */
   protected abstract headerBlock(sid: number, flags: number, block: Uint8Array): void;
-  /** A frame other than DATA, HEADERS, SETTINGS, PING and WINDOW_UPDATE arrived. */
+  /** A frame other than DATA, HEADERS, SETTINGS, PING, WINDOW_UPDATE and PUSH_PROMISE arrived. */
   protected abstract otherFrame(
     type: number,
     flags: number,
@@ -165,6 +166,15 @@ export abstract class Http2Peer<S extends PeerStream> {
   protected settingsApplied(_maxStreams: number | undefined): void {}
   /** A PING we sent was answered. */
   protected pingAnswered(): void {}
+
+  /** Decodes a header block (the connection's HPACK state changes with every block). */
+  protected decodeHeaders(block: Uint8Array): HeaderField[] {
+    try {
+      return this.#decoder.decode(block);
+    } catch (e) {
+      protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
+    }
+  }
 
   /** Queues frames unless the connection has ended. */
   protected send(...parts: Uint8Array[]): void {
@@ -429,6 +439,10 @@ export abstract class Http2Peer<S extends PeerStream> {
         this.wakeSenders();
         return;
       }
+      case FrameType.PUSH_PROMISE:
+        // Our clients turn push off, and clients never push.
+        protocolError("PUSH_PROMISE, though push is off");
+        break;
       default:
         this.otherFrame(type, flags, sid, payload);
     }

@@ -21,7 +21,7 @@ import {
   rstStreamFrame,
   Setting,
 } from "./frames.ts";
-import { type HeaderField, HpackDecoder } from "./hpack.ts";
+import type { HeaderField } from "./hpack.ts";
 import { Http2Error, protocolError } from "./connection.ts";
 import { Http2Peer, PeerStream } from "./peer.ts";
 
@@ -165,7 +165,6 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
   #handler: (stream: ServerStream) => void | Promise<void>;
   #maxStreams: number;
   #onStreams?: (open: number) => void;
-  #decoder = new HpackDecoder();
   #lastStream = 0;
   #goawaySent = false;
   #clientLeaving = false;
@@ -318,12 +317,7 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
   }
 
   protected headerBlock(sid: number, flags: number, block: Uint8Array): void {
-    let fields: HeaderField[];
-    try {
-      fields = this.#decoder.decode(block);
-    } catch (e) {
-      protocolError((e as Error).message, ErrorCode.COMPRESSION_ERROR);
-    }
+    const fields = this.decodeHeaders(block);
     const end = (flags & Flag.END_STREAM) !== 0;
     const existing = this.streams.get(sid);
     if (existing) {
@@ -397,9 +391,6 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
         // The client opens no more streams: finish those open, then close.
         this.#clientLeaving = true;
         if (this.streams.size === 0) this.#closeWhenFlushed();
-        break;
-      case FrameType.PUSH_PROMISE:
-        protocolError("PUSH_PROMISE from a client");
         break;
       default:
         break; // PRIORITY and unknown types are ignored
