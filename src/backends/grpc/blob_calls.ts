@@ -218,8 +218,8 @@ export class MessageSplitter {
   }
 }
 
-/** What {@linkcode readBlobCall} needs. */
-export interface ReadCallOptions {
+/** What {@linkcode readBlobCall} and {@linkcode putBlobCall} need. */
+export interface BlobCallOptions {
   /** The HTTP/2 client of the server. */
   client: Http2Client;
   /** Request headers to add (authorization). */
@@ -270,7 +270,7 @@ async function* responseMessages(call: Http2Call, maxBytes: number): AsyncGenera
   }
 }
 
-function requestHeaders(path: string, opts: ReadCallOptions): HeaderField[] {
+function requestHeaders(path: string, opts: BlobCallOptions): HeaderField[] {
   return [
     [":method", "POST"],
     [":path", path],
@@ -286,7 +286,7 @@ function requestHeaders(path: string, opts: ReadCallOptions): HeaderField[] {
  */
 export async function* readBlobCall(
   digest: Uint8Array,
-  opts: ReadCallOptions,
+  opts: BlobCallOptions,
 ): AsyncGenerator<Uint8Array> {
   opts.signal?.throwIfAborted();
   let call: Http2Call;
@@ -328,7 +328,7 @@ const PUT_MESSAGE = 1 << 20;
  * Opens BlobService/Put: the chunks are sent without a copy as the caller writes them. The
  * server may answer (an error) before the stream ends; the next write or close rejects with it.
  */
-export async function putBlobCall(opts: ReadCallOptions): Promise<PutCall> {
+export async function putBlobCall(opts: BlobCallOptions): Promise<PutCall> {
   let call: Http2Call;
   try {
     call = await opts.client.request(requestHeaders(PUT_PATH, opts), "writer");

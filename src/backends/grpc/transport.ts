@@ -279,7 +279,7 @@ export function createTransport(
       return next(req);
     });
   }
-  const readHeaders: Record<string, string> = token === undefined
+  const authHeaders: Record<string, string> = token === undefined
     ? {}
     : { authorization: `Bearer ${token}` };
   return {
@@ -296,11 +296,11 @@ export function createTransport(
     readBlob: (digest, signal) =>
       readBlobCall(digest, {
         client,
-        headers: readHeaders,
+        headers: authHeaders,
         readMaxBytes: common.readMaxBytes,
         signal,
       }),
-    putBlob: () => putBlobCall({ client, headers: readHeaders, readMaxBytes: common.readMaxBytes }),
+    putBlob: () => putBlobCall({ client, headers: authHeaders, readMaxBytes: common.readMaxBytes }),
     close: () => client.close(),
   };
 }
