@@ -10,6 +10,7 @@
  * @module
  */
 import { type Row, timeCommand, writeRandomFile } from "./lib.ts";
+import { startNixcas } from "../tests/prereq.ts";
 import { openStore } from "../src/backends/open.ts";
 import { mountStore } from "../src/fuse/mod.ts";
 import { importStorePath } from "../src/store/import.ts";
@@ -45,23 +46,7 @@ const mnt = `${work}/mnt`;
 
 /** `nixcas mount` of the store at `mnt`; resolves once mounted. */
 async function startMount(): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command(deno, {
-    args: ["run", "-A", "--quiet", `${ROOT}/mod.ts`, "mount", mnt],
-    env,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes("mounted the store")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`mount failed: ${seen}`);
-    seen += value;
-  }
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })();
-  return child;
+  return (await startNixcas(["mount", mnt], "mounted the store", env)).child;
 }
 
 /** Stops the mount started last (SIGTERM: it unmounts and exits). */

@@ -60,8 +60,6 @@ export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | "writer" | nu
 export interface Http2Call {
   /** The response headers (the first HEADERS block); rejects if the call fails before them. */
   readonly response: Promise<HeaderField[]>;
-  /** True when the response ended with its headers (no body, no trailers). */
-  readonly headersOnly: boolean;
   /**
    * The body's pieces as they arrive. Each piece is the caller's to keep; taking it returns its
    * bytes to the flow-control windows. Throws {@linkcode Http2Error} if the call fails.
@@ -87,7 +85,6 @@ class Stream extends PeerStream implements Http2Call {
   #conn: Connection;
   headers: HeaderField[] | null = null;
   trailers: HeaderField[] | null = null;
-  headersOnly = false;
 
   constructor(id: number, conn: Connection, sendWindow: number, recvWindow: number) {
     super(id, sendWindow, recvWindow);
@@ -387,7 +384,6 @@ class Connection extends Http2Peer<Stream> {
       const status = fields.find(([n]) => n === ":status")?.[1];
       if (status === undefined) protocolError(`response without :status on stream ${s.id}`);
       if (status.startsWith("1") && !end) return; // informational
-      s.headersOnly = end;
       s.gotHeaders(fields);
     } else {
       if (!end) protocolError(`trailers without END_STREAM on stream ${s.id}`);

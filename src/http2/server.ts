@@ -200,11 +200,6 @@ export class Http2ServerConnection extends Http2Peer<Stream> {
     return this.#dead;
   }
 
-  /** Streams open now. */
-  get open(): number {
-    return this.streams.size;
-  }
-
   /**
    * Stops taking new streams (GOAWAY with the last stream taken); the connection closes once the
    * open ones have ended and what they wrote has been sent.
