@@ -9,7 +9,7 @@ import {
   DEFAULT_MAX_DIRECTORY_BYTES_PER_PUT,
 } from "../castore/closure.ts";
 import { DEFAULT_LISTEN_ADDRESS, parseListenAddress } from "../backends/grpc/address.ts";
-import { readAuthTokens } from "../backends/grpc/transport.ts";
+import { readAuthTokens } from "../backends/grpc/auth_tokens.ts";
 import {
   action,
   CliError,

@@ -6,7 +6,6 @@
  */
 import { type CommandSpec, UsageError } from "./args.ts";
 import { importStorePath } from "../store/import.ts";
-import { readExport } from "../store/import_export.ts";
 import { preloadLibcrypto } from "../hash/sha256.ts";
 import {
   action,
@@ -138,6 +137,7 @@ async function importExport(opts: ImportOptions): Promise<void> {
   try {
     const services = await openServices(opts);
     try {
+      const { readExport } = await import("../store/import_export.ts");
       await readExport(input ?? Deno.stdin, services, {
         onPath: (p) => printLine(p.absolute),
       });

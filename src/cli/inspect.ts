@@ -16,7 +16,7 @@ import { enableNativeBlake3, nativeBlake3 } from "../hash/blake3_native.ts";
 import { type LlvmBlake3Worker, startLlvmBlake3Worker } from "../sys/llvm_blake3.ts";
 import { encode as nixbase32 } from "../store/nixbase32.ts";
 import type { PathInfo } from "../store/path_info_service.ts";
-import { closureOf, NixcasStore, type NixPathInfo } from "../store/copy.ts";
+import type { NixcasStore, NixPathInfo } from "../store/copy.ts";
 import { renderContentAddress } from "../store/content_address.ts";
 import { parseStorePathWithSubpath, STORE_DIR_WITH_SLASH, StorePath } from "../store/store_path.ts";
 import {
@@ -99,6 +99,7 @@ async function closureSizes(
   store: NixcasStore,
   paths: NixPathInfo[],
 ): Promise<Map<string, number>> {
+  const { closureOf } = await import("../store/copy.ts");
   const out = new Map<string, number>();
   for (const p of paths) {
     const closure = await closureOf(store, [p.storePath]);
@@ -154,6 +155,8 @@ export const inspectCommands: readonly CommandSpec[] = [
         }
         return storePath;
       });
+      // Loaded here: the closure walk is no start-up cost of the other commands.
+      const { closureOf, NixcasStore } = await import("../store/copy.ts");
       const store = new NixcasStore(services);
       const closure = await closureOf(store, roots, inv.options.recursive ?? false);
       const sizes = inv.options.closureSize ? await closureSizes(store, closure) : null;

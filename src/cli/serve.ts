@@ -4,9 +4,8 @@
  * @module
  */
 import type { CommandSpec } from "./args.ts";
-import { readAuthTokens } from "../backends/grpc/transport.ts";
+import { readAuthTokens } from "../backends/grpc/auth_tokens.ts";
 import { nixcasDir } from "../backends/open.ts";
-import { SigningKey } from "../store/signature.ts";
 import {
   action,
   CliError,
@@ -110,7 +109,7 @@ export const serveCommand: CommandSpec<ServeOptions> = {
       }
     }
     const signingKey = opts.secretKeyFile
-      ? await SigningKey.readFile(opts.secretKeyFile)
+      ? await (await import("../store/signature.ts")).SigningKey.readFile(opts.secretKeyFile)
       : undefined;
     const { binaryCacheHandler } = await import("../http/binary_cache.ts");
     const services = await openServices(opts, { readServer: true });

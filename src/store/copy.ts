@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import type { BlobService } from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
 import { openVerifiedRead } from "../castore/verify.ts";
@@ -667,6 +666,8 @@ async function checkContentAddress(
   const kind = CA_ALGO[ca.type];
   let contentDigest: Uint8Array | undefined;
   if (kind && !(kind.nar && kind.algo === "sha256")) {
+    // Loaded here: node:crypto costs every command ≈30 ms of start-up when imported statically.
+    const { createHash } = await import("node:crypto");
     const hash = createHash(kind.algo);
     if (kind.nar) {
       for await (const b of renderNar(got.node, castore.blobs, castore.directories)) hash.update(b);

@@ -20,6 +20,7 @@ import {
   UnavailableError,
 } from "../../base/errors.ts";
 import { type GrpcTarget, parseGrpcUrl } from "./address.ts";
+import { readAuthTokens } from "./auth_tokens.ts";
 import { putBlobCall, type PutCall, readBlobCall } from "./blob_calls.ts";
 import { universalClient } from "./http_client.ts";
 import { Http2Client } from "../../http2/client.ts";
@@ -66,25 +67,6 @@ export interface TransportOptions {
 
 /** The address parameter naming a token file, the one query parameter `grpc+` addresses take. */
 export const AUTH_TOKEN_FILE_PARAM = "auth-token-file";
-
-/**
- * Reads a token file: each non-empty line is a token (surrounding white space dropped). Throws
- * an error naming the file when it cannot be read or holds no token.
- */
-export function readAuthTokens(path: string): string[] {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (e) {
-    throw new InvalidRequestError(`cannot read the token file ${path}: ${(e as Error).message}`);
-  }
-  const tokens = text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-  if (tokens.length === 0) throw new InvalidRequestError(`token file ${path} holds no token`);
-  for (const t of tokens) {
-    if (/\s/.test(t)) throw new InvalidRequestError(`token file ${path}: a token has white space`);
-  }
-  return tokens;
-}
 
 /** The token a client sends to `address`, if any: from its parameter, else from the env. */
 function clientToken(address: string | undefined): string | undefined {

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import {
   InvalidRequestError,
   NotFoundError,
@@ -21,6 +20,7 @@ import {
   decompress,
   parseCompression,
 } from "../../compress/compression.ts";
+import { createSha256Stream } from "../../hash/sha256.ts";
 import { fromNodeMessage } from "../../castore/directory.ts";
 import { ingestNar } from "../../nar/ingest.ts";
 import { renderNar } from "../../nar/render.ts";
@@ -329,7 +329,7 @@ export class BinaryCache implements CopySource, CopyDestination {
     // The NAR's file name is its file hash, known only once written: written under a
     // temporary name first.
     const ext = compressionSuffix(this.#compression);
-    const fileHash = createHash("sha256");
+    const fileHash = createSha256Stream();
     let fileSize = 0;
     const tmpName = `nar/.incoming-${crypto.randomUUID()}.nar${ext}`;
     let nar = compress(
@@ -338,15 +338,15 @@ export class BinaryCache implements CopySource, CopyDestination {
     );
     nar = nar.pipeThrough(
       new TransformStream({
-        transform(chunk, c) {
-          fileHash.update(chunk);
+        async transform(chunk, c) {
+          await fileHash.updateInPlace(chunk);
           fileSize += chunk.length;
           c.enqueue(chunk);
         },
       }),
     );
     await put(tmpName, nar);
-    const digest = new Uint8Array(fileHash.digest());
+    const digest = await fileHash.digest();
     const url = `nar/${nixbase32(digest)}.nar${ext}`;
     await this.#rename(tmpName, url);
     const narinfo = renderNarInfo(pathInfoToNarInfo(signed, {
