@@ -370,7 +370,7 @@ export function verifyingReader(
   chunks: ChunkMeta[],
 ): BlobReader {
   if (chunks.length > 0) {
-    const starts = chunkStarts(chunks);
+    const starts = chunkStarts(chunks.map((c) => c.size));
     const rawInto = reader.readInto?.bind(reader);
     return chunkedReader(digest, chunks, (_c, i) => readFull(reader, starts[i], chunks[i].size), {
       loadInto: rawInto && (async (c, i, into) => {
@@ -404,12 +404,12 @@ async function readFull(r: BlobReader, offset: number, length: number): Promise<
   return parts.length === 1 ? parts[0] : concat(parts);
 }
 
-function chunkStarts(chunks: ChunkMeta[]): number[] {
+function chunkStarts(sizes: readonly number[]): number[] {
   const starts: number[] = [];
   let o = 0;
-  for (const c of chunks) {
+  for (const n of sizes) {
     starts.push(o);
-    o += c.size;
+    o += n;
   }
   starts.push(o);
   return starts;
@@ -448,29 +448,29 @@ export interface ChunkedReaderOptions {
  */
 async function* streamedChunks(
   digest: B3Digest,
-  chunks: ChunkMeta[],
+  sizes: readonly number[],
+  check: PieceCheck,
   stream: AsyncIterable<Uint8Array>,
   checkWhole: boolean,
 ): AsyncGenerator<Uint8Array> {
   const hasher = checkWhole ? await createBlake3Hasher() : null;
   let i = 0;
-  let buf = new Uint8Array(chunks[0]?.size ?? 0);
+  let buf = new Uint8Array(sizes[0] ?? 0);
   let got = 0;
-  const what = (k: number) => `chunk ${k} of blob ${digest}`;
   // Checks chunk i (whole in `bytes`) and yields it in pieces of at most CHUNK_SIZE.
-  function* checked(bytes: Uint8Array): Generator<Uint8Array> {
-    checkDigest(bytes, chunks[i].digest, "chunk", chunks[i].size, what(i));
+  async function* checked(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+    await check(bytes, i);
     hasher?.update(bytes);
     for (let o = 0; o < bytes.length; o += CHUNK_SIZE) {
       yield bytes.subarray(o, Math.min(bytes.length, o + CHUNK_SIZE));
     }
     i++;
-    buf = new Uint8Array(chunks[i]?.size ?? 0);
+    buf = new Uint8Array(sizes[i] ?? 0);
     got = 0;
   }
   for await (let data of stream) {
     while (data.length > 0) {
-      if (i >= chunks.length) {
+      if (i >= sizes.length) {
         throw new CorruptDataError(digest.toString(), `blob ${digest}: more bytes than its chunks`);
       }
       if (got === 0 && data.length >= buf.length) {
@@ -487,9 +487,7 @@ async function* streamedChunks(
       if (got === buf.length) yield* checked(buf);
     }
   }
-  if (i < chunks.length) {
-    checkDigest(buf.subarray(0, got), chunks[i].digest, "chunk", chunks[i].size, what(i));
-  }
+  if (i < sizes.length) await check(buf.subarray(0, got), i);
   if (hasher) checkChunkList(hasher, digest);
 }
 
@@ -529,8 +527,41 @@ export function chunkedReader(
   load: (chunk: ChunkMeta, index: number) => Promise<Uint8Array>,
   opts: ChunkedReaderOptions = {},
 ): BlobReader {
-  const starts = chunkStarts(chunks);
-  const total = starts[chunks.length];
+  const loadInto = opts.loadInto;
+  return piecewiseReader(
+    digest,
+    chunks.map((c) => c.size),
+    (data, i) =>
+      checkDigest(data, chunks[i].digest, "chunk", chunks[i].size, `chunk ${i} of blob ${digest}`),
+    (i) => load(chunks[i], i),
+    {
+      ...opts,
+      loadInto: loadInto && ((i, into) => loadInto(chunks[i], i, into)),
+    },
+  );
+}
+
+/** Checks piece `index` of a blob (all of it, in `data`), throwing {@linkcode CorruptDataError}. */
+type PieceCheck = (data: Uint8Array, index: number) => void | Promise<void>;
+
+/** {@linkcode ChunkedReaderOptions} with the pieces named by their index alone. */
+interface PiecewiseOptions extends Omit<ChunkedReaderOptions, "loadInto"> {
+  loadInto?: (index: number, into: Uint8Array) => Promise<void>;
+}
+
+/**
+ * A reader of a blob stored in pieces of `sizes` bytes: `load` fetches piece i, which `check`
+ * passes before any of its bytes is used.
+ */
+function piecewiseReader(
+  digest: B3Digest,
+  sizes: readonly number[],
+  check: PieceCheck,
+  load: (index: number) => Promise<Uint8Array>,
+  opts: PiecewiseOptions,
+): BlobReader {
+  const starts = chunkStarts(sizes);
+  const total = starts[sizes.length];
   const cacheSize = Math.max(1, opts.cache ?? 4);
   const readahead = opts.readahead ?? 0;
   const cache = new Map<number, Promise<Uint8Array>>();
@@ -542,9 +573,8 @@ export function chunkedReader(
     if (p) {
       cache.delete(i); // most recently used goes last
     } else {
-      const c = chunks[i];
-      p = load(c, i).then((data) => {
-        checkDigest(data, c.digest, "chunk", c.size, `chunk ${i} of blob ${digest}`);
+      p = load(i).then(async (data) => {
+        await check(data, i);
         return data;
       });
       // A failed chunk is fetched again next time; a prefetch nobody awaits must not reject
@@ -558,13 +588,13 @@ export function chunkedReader(
     return p;
   };
   const prefetch = (from: number) => {
-    for (let k = from; k < Math.min(chunks.length, from + readahead); k++) {
+    for (let k = from; k < Math.min(sizes.length, from + readahead); k++) {
       if (!cache.has(k)) get(k);
     }
   };
   const find = (offset: number): number => {
     let lo = 0;
-    let hi = chunks.length - 1;
+    let hi = sizes.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
       if (starts[mid] <= offset) lo = mid;
@@ -578,17 +608,14 @@ export function chunkedReader(
     const end = Math.min(total, offset + into.length);
     if (offset >= end) return 0;
     const jobs: Promise<void>[] = [];
-    for (let i = find(offset); i < chunks.length && starts[i] < end; i++) {
-      const c = chunks[i];
+    for (let i = find(offset); i < sizes.length && starts[i] < end; i++) {
       const s = starts[i];
-      const e = s + c.size;
+      const e = s + sizes[i];
       if (s >= offset && e <= end) {
         // A whole chunk: read where it belongs, checked there.
         const at = into.subarray(s - offset, e - offset);
         jobs.push(
-          loadInto(c, i, at).then(() => {
-            checkDigest(at, c.digest, "chunk", c.size, `chunk ${i} of blob ${digest}`);
-          }),
+          loadInto(i, at).then(() => check(at, i)),
         );
       } else {
         jobs.push(
@@ -613,7 +640,7 @@ export function chunkedReader(
       const first = find(offset);
       const parts: Uint8Array[] = [];
       let i = first;
-      for (; i < chunks.length && starts[i] < end; i++) {
+      for (; i < sizes.length && starts[i] < end; i++) {
         // Sequential access (this chunk or the next one again): fetch ahead.
         if (readahead > 0 && (i === last || i === last + 1)) prefetch(i + 1);
         last = i;
@@ -625,11 +652,11 @@ export function chunkedReader(
     async *chunks(offset = 0) {
       if (offset >= total) return;
       if (offset === 0 && opts.stream) {
-        yield* streamedChunks(digest, chunks, opts.stream(), opts.checkWhole ?? false);
+        yield* streamedChunks(digest, sizes, check, opts.stream(), opts.checkWhole ?? false);
         return;
       }
       const hasher = opts.checkWhole && offset === 0 ? await createBlake3Hasher() : null;
-      for (let i = find(offset); i < chunks.length; i++) {
+      for (let i = find(offset); i < sizes.length; i++) {
         prefetch(i + 1);
         const data = await get(i);
         hasher?.update(data);
@@ -645,6 +672,110 @@ export function chunkedReader(
       await opts.close?.();
     },
   };
+}
+
+/** Options of {@linkcode windowedReader}. */
+export interface WindowedReaderOptions {
+  /** Verified windows kept per reader (default 4). */
+  cache?: number;
+  /** Windows fetched ahead of a sequential reader (default 0). */
+  readahead?: number;
+  /**
+   * Reads window `index`'s bytes, unverified, into `into` (1 MiB): gives the reader a
+   * `readInto` that checks whole windows where they land in the caller's buffer.
+   */
+  loadInto?: (index: number, into: Uint8Array) => Promise<void>;
+  /** Called by close(). */
+  close?: () => Promise<void>;
+}
+
+/**
+ * A {@linkcode BlobReader} over a blob of more than one 1 MiB window whose windows' BLAKE3
+ * chaining values are known (`cvs`, 32 bytes for each whole window, as a store kept them when
+ * it hashed the blob): the chaining values and `tail` (the bytes after the last whole window)
+ * are checked to make up `digest` at once, then each window that `load` fetches is checked
+ * against its chaining value before any of its bytes is used. A mismatch throws
+ * {@linkcode CorruptDataError} naming the blob (and the window). One pass of hashing per read,
+ * as with a chunk list, and none before the first byte.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { blake3 } from "@nixcas/nixcas/castore";
+ * import { subtreeCV } from "../hash/blake3.ts";
+ * import { windowedReader } from "./verify.ts";
+ * const MiB = 1 << 20;
+ * const data = new Uint8Array(2 * MiB + 5).map((_, i) => i % 251);
+ * const windows = [data.subarray(0, MiB), data.subarray(MiB, 2 * MiB)];
+ * const cvs = new Uint8Array(64);
+ * windows.forEach((w, i) => cvs.set(subtreeCV(w, i * 1024), 32 * i));
+ * const tail = data.slice(2 * MiB);
+ * const r = windowedReader(blake3(data), data.length, cvs, tail, (i) => Promise.resolve(windows[i]));
+ * assert.deepEqual(await r.readAt(2 * MiB - 1, 3), data.subarray(2 * MiB - 1, 2 * MiB + 2));
+ * windows[0] = windows[0].slice().fill(0); // a corrupt window is never handed out
+ * await assert.rejects(r.readAt(7, 1), /window 0 of blob/);
+ * assert.throws(() => windowedReader(blake3(data), data.length, cvs, tail.fill(1), () => {
+ *   throw new Error("not read");
+ * }), /corrupt/);
+ * ```
+ */
+export function windowedReader(
+  digest: B3Digest,
+  size: number,
+  cvs: Uint8Array,
+  tail: Uint8Array,
+  load: (index: number) => Promise<Uint8Array>,
+  opts: WindowedReaderOptions = {},
+): BlobReader {
+  const windows = Math.floor(size / WINDOW);
+  if (
+    size <= WINDOW || cvs.length !== 32 * windows || tail.length !== size - windows * WINDOW
+  ) {
+    throw new CorruptDataError(
+      digest.toString(),
+      `blob ${digest} is corrupt: ${cvs.length / 32} chaining values and ${tail.length} ` +
+        `more bytes do not make up its ${size} bytes`,
+    );
+  }
+  const h = new Blake3();
+  for (let i = 0; i < windows; i++) h.pushSubtree(cvs.subarray(32 * i, 32 * i + 32), WINDOW_CHUNKS);
+  const got = B3Digest.fromBytes(h.update(tail).digest());
+  if (!got.equals(digest)) {
+    throw new CorruptDataError(
+      digest.toString(),
+      `blob ${digest} is corrupt: its windows' chaining values and last bytes hash to ${got}`,
+    );
+  }
+  const sizes: number[] = new Array(windows).fill(WINDOW);
+  if (tail.length > 0) sizes.push(tail.length); // checked above, served from memory
+  const check = async (data: Uint8Array, i: number) => {
+    if (i === windows) return;
+    const cv = data.length === WINDOW ? await blake3WindowCV(data, i * WINDOW_CHUNKS) : null;
+    if (!cv || !cv.every((b, k) => b === cvs[32 * i + k])) {
+      throw new CorruptDataError(
+        digest.toString(),
+        `window ${i} of blob ${digest} is corrupt: its ${data.length} bytes do not hash to ` +
+          "the chaining value stored with the blob",
+      );
+    }
+  };
+  const loadInto = opts.loadInto;
+  return piecewiseReader(
+    digest,
+    sizes,
+    check,
+    (i) => i === windows ? Promise.resolve(tail) : load(i),
+    {
+      cache: opts.cache,
+      readahead: opts.readahead,
+      close: opts.close,
+      loadInto: loadInto && ((i, into) => {
+        if (i !== windows) return loadInto(i, into);
+        into.set(tail);
+        return Promise.resolve();
+      }),
+    },
+  );
 }
 
 /** Options of {@linkcode wholeVerifiedReader}. */

@@ -129,3 +129,58 @@ Deno.test("sqlite: with native BLAKE3 loaded, big blobs list their chunks as the
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("sqlite: a big blob without a chunk list is read checked window by window, nothing derived", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.db`;
+  try {
+    const data = bytes(5 * MiB + 123, 9);
+    const writer = new SqliteBlobService(path);
+    const digest = await putBlob(writer, data);
+    await writer.close();
+    forgetChunks(path, digest.bytes); // as an import without native BLAKE3 leaves it
+    const db = new DatabaseSync(path);
+    const row = db.prepare("SELECT cvs, chunks FROM blobs WHERE digest = ?").get(digest.bytes) as {
+      cvs: Uint8Array;
+      chunks: Uint8Array;
+    };
+    assert.equal(row.cvs.length, 5 * 32);
+    const blobs = new SqliteBlobService(path);
+    try {
+      assert.deepEqual(await readBlob(blobs, digest), data);
+      const r = (await blobs.openRead(digest))!;
+      assert.deepEqual(await r.readAt(3 * MiB - 7, 20), data.subarray(3 * MiB - 7, 3 * MiB + 13));
+      assert.deepEqual(await r.readAt(5 * MiB + 100, 50), data.subarray(5 * MiB + 100));
+      await r.close();
+      assert.equal(listed(path), 0, "read without deriving a chunk list");
+
+      // A changed chaining value: the blob no longer adds up, nothing is handed out.
+      const bad = row.cvs.slice();
+      bad[40] ^= 1;
+      db.prepare("UPDATE blobs SET cvs = ? WHERE digest = ?").run(bad, digest.bytes);
+      await assert.rejects(
+        blobs.openRead(digest),
+        (e: Error) => e.message.includes(digest.toString()),
+      );
+      db.prepare("UPDATE blobs SET cvs = ? WHERE digest = ?").run(row.cvs, digest.bytes);
+
+      // A flipped byte in the last, partial piece: caught when the reader opens.
+      const view = new DataView(row.chunks.buffer, row.chunks.byteOffset);
+      const tailPos = Number(view.getBigUint64(5 * 8, true));
+      const pack = await Deno.open(`${path}-pack`, { read: true, write: true });
+      const b = new Uint8Array(1);
+      await pack.seek(tailPos + 17, Deno.SeekMode.Start);
+      await pack.read(b);
+      b[0] ^= 0x80;
+      await pack.seek(tailPos + 17, Deno.SeekMode.Start);
+      await pack.write(b);
+      pack.close();
+      await assert.rejects(blobs.openRead(digest), /is corrupt/);
+    } finally {
+      db.close();
+      await blobs.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -121,7 +121,7 @@ Deno.test("a version 1 database is migrated with every blob, chunk and directory
     assert.deepEqual(v.user_version, SCHEMA_VERSION);
     const leftovers = check.prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v1'").all();
     assert.deepEqual(leftovers, []);
-    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks", "parts"]);
+    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks", "parts", "cvs"]);
     // The big blob, then the new one, each written once into the pack.
     assert.equal(usedPack(check), big.length + 1500000);
     check.close();
@@ -406,7 +406,7 @@ Deno.test("a version 3 database: the chunk file moves into the pack file and goe
     await assert.rejects(() => Deno.stat(`${chunkFilePath(path)}-journal`), Deno.errors.NotFound);
     const check = new DatabaseSync(path);
     assert.equal(usedPack(check), bigs[0].length + bigs[1].length);
-    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks", "parts"]);
+    assert.deepEqual(columns(check, "blobs"), ["digest", "size", "data", "chunks", "parts", "cvs"]);
     check.close();
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -8,8 +8,9 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { B3Digest, blake3, createBlake3Hasher } from "../../castore/digest.ts";
+import { B3Digest, blake3 } from "../../castore/digest.ts";
 import { CorruptDataError, InvalidRequestError } from "../../base/errors.ts";
+import { concat } from "../../base/bytes.ts";
 import { Blake3, subtreeCV } from "../../hash/blake3.ts";
 import { nativeBlake3 } from "../../hash/blake3_native.ts";
 import {
@@ -25,7 +26,7 @@ import {
 import { decodePositions, encodePositions } from "./pack.ts";
 import * as libc from "../../sys/libc.ts";
 import { bufferReader } from "../../castore/blob_util.ts";
-import { checkDigest, chunkedReader } from "../../castore/verify.ts";
+import { checkDigest, chunkedReader, windowedReader } from "../../castore/verify.ts";
 import {
   type BlobReader,
   type BlobService,
@@ -122,6 +123,8 @@ export class SqliteBlobService implements BlobService {
   #insertInline: StatementSync;
   #insertBlob: StatementSync;
   #chunkRow: StatementSync;
+  /** Inserts a big blob's row with its windows' chaining values (null: the store has none). */
+  #insertWindowed: StatementSync | null;
   /** Null where the store has no chunk lists (read-only, older than version 6). */
   #setParts: StatementSync | null;
   /** Whether the store has chunk lists (version 6; a read-only connection reads older ones). */
@@ -139,7 +142,16 @@ export class SqliteBlobService implements BlobService {
     this.#h = openDatabase(path, options);
     const db = this.#h.db;
     this.#has = db.prepare("SELECT 1 FROM blobs WHERE digest = ?");
-    this.#meta = db.prepare("SELECT size, chunks FROM blobs WHERE digest = ?");
+    const parts = hasColumn(db, "blobs", "parts");
+    const cvs = hasColumn(db, "blobs", "cvs");
+    this.#meta = db.prepare(
+      `SELECT size, chunks, ${parts ? "parts" : "NULL AS parts"}, ${
+        cvs ? "cvs" : "NULL AS cvs"
+      } FROM blobs WHERE digest = ?`,
+    );
+    this.#insertWindowed = cvs
+      ? db.prepare("INSERT OR IGNORE INTO blobs (digest, size, chunks, cvs) VALUES (?, ?, ?, ?)")
+      : null;
     this.#inline = db.prepare("SELECT data FROM blobs WHERE digest = ?");
     this.#row = db.prepare("SELECT size, data, chunks FROM blobs WHERE digest = ?");
     // Rows as arrays where the binding can: no object with named properties built per blob.
@@ -150,7 +162,6 @@ export class SqliteBlobService implements BlobService {
       "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
     );
     this.#insertBlob = db.prepare(INSERT_PACKED);
-    const parts = hasColumn(db, "blobs", "parts");
     this.#chunkRow = db.prepare(
       `SELECT size, chunks, ${parts ? "parts" : "NULL AS parts"} FROM blobs WHERE digest = ?`,
     );
@@ -279,7 +290,12 @@ export class SqliteBlobService implements BlobService {
    * ahead of a sequential reader, a few kept), its chunk list derived first if it has none yet.
    */
   openRead(digest: B3Digest): Promise<BlobReader | null> {
-    let row: { size: number; chunks: Uint8Array | null } | undefined;
+    let row: {
+      size: number;
+      chunks: Uint8Array | null;
+      parts: Uint8Array | null;
+      cvs: Uint8Array | null;
+    } | undefined;
     try {
       row = this.#meta.get(digest.bytes) as typeof row;
     } catch (e) {
@@ -306,6 +322,32 @@ export class SqliteBlobService implements BlobService {
           ? Promise.resolve(pack.readSync(positions[0], size))
           : pack.read(positions[0], size);
       }, fail));
+    }
+    if (row.cvs && !row.parts && !this.#derived.has(digest.key)) {
+      // No chunk list (stored without native BLAKE3): each window is checked against its
+      // chaining value, as the blob's hash tree has it; the last bytes are read and checked now.
+      const windows = Math.floor(size / CHUNK_SIZE);
+      const tailLen = size - windows * CHUNK_SIZE;
+      const cvs = row.cvs;
+      if (positions.length < windows + (tailLen > 0 ? 1 : 0)) {
+        return Promise.reject(
+          new CorruptDataError(digest.toString(), `blob ${digest} is corrupt: pieces are missing`),
+        );
+      }
+      const tail = tailLen > 0 ? pack.read(positions[windows], tailLen) : null;
+      return (tail ?? Promise.resolve(new Uint8Array(0))).catch(fail).then((t) =>
+        windowedReader(
+          digest,
+          size,
+          cvs,
+          t,
+          (i) => pack.read(positions[i], CHUNK_SIZE).catch(fail),
+          {
+            readahead: READ_AHEAD,
+            loadInto: (i, into) => pack.readInto(positions[i], into).catch(fail),
+          },
+        )
+      );
     }
     return this.chunks(digest).then((chunks) => {
       if (!chunks) return null;
@@ -423,15 +465,15 @@ export class SqliteBlobService implements BlobService {
   }
 
   /** The {@linkcode BlobService} method of the same name. */
-  async openWrite(): Promise<BlobWriter> {
-    // Where native BLAKE3 is loaded already (servers load it), each 1 MiB piece is hashed as a
-    // chunk as it is written, the blob's digest coming from the pieces' chaining values: less
-    // work than our WebAssembly's one pass, and the chunk list is there at once. Elsewhere the
-    // pieces become chunks on the first read (loading native code costs an import more).
-    const native = nativeBlake3();
-    const hasher = native ? null : await createBlake3Hasher();
-    const whole = native ? new Blake3() : null;
-    const parts: Uint8Array[] = [];
+  openWrite(): Promise<BlobWriter> {
+    // Each whole 1 MiB piece is hashed as it is stored: its chaining value (kept with the blob:
+    // readers check each piece against it) makes up the blob's digest. Where native BLAKE3 is
+    // loaded (servers load it at start) the piece is hashed alone too, as the chunk it becomes
+    // (two native passes cost what one of our WebAssembly's does); elsewhere the chunk list is
+    // derived when it is first asked for.
+    const whole = new Blake3();
+    const cvs: Uint8Array[] = [];
+    const parts: (Uint8Array | null)[] = [];
     let pending: Uint8Array[] = [];
     let pendingLen = 0;
     let size = 0;
@@ -478,11 +520,15 @@ export class SqliteBlobService implements BlobService {
       });
       inFlight.add(p);
       p.then(() => inFlight.delete(p), () => inFlight.delete(p));
-      if (native && data.length === CHUNK_SIZE) {
+      if (data.length === CHUNK_SIZE) {
         // Hashed here while the write runs on the thread pool (the tail is hashed by close).
         const counter = parts.length * PIECE_CHUNKS;
-        whole!.pushSubtree(native.windowCV(data, counter), PIECE_CHUNKS);
-        parts.push(native.hash(data));
+        const native = nativeBlake3();
+        const cv = native ? native.windowCV(data, counter) : subtreeCV(data, counter);
+        whole.pushSubtree(cv, PIECE_CHUNKS);
+        cvs.push(cv);
+        // The first piece may be the whole blob, whose digest is then its own.
+        parts.push(native || parts.length === 0 ? blake3(data).bytes : null);
       }
       return p;
     };
@@ -500,16 +546,14 @@ export class SqliteBlobService implements BlobService {
       this.#h.space.free(ranges);
     };
 
-    return {
+    return Promise.resolve({
       write: async (data) => {
         if (result || aborted) throw new InvalidRequestError("blob writer is already closed");
         size += data.length;
         // Writes start first: they run on the thread pool while this thread hashes.
         if (pendingLen === 0 && data.length === CHUNK_SIZE) {
           // A whole chunk: written from the caller's buffer, which is why this waits.
-          const stored = store(data);
-          hasher?.update(data);
-          await stored;
+          await store(data);
           return;
         }
         // Copy: callers may reuse their buffer once write() resolves.
@@ -517,7 +561,6 @@ export class SqliteBlobService implements BlobService {
         pendingLen += data.length;
         const stores: Promise<void>[] = [];
         while (pendingLen >= CHUNK_SIZE) stores.push(store(take(CHUNK_SIZE)));
-        hasher?.update(data);
         await Promise.all(stores);
       },
       close: async () => {
@@ -525,15 +568,14 @@ export class SqliteBlobService implements BlobService {
         if (result) return result;
         const rest = take(pendingLen);
         let digest: B3Digest;
-        if (hasher) digest = hasher.digest();
-        else if (positions.length === 0) digest = blake3(rest);
+        if (positions.length === 0) digest = blake3(rest);
         else {
           if (rest.length > 0) {
-            whole!.update(rest);
+            whole.update(rest);
             parts.push(blake3(rest).bytes);
           }
           // One whole piece alone is the blob: its own digest.
-          digest = B3Digest.fromBytes(parts.length === 1 ? parts[0] : whole!.digest());
+          digest = B3Digest.fromBytes(parts.length === 1 ? parts[0]! : whole.digest());
         }
         try {
           if (positions.length === 0) {
@@ -547,10 +589,10 @@ export class SqliteBlobService implements BlobService {
             await tail;
             // The bytes are durable before the row that makes them reachable.
             await pack.sync();
-            const list = native && positions.length > 1
-              ? parts.map((d, i) => ({ digest: B3Digest.fromBytes(d), size: lengths[i] }))
+            const list = positions.length > 1 && parts.every((d) => d !== null)
+              ? parts.map((d, i) => ({ digest: B3Digest.fromBytes(d!), size: lengths[i] }))
               : null;
-            if (!this.#insertBig(digest, size, positions, list)) release();
+            if (!this.#insertBig(digest, size, positions, list, concat(cvs))) release();
           } else {
             await settle(); // already stored: ours is not needed
             release();
@@ -582,7 +624,7 @@ export class SqliteBlobService implements BlobService {
           throw storageError("discarding blob upload", e);
         }
       },
-    };
+    });
   }
 
   /**
@@ -595,12 +637,17 @@ export class SqliteBlobService implements BlobService {
     size: number,
     positions: number[],
     chunks: ChunkMeta[] | null,
+    cvs: Uint8Array,
   ): boolean {
     const row = encodePositions(positions);
+    const insert = () =>
+      (this.#insertWindowed
+        ? this.#insertWindowed.run(digest.bytes, size, row, cvs)
+        : this.#insertBlob.run(digest.bytes, size, row)).changes > 0;
     const setParts = this.#setParts;
-    if (!chunks || !setParts) return this.#insertBlob.run(digest.bytes, size, row).changes > 0;
+    if (!chunks || !setParts) return insert();
     return transaction(this.#h.db, () => {
-      if (this.#insertBlob.run(digest.bytes, size, row).changes === 0) return false;
+      if (!insert()) return false;
       storeChunkRows(setParts, this.#insertBlob, digest, positions, chunks);
       return true;
     });

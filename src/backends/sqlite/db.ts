@@ -21,7 +21,7 @@ import { StorageError } from "../../base/errors.ts";
 import { encodePositions, openPack, type Pack, packFilePath } from "./pack.ts";
 
 /** Schema version stored in `PRAGMA user_version` of the main file. */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 // Tables holding bytes are rowid tables with a separate unique index on the digest: in a
 // WITHOUT ROWID table every row sits in the key's B-tree, so rows of kilobytes made random
@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS blobs (
   parts BLOB                      -- and (version 6) for a blob of more than one chunk: its chunks,
                                   -- each also a row of its own, 36 bytes each: BLAKE3 digest, size
                                   -- (4 bytes LE); NULL for big blobs stored before (unchunked)
+  cvs BLOB                        -- and (version 7) for such a blob: the BLAKE3 chaining value of
+                                  -- each whole 1 MiB piece (32 bytes each) in the blob's hash tree,
+                                  -- which readers check each piece against; NULL if stored before
 );
 ${DIRECTORIES}
 CREATE TABLE IF NOT EXISTS path_infos (
@@ -545,7 +548,7 @@ function migrate(db: DatabaseSync, pack: Pack, path: string): void {
     if (now === SCHEMA_VERSION) return;
     if (now === 0 && !hasTable(db, "blobs")) {
       db.exec(SCHEMA);
-    } else if (now === 4 || now === 5) {
+    } else if (now >= 4) {
       db.exec(PACK_FREE);
     } else {
       if (now === 1) db.exec(REBUILD_V1);
@@ -558,6 +561,8 @@ function migrate(db: DatabaseSync, pack: Pack, path: string): void {
     }
     // Version 6: big blobs list their chunks. Big blobs stored before stay unchunked.
     if (!hasColumn(db, "blobs", "parts")) db.exec("ALTER TABLE blobs ADD COLUMN parts BLOB");
+    // Version 7: big blobs keep their pieces' chaining values.
+    if (!hasColumn(db, "blobs", "cvs")) db.exec("ALTER TABLE blobs ADD COLUMN cvs BLOB");
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
   });
   if (moved) {
