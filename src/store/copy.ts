@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { createSha256Stream } from "../hash/sha256.ts";
 import type { BlobService } from "../castore/blob_service.ts";
 import { B3Digest } from "../castore/digest.ts";
 import { openVerifiedRead } from "../castore/verify.ts";
@@ -651,6 +652,21 @@ const CA_ALGO: Record<number, { algo: string; nar: boolean }> = {
   [NARInfo_CA_Hash.FLAT_SHA512]: { algo: "sha512", nar: false },
 };
 
+/** A hash of `algo` over a stream of bytes, each update copied or hashed before it returns. */
+async function contentHasher(
+  algo: string,
+): Promise<{ update(b: Uint8Array): void; digest(): Promise<Uint8Array> }> {
+  // SHA-256 (text and most flat addresses) by libcrypto, as the NAR hash; the others through
+  // node:crypto, loaded only then: loading it costs ≈30 ms (a tenth of a closure copy).
+  if (algo === "sha256") return createSha256Stream();
+  const { createHash } = await import("node:crypto");
+  const h = createHash(algo);
+  return {
+    update: (b) => h.update(b),
+    digest: () => Promise.resolve(new Uint8Array(h.digest())),
+  };
+}
+
 /**
  * A content-addressed path must hold what its address says, as Nix checks when it adds one:
  * the NAR or the file's contents hashed in the address's algorithm (the NAR SHA-256 is known
@@ -666,9 +682,7 @@ async function checkContentAddress(
   const kind = CA_ALGO[ca.type];
   let contentDigest: Uint8Array | undefined;
   if (kind && !(kind.nar && kind.algo === "sha256")) {
-    // Loaded here: node:crypto costs every command ≈30 ms of start-up when imported statically.
-    const { createHash } = await import("node:crypto");
-    const hash = createHash(kind.algo);
+    const hash = await contentHasher(kind.algo);
     if (kind.nar) {
       for await (const b of renderNar(got.node, castore.blobs, castore.directories)) hash.update(b);
     } else {
@@ -687,7 +701,7 @@ async function checkContentAddress(
         await r.close();
       }
     }
-    contentDigest = new Uint8Array(hash.digest());
+    contentDigest = await hash.digest();
   }
   try {
     verifyContentAddress(info.storePath, ca, info.references, {

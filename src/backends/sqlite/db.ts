@@ -664,16 +664,17 @@ let collect: (() => void) | null | undefined;
 
 /** Records `n` bytes handed out by SQLite; collects garbage after every {@linkcode GC_EVERY}. */
 export function noteSqliteBytes(n: number): void {
+  unaccounted += n;
+  if (unaccounted < GC_EVERY / 2) return;
   if (collect === undefined) {
-    // node:v8 and node:vm load Deno's Node compatibility layer (~20 ms), so only once bytes
-    // are actually read; the first collection may come one round late.
+    // node:v8 and node:vm load Deno's Node compatibility layer (~20 ms: a tenth of a small
+    // closure copy), so only once half a round's bytes were read.
     collect = null;
     Promise.all([import("node:v8"), import("node:vm")]).then(([v8, vm]) => {
       v8.default.setFlagsFromString("--expose-gc");
       collect = vm.default.runInNewContext("gc") as () => void;
     }).catch(() => {});
   }
-  unaccounted += n;
   if (unaccounted < GC_EVERY) return;
   unaccounted = 0;
   collect?.();
