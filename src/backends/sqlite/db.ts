@@ -304,7 +304,9 @@ export interface OpenOptions {
    * Tune the connection for a long-running read server (the FUSE mount, the daemon; default
    * false): the database file is memory-mapped. Mapped pages count toward the process's RSS,
    * so one-shot commands leave this off. Connections to one file are shared in a process: one
-   * opened so maps it for all.
+   * opened so maps it for all. A blob service opened so also lists each big blob's chunks as
+   * it writes it, where native BLAKE3 is loaded: the daemon's clients ask for them (`Stat` with
+   * chunks); elsewhere the list is derived when it is first asked for.
    */
   readServer?: boolean;
 }
