@@ -16,7 +16,7 @@ import {
   decompress,
   parseCompression,
 } from "../compress/compression.ts";
-import { ingestNar } from "../nar/ingest.ts";
+import { gatheringReader, ingestNar } from "../nar/ingest.ts";
 import { narListing } from "../nar/listing.ts";
 import { renderNar } from "../nar/render.ts";
 import type { CastoreServices } from "../store/copy.ts";
@@ -296,11 +296,13 @@ export function binaryCacheHandler(
     compression: Compression,
   ): Promise<Response> => {
     if (!req.body) return status(400, "empty body");
-    const result = await ingestNar(
-      decompress(compression, req.body),
-      options.blobs,
-      options.directories,
-    );
+    const body = gatheringReader(decompress(compression, req.body));
+    let result;
+    try {
+      result = await ingestNar(body, options.blobs, options.directories);
+    } finally {
+      await body.close();
+    }
     // The map is in upload order (a re-upload moves to the end): forget from the front.
     uploads.delete(name);
     uploads.set(name, { ...result, at: Date.now() });

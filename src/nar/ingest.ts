@@ -190,6 +190,61 @@ export interface NarReader {
 }
 
 /**
+ * A stream of small chunks (an HTTP body comes in 64 KiB) as a {@linkcode NarReader} that fills
+ * each read from as many chunks as fit: {@linkcode ingestNar} then reads whole 1 MiB pieces, one
+ * thread pool call each for the NAR's hash instead of sixteen, at the cost of one copy. A PUT of
+ * a 256 MiB NAR to `nixcas serve` took 0.45–0.57 s read so, 0.85–0.9 s chunk by chunk.
+ * `close()` cancels the source if it was not read to its end.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gatheringReader } from "@nixcas/nixcas/nar";
+ * const r = gatheringReader(ReadableStream.from([new Uint8Array([1, 2]), new Uint8Array([3])]));
+ * const p = new Uint8Array(8);
+ * assert.equal(await r.read(p), 3); // both chunks in one read
+ * assert.deepEqual(p.subarray(0, 3), new Uint8Array([1, 2, 3]));
+ * assert.equal(await r.read(p), null);
+ * await r.close();
+ * ```
+ */
+export function gatheringReader(
+  source: AsyncIterable<Uint8Array>,
+): NarReader & { close(): Promise<void> } {
+  const it = source[Symbol.asyncIterator]();
+  let rest: Uint8Array | null = null;
+  let done = false;
+  return {
+    async read(p) {
+      let n = 0;
+      while (n < p.length) {
+        if (!rest) {
+          if (done) break;
+          const r = await it.next();
+          if (r.done) {
+            done = true;
+            break;
+          }
+          if (r.value.length === 0) continue;
+          rest = r.value;
+        }
+        const k = Math.min(rest.length, p.length - n);
+        p.set(rest.subarray(0, k), n);
+        n += k;
+        rest = k === rest.length ? null : rest.subarray(k);
+      }
+      return n === 0 ? null : n;
+    },
+    async close() {
+      if (!done) {
+        done = true;
+        await it.return?.()?.catch(() => {});
+      }
+    },
+  };
+}
+
+/**
  * What {@linkcode ingestNar} reads a NAR from: a stream or async iterable of chunks (each owned
  * by the ingest once yielded: it may be hashed where it lies, so it must not change), or a
  * {@linkcode NarReader} such as `Deno.stdin` or an open `Deno.FsFile` (the fastest).

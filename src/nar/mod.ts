@@ -31,6 +31,7 @@ export { renderNar, writeNar } from "./render.ts";
 export { calculateNar, type NarCalculation, NarImportObserver } from "./hash.ts";
 export { type NarListing, narListing, type NarListingNode } from "./listing.ts";
 export {
+  gatheringReader,
   ingestNar,
   MAX_NAR_DEPTH,
   type NarErrorKind,

@@ -22,7 +22,7 @@ import {
 } from "../../compress/compression.ts";
 import { createSha256Stream } from "../../hash/sha256.ts";
 import { fromNodeMessage } from "../../castore/directory.ts";
-import { ingestNar } from "../../nar/ingest.ts";
+import { gatheringReader, ingestNar } from "../../nar/ingest.ts";
 import { renderNar } from "../../nar/render.ts";
 import type {
   CastoreServices,
@@ -290,11 +290,15 @@ export class BinaryCache implements CopySource, CopyDestination {
         `${this.name}: ${n.url} (the NAR of ${info.storePath.absolute}) is missing`,
       );
     }
-    const nar = decompress(parseCompression(n.compression), body);
-    return await ingestNar(nar, into.blobs, into.directories, {
-      expectedNarSize: n.narSize,
-      expectedNarSha256: n.narHash,
-    });
+    const nar = gatheringReader(decompress(parseCompression(n.compression), body));
+    try {
+      return await ingestNar(nar, into.blobs, into.directories, {
+        expectedNarSize: n.narSize,
+        expectedNarSha256: n.narHash,
+      });
+    } finally {
+      await nar.close();
+    }
   }
 
   /** See {@linkcode CopyDestination.has}. */
