@@ -341,9 +341,13 @@ class NarStreamer {
     if (b.result) return;
     if (this.#building === b) this.#building = null;
     this.#ahead++;
+    // Not recycled, a batch gets an exact array: huge pages for a buffer used once cost their
+    // zeroing and a 2 MiB margin.
     b.buf = this.#recycle
       ? this.#pool.pop() ?? this.#newBuffer(BATCH_BYTES)
-      : this.#newBuffer(b.bytes);
+      : this.#checker
+      ? this.#newBuffer(b.bytes)
+      : new Uint8Array(b.bytes);
     b.result = readSmallBlobs(this.#blobs, b.requests, b.buf, { checker: this.#checker });
     b.result.then(() => b.ready = true, () => b.ready = true);
   }
