@@ -9,6 +9,7 @@ import { putBlob, readBlob } from "../../src/castore/blob_util.ts";
 import { blake3 } from "../../src/castore/digest.ts";
 import { openVerifiedRead } from "../../src/castore/verify.ts";
 import { bytes } from "../fixtures.ts";
+import { concat } from "../../src/base/bytes.ts";
 import { forgetChunks } from "./rows.ts";
 import { enableNativeBlake3 } from "../../src/hash/blake3_native.ts";
 
@@ -190,6 +191,46 @@ Deno.test("sqlite: a big blob without a chunk list is read checked window by win
       await assert.rejects(blobs.openRead(digest), /is corrupt/);
     } finally {
       db.close();
+      await blobs.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sqlite: reads at random offsets of a big blob checked by its windows equal the data", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.db`;
+  try {
+    const data = bytes(6 * MiB + 4321, 21);
+    const writer = new SqliteBlobService(path);
+    const digest = await putBlob(writer, data);
+    await writer.close();
+    forgetChunks(path, digest.bytes); // no chunk list: the windowed reader
+    const blobs = new SqliteBlobService(path, { readOnly: true });
+    try {
+      const r = (await blobs.openRead(digest))!;
+      assert.ok(r.readInto, "the reader reads into buffers");
+      let x = 12345;
+      const rand = (n: number) => {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        return x % n;
+      };
+      for (let k = 0; k < 150; k++) {
+        const off = rand(data.length + 10);
+        const len = [1, 4096, MiB, 3 * MiB, rand(2 * MiB) + 1][k % 5];
+        const want = data.subarray(off, Math.min(data.length, off + len));
+        assert.deepEqual(await r.readAt(off, len), want, `readAt(${off}, ${len})`);
+        const into = new Uint8Array(len);
+        const n: number = await r.readInto!(off, into);
+        assert.equal(n, want.length, `readInto(${off}, ${len})`);
+        assert.deepEqual(into.subarray(0, n), want, `readInto(${off}, ${len}) bytes`);
+      }
+      const all = await Array.fromAsync(r.chunks(2 * MiB + 7));
+      assert.deepEqual(concat(all), data.subarray(2 * MiB + 7));
+      await r.close();
+      assert.equal(listed(path), 0, "nothing derived");
+    } finally {
       await blobs.close();
     }
   } finally {
