@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteBlobService } from "../../src/backends/sqlite/blob.ts";
 import { putBlob, readBlob } from "../../src/castore/blob_util.ts";
-import { blake3 } from "../../src/castore/digest.ts";
+import { type B3Digest, blake3 } from "../../src/castore/digest.ts";
 import { openVerifiedRead } from "../../src/castore/verify.ts";
 import { bytes } from "../fixtures.ts";
 import { concat } from "../../src/base/bytes.ts";
@@ -24,6 +24,15 @@ function listed(path: string): number {
   } finally {
     db.close();
   }
+}
+
+/** Stores `data` in the store at `path` with no chunk list, as an import without native BLAKE3. */
+async function storedUnlisted(path: string, data: Uint8Array): Promise<B3Digest> {
+  const writer = new SqliteBlobService(path);
+  const digest = await putBlob(writer, data);
+  await writer.close();
+  forgetChunks(path, digest.bytes);
+  return digest;
 }
 
 Deno.test("sqlite: a read-only reader derives a big blob's chunks once and stores them", async () => {
@@ -148,10 +157,7 @@ Deno.test("sqlite: a big blob without a chunk list is read checked window by win
   const path = `${dir}/store.db`;
   try {
     const data = bytes(5 * MiB + 123, 9);
-    const writer = new SqliteBlobService(path);
-    const digest = await putBlob(writer, data);
-    await writer.close();
-    forgetChunks(path, digest.bytes); // as an import without native BLAKE3 leaves it
+    const digest = await storedUnlisted(path, data);
     const db = new DatabaseSync(path);
     const row = db.prepare("SELECT cvs, chunks FROM blobs WHERE digest = ?").get(digest.bytes) as {
       cvs: Uint8Array;
@@ -203,10 +209,7 @@ Deno.test("sqlite: reads at random offsets of a big blob checked by its windows 
   const path = `${dir}/store.db`;
   try {
     const data = bytes(6 * MiB + 4321, 21);
-    const writer = new SqliteBlobService(path);
-    const digest = await putBlob(writer, data);
-    await writer.close();
-    forgetChunks(path, digest.bytes); // no chunk list: the windowed reader
+    const digest = await storedUnlisted(path, data);
     const blobs = new SqliteBlobService(path, { readOnly: true });
     try {
       const r = (await blobs.openRead(digest))!;
